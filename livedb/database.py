@@ -1,0 +1,230 @@
+"""`Database`: wires schema, store, transactions and functions together.
+
+Concurrency design: mutations run one at a time under a single writer lock (they are
+in-memory Python code, so under the GIL optimistic concurrency would buy no parallelism
+and would cost read-set validation and retries). Serializability is then immediate:
+each mutation sees every earlier commit and nothing later. Readers never take that lock:
+a query works on an immutable snapshot `State` and never waits for a writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .auth import UserIdentity
+from .errors import LiveDBError, ValidationError
+from .functions import (
+    ACTION,
+    MUTATION,
+    NO_AUTH,
+    QUERY,
+    ActionCtx,
+    Auth,
+    MutationCtx,
+    QueryCtx,
+    check_args,
+    check_result,
+    resolve,
+)
+from .ids import IdGenerator, valid_table_name
+from .schema import Schema, TableInfo
+from .store import Store
+from .transaction import Transaction, WriteTransaction, next_after
+from .values import type_name
+
+SYSTEM_TABLES = ("_scheduled_functions", "_storage")
+
+
+class Database:
+    """An embedded reactive document database, in memory or (with `path`) on disk."""
+
+    def __init__(self, schema: Schema | None = None, *, path: str | None = None,
+                 clock: Callable[[], float] | None = None,
+                 dispatch: Callable[[Callable[[], None]], Any] | None = None,
+                 durability: str = "full", crons: Any = None) -> None:
+        if schema is not None and not isinstance(schema, Schema):
+            raise TypeError(f"Database(schema): expected define_schema(...), got "
+                            f"{type_name(schema)}")
+        if clock is not None and not callable(clock):
+            raise TypeError("Database(clock=...): expected a callable returning seconds")
+        if dispatch is not None and not callable(dispatch):
+            raise TypeError("Database(dispatch=...): expected a callable taking a function")
+        if durability not in ("full", "normal"):
+            raise ValueError(f"Database(durability=...): expected 'full' or 'normal', got "
+                             f"{durability!r}")
+        if path is not None:
+            raise LiveDBError("durable databases (path=...) are not available in this version "
+                              "of livedb yet")
+        self._schema = schema
+        self._clock = clock or time.time
+        self._dispatch = dispatch
+        self._durability = durability
+        self._store = Store()
+        self._ids = IdGenerator()
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._last_time = 0.0
+        self._closed = False
+        validate = schema is None or schema.schema_validation
+        self._tables: dict[str, TableInfo] = {}
+        if schema is not None:
+            for name, definition in schema.tables.items():
+                self._tables[name] = TableInfo(name, definition, validate)
+        for name in SYSTEM_TABLES:
+            self._tables[name] = TableInfo(name, None, False)
+
+    # -- public API --------------------------------------------------------------
+
+    def query(self, fn: Any, args: Mapping[str, Any] | None = None, *,
+              identity: UserIdentity | None = None) -> Any:
+        """Run a query at the newest snapshot and return its result."""
+        spec = resolve(fn, QUERY)
+        kwargs = check_args(spec, args)
+        auth = _auth(identity)
+        if self._closed:
+            raise LiveDBError("the database is closed")
+        snapshot = self._store.snapshot()
+        try:
+            result = spec.handler(QueryCtx(Transaction(self, snapshot), auth, None), **kwargs)
+        finally:
+            snapshot.close()
+        return check_result(spec, result)
+
+    def mutation(self, fn: Any, args: Mapping[str, Any] | None = None, *,
+                 identity: UserIdentity | None = None) -> Any:
+        """Run a mutation as one serializable transaction; all its writes or none commit."""
+        spec = resolve(fn, MUTATION)
+        kwargs = check_args(spec, args)
+        auth = _auth(identity)
+        local = self._local
+        if getattr(local, "writing", False):
+            raise LiveDBError(f"{spec.name}: db.mutation cannot be called from inside a "
+                              "mutation (use ctx.db directly, or run both from an action)")
+        with self._write_lock:
+            if self._closed:
+                raise LiveDBError("the database is closed")
+            local.writing = True
+            snapshot = self._store.snapshot()
+            try:
+                txn = WriteTransaction(self, snapshot)
+                result = spec.handler(MutationCtx(txn, auth, None, None), **kwargs)
+                result = check_result(spec, result)
+                docs, changes = txn.commit_changes()
+                snapshot.close()
+                if docs:
+                    self._store.commit(docs, changes)
+            finally:
+                snapshot.close()
+                local.writing = False
+        return result
+
+    def action(self, fn: Any, args: Mapping[str, Any] | None = None, *,
+               identity: UserIdentity | None = None) -> Any:
+        """Run an action (may do I/O; its queries and mutations are separate transactions)."""
+        spec = resolve(fn, ACTION)
+        kwargs = check_args(spec, args)
+        _auth(identity)
+        if self._closed:
+            raise LiveDBError("the database is closed")
+        ctx = ActionCtx(self, identity, None, None)
+        if spec.is_async:
+            result = _run_coroutine(spec.handler(ctx, **kwargs))
+        else:
+            result = spec.handler(ctx, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = _run_coroutine(result)
+        return check_result(spec, result)
+
+    def close(self) -> None:
+        """Close the database; later calls raise `LiveDBError`."""
+        with self._write_lock:
+            self._closed = True
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for monitoring: documents, versions kept, open snapshots, tables."""
+        stats = self._store.stats()
+        stats["tables"] = sorted(n for n in self._tables if not n.startswith("_"))
+        return stats
+
+    # -- internals used by transactions --------------------------------------------
+
+    def _table_for_read(self, table: Any, op: str) -> TableInfo:
+        info = self._tables.get(table)
+        if info is not None:
+            return info
+        return self._unknown_table(table, op)
+
+    def _table_for_write(self, table: Any) -> TableInfo:
+        info = self._tables.get(table)
+        if info is not None:
+            return info
+        return self._unknown_table(table, "insert")
+
+    def _unknown_table(self, table: Any, op: str) -> TableInfo:
+        if not isinstance(table, str):
+            raise ValidationError(f"{op}: a table name is a str, got {type_name(table)}")
+        if not valid_table_name(table):
+            raise ValidationError(f"{op}: {table!r} is not a valid table name (letters, "
+                                  "digits and '_', starting with a letter)")
+        schema = self._schema
+        if schema is not None and schema.strict_table_names:
+            known = ", ".join(sorted(schema.tables)) or "none"
+            raise ValidationError(f"{op}: table {table!r} is not in the schema (tables: "
+                                  f"{known})")
+        return self._tables.setdefault(table, TableInfo(table, None, False))
+
+    def _next_creation_time(self) -> float:
+        now = self._clock()
+        if now.__class__ is not float:
+            if not isinstance(now, (int, float)) or isinstance(now, bool):
+                raise LiveDBError(f"the database clock returned {now!r}, not a number")
+            now = float(now)
+        if not math.isfinite(now):
+            raise LiveDBError(f"the database clock returned {now!r}")
+        self._last_time = t = next_after(self._last_time, now)
+        return t
+
+    def _vector_search(self, table: str, index: str, vector: Any, limit: int,
+                       filter: Any) -> list[dict]:
+        raise LiveDBError("vector search is not available in this version of livedb")
+
+
+def _auth(identity: UserIdentity | None) -> Auth:
+    if identity is None:
+        return NO_AUTH
+    if not isinstance(identity, UserIdentity):
+        raise TypeError(f"identity must be a livedb.UserIdentity or None, got "
+                        f"{type_name(identity)}")
+    return Auth(identity)
+
+
+def _run_coroutine(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = asyncio.run(coro)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    worker = threading.Thread(target=run, name="livedb-action")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

@@ -1,0 +1,225 @@
+"""`@query`, `@mutation` and `@action`: registered functions, their checks and contexts."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .errors import ValidationError
+from .query import PaginationResult
+from .validators import Mismatch, Validator, as_validator, check_any
+from .values import type_name
+
+if TYPE_CHECKING:
+    from .auth import UserIdentity
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+QUERY, MUTATION, ACTION = "query", "mutation", "action"
+
+
+class Function:
+    """A handler registered as a query, mutation or action, with compiled checks.
+
+    Calling it directly calls the handler: `fn(ctx, **args)`.
+    """
+
+    __slots__ = ("kind", "handler", "name", "args", "returns", "check_args",
+                 "check_returns", "is_async", "__wrapped__", "__dict__")
+
+    def __init__(self, kind: str, handler: Callable[..., Any], args: Any = None,
+                 returns: Any = None) -> None:
+        if not callable(handler):
+            raise TypeError(f"@{kind} decorates a function, got {type_name(handler)}")
+        self.kind = kind
+        self.handler = handler
+        self.name = function_name(handler)
+        self.args = None if args is None else as_validator(args, f"@{kind}(args=...)")
+        self.returns = None if returns is None else as_validator(returns, f"@{kind}(returns=...)")
+        self.check_args = None if self.args is None else self.args.compile()
+        self.check_returns = None if self.returns is None else self.returns.compile()
+        self.is_async = inspect.iscoroutinefunction(handler)
+        if self.is_async and kind != ACTION:
+            raise TypeError(f"{self.name}: only actions may be async; queries and mutations "
+                            "are plain functions")
+        self.__wrapped__ = handler
+        functools.update_wrapper(self, handler)
+
+    def __call__(self, ctx: Any, **args: Any) -> Any:
+        return self.handler(ctx, **args)
+
+    def __repr__(self) -> str:
+        return f"<livedb {self.kind} {self.name}>"
+
+
+def function_name(fn: Callable[..., Any]) -> str:
+    """The stable `"module:qualname"` name of a function."""
+    return f"{getattr(fn, '__module__', None)}:{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _decorator(kind: str, fn: Any, args: Any, returns: Any) -> Any:
+    if fn is not None:
+        return Function(kind, fn, args, returns)
+    return lambda handler: Function(kind, handler, args, returns)
+
+
+@overload
+def query(fn: F) -> Function: ...
+@overload
+def query(fn: None = None, *, args: Any = None, returns: Any = None) -> Callable[[F], Function]:
+    ...
+def query(fn: Any = None, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
+    """Register a read-only function; `args`/`returns` are validators or dicts of them."""
+    return _decorator(QUERY, fn, args, returns)
+
+
+@overload
+def mutation(fn: F) -> Function: ...
+@overload
+def mutation(fn: None = None, *, args: Any = None, returns: Any = None
+             ) -> Callable[[F], Function]: ...
+def mutation(fn: Any = None, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
+    """Register a function that writes, run as one serializable, all-or-nothing transaction."""
+    return _decorator(MUTATION, fn, args, returns)
+
+
+@overload
+def action(fn: F) -> Function: ...
+@overload
+def action(fn: None = None, *, args: Any = None, returns: Any = None
+           ) -> Callable[[F], Function]: ...
+def action(fn: Any = None, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
+    """Register a function that may do I/O and call queries and mutations (not transactional)."""
+    return _decorator(ACTION, fn, args, returns)
+
+
+_ADHOC: dict[Any, Function] = {}
+
+
+def resolve(fn: Any, kind: str) -> Function:
+    """The registered Function for `fn`, wrapping a plain callable as an ad-hoc one."""
+    if fn.__class__ is Function:
+        if fn.kind != kind:
+            raise TypeError(f"{fn.name} is a {fn.kind}; it cannot be run as a {kind}")
+        return fn
+    if not callable(fn):
+        raise TypeError(f"expected a @{kind} function or a callable fn(ctx), got "
+                        f"{type_name(fn)}")
+    key = (fn, kind)
+    found = _ADHOC.get(key)
+    if found is None:
+        found = Function(kind, fn)
+        found.__dict__["adhoc"] = True
+        if len(_ADHOC) > 4096:
+            _ADHOC.clear()
+        _ADHOC[key] = found
+    return found
+
+
+def check_args(fn: Function, args: Any) -> dict:
+    """Validate call arguments, returning the dict the handler gets as keyword arguments."""
+    if args is None:
+        args = {}
+    elif not isinstance(args, Mapping):
+        raise ValidationError(f"{fn.name}: args must be a dict, got {type_name(args)}")
+    elif args.__class__ is not dict:
+        args = dict(args)
+    try:
+        if fn.check_args is not None:
+            return fn.check_args(args, 1)
+        return check_any(args, 1)
+    except Mismatch as e:
+        raise ValidationError(f"{fn.name}: {e.render('args')}") from None
+
+
+def check_result(fn: Function, result: Any) -> Any:
+    """Validate a return value against `returns=` (or as a storable value)."""
+    try:
+        if result.__class__ is PaginationResult:
+            check_any(result.page, 1)
+            if fn.check_returns is not None:
+                fn.check_returns(result.page, 1)
+            return result
+        if fn.check_returns is not None:
+            return fn.check_returns(result, 1)
+        return check_any(result, 1)
+    except Mismatch as e:
+        raise ValidationError(f"{fn.name}: {e.render('return value')}") from None
+
+
+def accepts_ctx_only(fn: Function) -> bool:
+    return bool(fn.__dict__.get("adhoc"))
+
+
+class Auth:
+    """`ctx.auth`: who is calling."""
+
+    __slots__ = ("_identity",)
+
+    def __init__(self, identity: UserIdentity | None) -> None:
+        self._identity = identity
+
+    def get_user_identity(self) -> UserIdentity | None:
+        """The caller's identity, or None for an anonymous call."""
+        return self._identity
+
+
+NO_AUTH = Auth(None)
+
+
+class QueryCtx:
+    """The context of a query: `db` (read-only), `auth`, `storage`."""
+
+    __slots__ = ("db", "auth", "storage")
+
+    def __init__(self, db: Any, auth: Auth, storage: Any) -> None:
+        self.db = db
+        self.auth = auth
+        self.storage = storage
+
+
+class MutationCtx:
+    """The context of a mutation: `db` (reads and writes), `auth`, `storage`, `scheduler`."""
+
+    __slots__ = ("db", "auth", "storage", "scheduler")
+
+    def __init__(self, db: Any, auth: Auth, storage: Any, scheduler: Any) -> None:
+        self.db = db
+        self.auth = auth
+        self.storage = storage
+        self.scheduler = scheduler
+
+
+class ActionCtx:
+    """The context of an action: `run_query`, `run_mutation`, `run_action`, `auth`, ...."""
+
+    __slots__ = ("_db", "_identity", "auth", "storage", "scheduler")
+
+    def __init__(self, db: Any, identity: UserIdentity | None, storage: Any,
+                 scheduler: Any) -> None:
+        self._db = db
+        self._identity = identity
+        self.auth = Auth(identity)
+        self.storage = storage
+        self.scheduler = scheduler
+
+    def run_query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
+        """Run a query with the action's identity and return its result."""
+        return self._db.query(fn, args, identity=self._identity)
+
+    def run_mutation(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
+        """Run a mutation (its own transaction) with the action's identity."""
+        return self._db.mutation(fn, args, identity=self._identity)
+
+    def run_action(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
+        """Run another action with the action's identity."""
+        return self._db.action(fn, args, identity=self._identity)
+
+    def vector_search(self, table: str, index: str, vector: Any, limit: int = 10,
+                      filter: Any = None) -> list[dict]:
+        return self._db._vector_search(table, index, vector, limit, filter)
+
+
+__all__ = ["Function", "query", "mutation", "action", "Validator"]

@@ -1,0 +1,228 @@
+"""Schemas: `define_schema`, `define_table` and the index definitions of each table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import SchemaError
+from .ids import valid_table_name
+from .validators import Object, Union, Validator, _Scalar, as_validator
+
+BUILTIN_INDEXES = ("by_id", "by_creation_time")
+_INDEX_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+_PATH_PART = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+MAX_SEARCH_TERMS = 16
+
+
+def _check_index_name(name: Any, taken: Mapping[str, Any]) -> None:
+    if not isinstance(name, str) or not _INDEX_NAME.match(name):
+        raise SchemaError(f"index name {name!r}: use letters, digits and '_', starting with a "
+                          "letter")
+    if name in BUILTIN_INDEXES:
+        raise SchemaError(f"index name {name!r} is reserved for the built-in index")
+    if name in taken:
+        raise SchemaError(f"index {name!r} is defined twice")
+
+
+def _check_path(path: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(path, str) or not path:
+        raise SchemaError(f"{what}: field paths are non-empty strings, got {path!r}")
+    parts = tuple(path.split("."))
+    for part in parts:
+        if not _PATH_PART.match(part):
+            raise SchemaError(f"{what}: {path!r} is not a field path (dotted names of "
+                              "letters, digits and '_', e.g. 'profile.city')")
+    return parts
+
+
+class IndexDefinition:
+    """A sorted index: its name and field paths (each a tuple of names)."""
+
+    __slots__ = ("name", "fields", "paths")
+
+    def __init__(self, name: str, fields: Sequence[str], paths: Sequence[tuple[str, ...]]):
+        self.name = name
+        self.fields = tuple(fields)
+        self.paths = tuple(paths)
+
+
+class SearchIndexDefinition:
+    __slots__ = ("name", "search_field", "filter_fields")
+
+    def __init__(self, name: str, search_field: str, filter_fields: Sequence[str]):
+        self.name = name
+        self.search_field = search_field
+        self.filter_fields = tuple(filter_fields)
+
+
+class VectorIndexDefinition:
+    __slots__ = ("name", "vector_field", "dimensions", "filter_fields")
+
+    def __init__(self, name: str, vector_field: str, dimensions: int,
+                 filter_fields: Sequence[str]):
+        self.name = name
+        self.vector_field = vector_field
+        self.dimensions = dimensions
+        self.filter_fields = tuple(filter_fields)
+
+
+class TableDefinition:
+    """One table of a schema: its document validator and its indexes."""
+
+    def __init__(self, document: Validator | Mapping[str, Validator]) -> None:
+        try:
+            self.validator = as_validator(document, "define_table")
+        except TypeError as e:
+            raise SchemaError(str(e)) from None
+        if not _is_document_validator(self.validator):
+            raise SchemaError("define_table takes a dict of field validators, v.object(...), "
+                              "a v.union of objects or v.any(), got "
+                              f"{self.validator.describe()}")
+        self.indexes: dict[str, IndexDefinition] = {}
+        self.search_indexes: dict[str, SearchIndexDefinition] = {}
+        self.vector_indexes: dict[str, VectorIndexDefinition] = {}
+
+    def _names(self) -> dict[str, Any]:
+        return {**self.indexes, **self.search_indexes, **self.vector_indexes}
+
+    def index(self, name: str, fields: Sequence[str]) -> TableDefinition:
+        """Add a sorted index over `fields` (dotted paths allowed); returns the table."""
+        _check_index_name(name, self._names())
+        if isinstance(fields, str) or not isinstance(fields, Sequence) or not fields:
+            raise SchemaError(f"index {name!r}: fields must be a non-empty list of field "
+                              f"paths, got {fields!r}")
+        paths = [_check_path(f, f"index {name!r}") for f in fields]
+        if len(set(fields)) != len(fields):
+            raise SchemaError(f"index {name!r}: a field is listed twice in {list(fields)!r}")
+        for f, path in zip(fields, paths, strict=True):
+            self._check_known_field(f"index {name!r}", f, path)
+        self.indexes[name] = IndexDefinition(name, fields, paths)
+        return self
+
+    def search_index(self, name: str, search_field: str,
+                     filter_fields: Sequence[str] = ()) -> TableDefinition:
+        """Add a full-text index on `search_field`, filterable by `eq` on `filter_fields`."""
+        _check_index_name(name, self._names())
+        path = _check_path(search_field, f"search index {name!r}")
+        self._check_known_field(f"search index {name!r}", search_field, path)
+        filters = self._filter_fields(f"search index {name!r}", filter_fields)
+        self.search_indexes[name] = SearchIndexDefinition(name, search_field, filters)
+        return self
+
+    def vector_index(self, name: str, vector_field: str, dimensions: int,
+                     filter_fields: Sequence[str] = ()) -> TableDefinition:
+        """Add a vector index on `vector_field` (arrays of `dimensions` floats)."""
+        _check_index_name(name, self._names())
+        path = _check_path(vector_field, f"vector index {name!r}")
+        self._check_known_field(f"vector index {name!r}", vector_field, path)
+        if dimensions.__class__ is not int or not 2 <= dimensions <= 4096:
+            raise SchemaError(f"vector index {name!r}: dimensions must be an int from 2 to "
+                              f"4096, got {dimensions!r}")
+        filters = self._filter_fields(f"vector index {name!r}", filter_fields)
+        self.vector_indexes[name] = VectorIndexDefinition(name, vector_field, dimensions,
+                                                          filters)
+        return self
+
+    def _filter_fields(self, what: str, fields: Sequence[str]) -> list[str]:
+        if isinstance(fields, str) or not isinstance(fields, Sequence):
+            raise SchemaError(f"{what}: filter_fields must be a list of field paths")
+        for f in fields:
+            self._check_known_field(what, f, _check_path(f, what))
+        if len(set(fields)) != len(fields):
+            raise SchemaError(f"{what}: a filter field is listed twice")
+        return list(fields)
+
+    def _check_known_field(self, what: str, field: str, path: tuple[str, ...]) -> None:
+        if path[0].startswith("_") and field != "_creation_time":
+            raise SchemaError(f"{what}: {field!r} is a system field")
+        if field == "_creation_time":
+            raise SchemaError(f"{what}: '_creation_time' is added to every index "
+                              "automatically; use the by_creation_time index")
+        members = (self.validator.members if isinstance(self.validator, Union)
+                   else (self.validator,))
+        if any(not isinstance(m, Object) for m in members):
+            return
+        if not any(path[0] in m.fields for m in members):
+            raise SchemaError(f"{what}: field {path[0]!r} is not in the table's fields")
+
+
+def _is_document_validator(validator: Validator) -> bool:
+    if isinstance(validator, Object):
+        return True
+    if isinstance(validator, _Scalar):
+        return validator.describe() == "any"
+    if isinstance(validator, Union):
+        return all(isinstance(m, Object) for m in validator.members)
+    return False
+
+
+def define_table(document: Validator | Mapping[str, Validator]) -> TableDefinition:
+    """Describe a table by its documents' fields (a dict of validators) or a validator."""
+    return TableDefinition(document)
+
+
+class Schema:
+    """The tables of a database with their validators and indexes."""
+
+    def __init__(self, tables: Mapping[str, TableDefinition], schema_validation: bool = True,
+                 strict_table_names: bool = True) -> None:
+        if not isinstance(tables, Mapping):
+            raise SchemaError(f"define_schema takes a dict of table definitions, got "
+                              f"{type(tables).__name__}")
+        for name, table in tables.items():
+            if not valid_table_name(name):
+                raise SchemaError(f"table name {name!r}: use letters, digits and '_', "
+                                  "starting with a letter, at most 64 characters")
+            if not isinstance(table, TableDefinition):
+                raise SchemaError(f"table {name!r}: expected define_table(...), got "
+                                  f"{type(table).__name__}")
+        self.tables: dict[str, TableDefinition] = dict(tables)
+        self.schema_validation = bool(schema_validation)
+        self.strict_table_names = bool(strict_table_names)
+
+
+def define_schema(tables: Mapping[str, TableDefinition], schema_validation: bool = True,
+                  strict_table_names: bool = True) -> Schema:
+    """Build a schema from a dict of `define_table(...)` definitions."""
+    return Schema(tables, schema_validation, strict_table_names)
+
+
+class TableInfo:
+    """What a running database needs of one table: its check and its index key builders.
+
+    Index positions are fixed: 0 is `by_id`, 1 is `by_creation_time`, then the schema's
+    indexes in definition order; a document's stored `keys` tuple follows them.
+    """
+
+    __slots__ = ("name", "definition", "check", "index_names", "index_fields", "positions",
+                 "_getters")
+
+    def __init__(self, name: str, definition: TableDefinition | None, validate: bool) -> None:
+        from .values import field_getter
+
+        self.name = name
+        self.definition = definition
+        self.check = definition.validator.compile() if definition and validate else None
+        self.index_names: list[str] = list(BUILTIN_INDEXES)
+        self.index_fields: list[tuple[str, ...]] = [("_id",), ("_creation_time",)]
+        getters = []
+        if definition is not None:
+            for index in definition.indexes.values():
+                self.index_names.append(index.name)
+                self.index_fields.append(index.fields)
+                getters.append(tuple(field_getter(p) for p in index.paths))
+        self.positions = {n: i for i, n in enumerate(self.index_names)}
+        self._getters = getters
+
+    def keys_for(self, doc: dict, doc_id: str, creation_time: float) -> tuple:
+        """The index keys of a full document, in index position order."""
+        tie = (8, creation_time, doc_id)
+        keys = [((4, doc_id), tie), ((2, 0, creation_time), tie)]
+        for getters in self._getters:
+            if len(getters) == 1:
+                keys.append((getters[0](doc), tie))
+            else:
+                keys.append(tuple([g(doc) for g in getters]) + (tie,))
+        return tuple(keys)

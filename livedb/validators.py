@@ -1,0 +1,556 @@
+"""Validators (`v.*`): each compiles once into a checking closure.
+
+A check returns the value to store (ints become floats for float fields) and raises
+`Mismatch` on failure; the path of the failure is collected only while the error
+propagates, so a passing check builds no strings at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import ValidationError
+from .ids import parse_id, valid_table_name
+from .values import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_ARRAY_LENGTH,
+    MAX_DEPTH,
+    MAX_FIELD_NAME_LENGTH,
+    type_name,
+)
+
+Check = Callable[[Any, int], Any]
+
+
+class Mismatch(Exception):
+    """A failed check; `path` is collected innermost first while the error propagates."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path: list[str | int] = []
+
+    def render(self, prefix: str) -> str:
+        path = prefix
+        for key in reversed(self.path):
+            if isinstance(key, int):
+                path = f"{path}[{key}]"
+            else:
+                path = f"{path}.{key}" if path else key
+        return f"{path}: {self.message}" if path else self.message
+
+
+def expected(what: str, value: Any) -> Mismatch:
+    return Mismatch(f"expected {what}, got {type_name(value)}")
+
+
+def _too_deep(depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise Mismatch(f"nesting deeper than the limit of {MAX_DEPTH}")
+
+
+def check_field_name(name: Any, top_level: bool) -> None:
+    if name.__class__ is not str:
+        if not isinstance(name, str):
+            raise Mismatch(f"field names must be strings, got {type_name(name)} {name!r}")
+    if not name:
+        raise Mismatch("field names must not be empty")
+    if len(name) > MAX_FIELD_NAME_LENGTH:
+        raise Mismatch(f"field name {name[:40]!r}... is longer than the limit of "
+                       f"{MAX_FIELD_NAME_LENGTH} characters")
+    first = name[0]
+    if first == "$" or (top_level and first == "_"):
+        what = "'_' or '$'" if top_level else "'$'"
+        raise Mismatch(f"field name {name!r} must not start with {what}")
+
+
+def check_any(value: Any, depth: int) -> Any:
+    """Accept any storable value within the limits; the generic check behind `v.any()`."""
+    cls = value.__class__
+    if cls is str or cls is float or cls is bool or value is None or cls is bytes:
+        return value
+    if cls is int:
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
+        raise Mismatch(f"integer {value} is outside the int64 range")
+    if cls is dict:
+        _too_deep(depth)
+        for key, item in value.items():
+            check_field_name(key, False)
+            try:
+                check_any(item, depth + 1)
+            except Mismatch as e:
+                e.path.append(key)
+                raise
+        return value
+    if cls is list:
+        _too_deep(depth)
+        if len(value) > MAX_ARRAY_LENGTH:
+            raise Mismatch(f"array of {len(value)} items is longer than the limit of "
+                           f"{MAX_ARRAY_LENGTH}")
+        for i, item in enumerate(value):
+            try:
+                check_any(item, depth + 1)
+            except Mismatch as e:
+                e.path.append(i)
+                raise
+        return value
+    if isinstance(value, (str, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return check_any(int(value), depth)
+    raise Mismatch(f"{type_name(value)} is not a storable value "
+                   "(use None, bool, int, float, str, bytes, list or dict)")
+
+
+class Validator:
+    """Base of every `v.*` validator: `describe()` for messages, `compile()` for checks."""
+
+    __slots__ = ("_check",)
+    optional = False
+
+    def __init__(self) -> None:
+        self._check: Check | None = None
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _compile(self) -> Check:
+        raise NotImplementedError
+
+    def compile(self) -> Check:
+        if self._check is None:
+            self._check = self._compile()
+        return self._check
+
+    def validate(self, value: Any, path: str = "") -> Any:
+        """Check `value`, returning it as it should be stored; `ValidationError` otherwise."""
+        try:
+            return self.compile()(value, 1)
+        except Mismatch as e:
+            raise ValidationError(e.render(path)) from None
+
+    def to_json(self) -> Any:
+        """A plain description used to compare schemas (e.g. the stored one at open)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<validator {self.describe()}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Validator) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_json()))
+
+
+class _Scalar(Validator):
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._name = name
+
+    def describe(self) -> str:
+        return self._name
+
+    def to_json(self) -> Any:
+        return {"type": self._name}
+
+    def _compile(self) -> Check:
+        return _SCALAR_CHECKS[self._name]
+
+
+def _check_string(value: Any, depth: int) -> Any:
+    if value.__class__ is str or isinstance(value, str):
+        return value
+    raise expected("string", value)
+
+
+def _check_int64(value: Any, depth: int) -> Any:
+    if value.__class__ is int:
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
+        raise Mismatch(f"integer {value} is outside the int64 range")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _check_int64(int(value), depth)
+    raise expected("int64", value)
+
+
+def _check_float64(value: Any, depth: int) -> Any:
+    cls = value.__class__
+    if cls is float:
+        return value
+    if cls is int:
+        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise expected("float64", value)
+
+
+def _check_boolean(value: Any, depth: int) -> Any:
+    if value is True or value is False:
+        return value
+    raise expected("boolean", value)
+
+
+def _check_null(value: Any, depth: int) -> Any:
+    if value is None:
+        return value
+    raise expected("null", value)
+
+
+def _check_bytes(value: Any, depth: int) -> Any:
+    if value.__class__ is bytes:
+        return value
+    raise expected("bytes", value)
+
+
+_SCALAR_CHECKS: dict[str, Check] = {
+    "string": _check_string,
+    "int64": _check_int64,
+    "float64": _check_float64,
+    "boolean": _check_boolean,
+    "null": _check_null,
+    "bytes": _check_bytes,
+    "any": check_any,
+}
+
+
+class Literal(Validator):
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        if value is not None and value.__class__ not in (str, int, float, bool):
+            raise TypeError(f"v.literal takes a str, int, float, bool or None, got "
+                            f"{type_name(value)}")
+        self.value = value
+
+    def describe(self) -> str:
+        return f"literal {self.value!r}"
+
+    def to_json(self) -> Any:
+        return {"type": "literal", "value": self.value}
+
+    def _compile(self) -> Check:
+        want = self.value
+        kind = want.__class__
+
+        def check_literal(value: Any, depth: int) -> Any:
+            if value.__class__ is kind and value == want:
+                return value
+            if kind is float and value.__class__ is int and value == want:
+                return float(value)
+            if kind is str and isinstance(value, str) and value == want:
+                return value
+            raise Mismatch(f"expected {want!r}, got {type_name(value)} {value!r}"[:200])
+
+        return check_literal
+
+
+class IdValidator(Validator):
+    __slots__ = ("table",)
+
+    def __init__(self, table: str) -> None:
+        super().__init__()
+        if not isinstance(table, str) or not (valid_table_name(table) or table in (
+                "_scheduled_functions", "_storage")):
+            raise TypeError(f"v.id takes a table name, got {table!r}")
+        self.table = table
+
+    def describe(self) -> str:
+        return f"id of table {self.table!r}"
+
+    def to_json(self) -> Any:
+        return {"type": "id", "table": self.table}
+
+    def _compile(self) -> Check:
+        table = self.table
+        what = self.describe()
+
+        def check_id(value: Any, depth: int) -> Any:
+            parsed = parse_id(value)
+            if parsed is not None and parsed[0] == table:
+                return value
+            if isinstance(value, str):
+                raise Mismatch(f"expected {what}, got string {value[:80]!r}")
+            raise expected(what, value)
+
+        return check_id
+
+
+class Array(Validator):
+    __slots__ = ("item",)
+
+    def __init__(self, item: Validator) -> None:
+        super().__init__()
+        self.item = _need_validator(item, "v.array")
+
+    def describe(self) -> str:
+        return f"array of {self.item.describe()}"
+
+    def to_json(self) -> Any:
+        return {"type": "array", "item": self.item.to_json()}
+
+    def _compile(self) -> Check:
+        item_check = self.item.compile()
+
+        def check_array(value: Any, depth: int) -> Any:
+            if value.__class__ is not list:
+                raise expected("array", value)
+            if depth > MAX_DEPTH:
+                _too_deep(depth)
+            if len(value) > MAX_ARRAY_LENGTH:
+                raise Mismatch(f"array of {len(value)} items is longer than the limit of "
+                               f"{MAX_ARRAY_LENGTH}")
+            out = None
+            inner = depth + 1
+            for i, item in enumerate(value):
+                try:
+                    checked = item_check(item, inner)
+                except Mismatch as e:
+                    e.path.append(i)
+                    raise
+                if checked is not item:
+                    if out is None:
+                        out = list(value)
+                    out[i] = checked
+            return value if out is None else out
+
+        return check_array
+
+
+class Object(Validator):
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Mapping[str, Validator]) -> None:
+        super().__init__()
+        if not isinstance(fields, Mapping):
+            raise TypeError(f"v.object takes a dict of validators, got {type_name(fields)}")
+        checked: dict[str, Validator] = {}
+        for name, validator in fields.items():
+            try:
+                check_field_name(name, False)
+            except Mismatch as e:
+                raise TypeError(f"v.object: {e.message}") from None
+            checked[name] = _need_validator(validator, f"v.object field {name!r}")
+        self.fields = checked
+
+    def describe(self) -> str:
+        return "object"
+
+    def to_json(self) -> Any:
+        return {"type": "object",
+                "fields": {k: [f.to_json(), f.optional] for k, f in self.fields.items()}}
+
+    def _compile(self) -> Check:
+        specs = [(name, f.compile(), f.optional) for name, f in self.fields.items()]
+        names = frozenset(self.fields)
+        required = frozenset(n for n, f in self.fields.items() if not f.optional)
+        absent = object()
+
+        def check_object(value: Any, depth: int) -> Any:
+            if value.__class__ is not dict:
+                raise expected("object", value)
+            if depth > MAX_DEPTH:
+                _too_deep(depth)
+            out = None
+            inner = depth + 1
+            for name, check, _opt in specs:
+                item = value.get(name, absent)
+                if item is absent:
+                    continue
+                try:
+                    checked = check(item, inner)
+                except Mismatch as e:
+                    e.path.append(name)
+                    raise
+                if checked is not item:
+                    if out is None:
+                        out = dict(value)
+                    out[name] = checked
+            if len(value) != len(names) or not names.issuperset(value):
+                for key in value:
+                    if key not in names:
+                        check_field_name(key, depth == 1)
+                        e = Mismatch("unexpected field (not in the validator)")
+                        e.path.append(key)
+                        raise e
+                for name in required:
+                    if name not in value:
+                        e = Mismatch("missing required field")
+                        e.path.append(name)
+                        raise e
+            return value if out is None else out
+
+        return check_object
+
+
+class Record(Validator):
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: Validator, value: Validator) -> None:
+        super().__init__()
+        self.key = _need_validator(key, "v.record key")
+        self.value = _need_validator(value, "v.record value")
+
+    def describe(self) -> str:
+        return f"record of {self.key.describe()} to {self.value.describe()}"
+
+    def to_json(self) -> Any:
+        return {"type": "record", "key": self.key.to_json(), "value": self.value.to_json()}
+
+    def _compile(self) -> Check:
+        key_check = self.key.compile()
+        value_check = self.value.compile()
+
+        def check_record(value: Any, depth: int) -> Any:
+            if value.__class__ is not dict:
+                raise expected("object", value)
+            if depth > MAX_DEPTH:
+                _too_deep(depth)
+            out = None
+            inner = depth + 1
+            for k, item in value.items():
+                try:
+                    check_field_name(k, depth == 1)
+                    key_check(k, inner)
+                    checked = value_check(item, inner)
+                except Mismatch as e:
+                    e.path.append(k if isinstance(k, str) else repr(k))
+                    raise
+                if checked is not item:
+                    if out is None:
+                        out = dict(value)
+                    out[k] = checked
+            return value if out is None else out
+
+        return check_record
+
+
+class Union(Validator):
+    __slots__ = ("members",)
+
+    def __init__(self, *members: Validator) -> None:
+        super().__init__()
+        if not members:
+            raise TypeError("v.union needs at least one member")
+        self.members = tuple(_need_validator(m, "v.union member") for m in members)
+
+    def describe(self) -> str:
+        return " | ".join(m.describe() for m in self.members)
+
+    def to_json(self) -> Any:
+        return {"type": "union", "members": [m.to_json() for m in self.members]}
+
+    def _compile(self) -> Check:
+        checks = [m.compile() for m in self.members]
+        what = self.describe()
+
+        def check_union(value: Any, depth: int) -> Any:
+            deepest: Mismatch | None = None
+            for check in checks:
+                try:
+                    return check(value, depth)
+                except Mismatch as e:
+                    if e.path and (deepest is None or len(e.path) > len(deepest.path)):
+                        deepest = e
+            if deepest is not None and value.__class__ is dict:
+                raise deepest
+            raise expected(what, value)
+
+        return check_union
+
+
+class Optional(Validator):
+    __slots__ = ("inner",)
+    optional = True
+
+    def __init__(self, inner: Validator) -> None:
+        super().__init__()
+        self.inner = _need_validator(inner, "v.optional")
+
+    def describe(self) -> str:
+        return f"optional {self.inner.describe()}"
+
+    def to_json(self) -> Any:
+        return {"type": "optional", "inner": self.inner.to_json()}
+
+    def _compile(self) -> Check:
+        return self.inner.compile()
+
+
+def _need_validator(value: Any, where: str) -> Validator:
+    if isinstance(value, Validator):
+        return value
+    raise TypeError(f"{where} expects a validator such as v.string(), got {value!r}")
+
+
+def as_validator(value: Any, where: str) -> Validator:
+    """A validator from a `v.*` value or a dict of field validators (shorthand for v.object)."""
+    if isinstance(value, Mapping):
+        return Object(value)
+    return _need_validator(value, where)
+
+
+class _V:
+    """The `v` namespace: constructors of validators."""
+
+    _string = _Scalar("string")
+    _int64 = _Scalar("int64")
+    _float64 = _Scalar("float64")
+    _boolean = _Scalar("boolean")
+    _null = _Scalar("null")
+    _bytes = _Scalar("bytes")
+    _any = _Scalar("any")
+
+    def string(self) -> Validator:
+        return self._string
+
+    def int64(self) -> Validator:
+        return self._int64
+
+    def float64(self) -> Validator:
+        return self._float64
+
+    def number(self) -> Validator:
+        return self._float64
+
+    def boolean(self) -> Validator:
+        return self._boolean
+
+    def null(self) -> Validator:
+        return self._null
+
+    def bytes(self) -> Validator:
+        return self._bytes
+
+    def any(self) -> Validator:
+        return self._any
+
+    def literal(self, value: Any) -> Validator:
+        return Literal(value)
+
+    def id(self, table: str) -> Validator:
+        return IdValidator(table)
+
+    def array(self, item: Validator) -> Validator:
+        return Array(item)
+
+    def object(self, fields: Mapping[str, Validator]) -> Validator:
+        return Object(fields)
+
+    def record(self, key: Validator, value: Validator) -> Validator:
+        return Record(key, value)
+
+    def union(self, *members: Validator) -> Validator:
+        return Union(*members)
+
+    def optional(self, inner: Validator) -> Validator:
+        return Optional(inner)
+
+
+v = _V()

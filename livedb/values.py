@@ -1,0 +1,135 @@
+"""Storable values: the kinds, their limits, their total order and index-key encoding.
+
+Index keys are plain tuples built once per write; every element of a key is itself a
+tuple whose first item is a small int rank, so comparing two keys never reaches Python
+code: it is all C-level tuple, int, float, str and bytes comparison.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .errors import ValidationError
+
+MAX_DOCUMENT_BYTES = 1 << 20
+MAX_DEPTH = 16
+MAX_ARRAY_LENGTH = 8192
+MAX_FIELD_NAME_LENGTH = 1024
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+RANK_MISSING, RANK_NULL, RANK_NUMBER, RANK_BOOL = 0, 1, 2, 3
+RANK_STR, RANK_BYTES, RANK_LIST, RANK_DICT = 4, 5, 6, 7
+
+MISSING_KEY = (RANK_MISSING,)
+NULL_KEY = (RANK_NULL,)
+NAN_KEY = (RANK_NUMBER, 1)
+KEY_MIN = (-1,)
+"""Sorts before every key element: `key + (KEY_MIN,)` is the least bound above `key`."""
+KEY_MAX = (99,)
+"""Sorts after every key element: `prefix + (KEY_MAX,)` bounds everything under `prefix`."""
+
+
+
+def _enc_hook(value: Any) -> Any:
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
+    raise TypeError(f"{type_name(value)} is not a storable value")
+
+
+encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+decoder = msgspec.msgpack.Decoder()
+encode = encoder.encode
+decode = decoder.decode
+
+
+def type_name(value: Any) -> str:
+    """The API's name for a value's kind, used in error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bytes):
+        return "bytes"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def check_size(blob: bytes, what: str) -> None:
+    if len(blob) > MAX_DOCUMENT_BYTES:
+        raise ValidationError(f"{what}: document of {len(blob)} bytes is larger than the limit "
+                              f"of {MAX_DOCUMENT_BYTES} bytes (1 MiB) encoded")
+
+
+def encode_key(value: Any) -> tuple:
+    """Encode a stored value as a tuple that sorts in the API's total order across kinds."""
+    cls = value.__class__
+    if cls is str:
+        return (RANK_STR, value)
+    if cls is int or cls is float:
+        if value != value:
+            return NAN_KEY
+        return (RANK_NUMBER, 0, value)
+    if value is None:
+        return NULL_KEY
+    if cls is bool:
+        return (RANK_BOOL, value)
+    if cls is bytes:
+        return (RANK_BYTES, value)
+    if cls is list:
+        return (RANK_LIST, tuple([encode_key(item) for item in value]))
+    if cls is dict:
+        return (RANK_DICT, tuple([(k, encode_key(value[k])) for k in sorted(value)]))
+    if isinstance(value, str):
+        return (RANK_STR, str(value))
+    if isinstance(value, float):
+        return encode_key(float(value))
+    raise ValidationError(f"{type_name(value)} cannot be used as an index value")
+
+
+def compare_values(a: Any, b: Any) -> int:
+    """-1, 0 or 1 by the total order (used by tests and by sorting in Python code)."""
+    ka, kb = encode_key(a), encode_key(b)
+    return (ka > kb) - (ka < kb)
+
+
+def field_getter(path: tuple[str, ...]):
+    """A function reading a (possibly dotted) field path from a document, MISSING_KEY if absent."""
+    if len(path) == 1:
+        name = path[0]
+
+        def get_one(doc: dict) -> tuple:
+            value = doc.get(name, _ABSENT)
+            return MISSING_KEY if value is _ABSENT else encode_key(value)
+
+        return get_one
+
+    def get_nested(doc: dict) -> tuple:
+        value: Any = doc
+        for name in path:
+            if value.__class__ is not dict:
+                return MISSING_KEY
+            value = value.get(name, _ABSENT)
+            if value is _ABSENT:
+                return MISSING_KEY
+        return encode_key(value)
+
+    return get_nested
+
+
+_ABSENT = object()
