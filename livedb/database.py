@@ -31,7 +31,7 @@ from .functions import (
     check_result,
     resolve,
 )
-from .ids import IdGenerator, valid_table_name
+from .ids import valid_table_name
 from .schema import Schema, TableInfo
 from .store import Store
 from .transaction import Transaction, WriteTransaction, next_after
@@ -65,7 +65,6 @@ class Database:
         self._dispatch = dispatch
         self._durability = durability
         self._store = Store()
-        self._ids = IdGenerator()
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._last_time = 0.0
@@ -88,12 +87,12 @@ class Database:
         auth = _auth(identity)
         if self._closed:
             raise LiveDBError("the database is closed")
-        snapshot = self._store.snapshot()
+        txn = Transaction(self)
         try:
-            result = spec.handler(QueryCtx(Transaction(self, snapshot), auth, None), **kwargs)
+            result = spec.handler(QueryCtx(txn, auth, None), **kwargs)
         finally:
-            snapshot.close()
-        return check_result(spec, result)
+            txn.close()
+        return check_result(spec, result, txn.trusted)
 
     def mutation(self, fn: Any, args: Mapping[str, Any] | None = None, *,
                  identity: UserIdentity | None = None) -> Any:
@@ -109,17 +108,16 @@ class Database:
             if self._closed:
                 raise LiveDBError("the database is closed")
             local.writing = True
-            snapshot = self._store.snapshot()
+            txn = WriteTransaction(self)
             try:
-                txn = WriteTransaction(self, snapshot)
                 result = spec.handler(MutationCtx(txn, auth, None, None), **kwargs)
-                result = check_result(spec, result)
+                result = check_result(spec, result, txn.trusted)
                 docs, changes = txn.commit_changes()
-                snapshot.close()
+                txn.close()
                 if docs:
                     self._store.commit(docs, changes)
             finally:
-                snapshot.close()
+                txn.close()
                 local.writing = False
         return result
 
@@ -166,10 +164,10 @@ class Database:
         return self._unknown_table(table, op)
 
     def _table_for_write(self, table: Any) -> TableInfo:
+        if table in SYSTEM_TABLES:
+            raise ValidationError(f"insert: {table!r} is a read-only system table")
         info = self._tables.get(table)
-        if info is not None:
-            return info
-        return self._unknown_table(table, "insert")
+        return info if info is not None else self._unknown_table(table, "insert")
 
     def _unknown_table(self, table: Any, op: str) -> TableInfo:
         if not isinstance(table, str):

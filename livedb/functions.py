@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .errors import ValidationError
 from .query import PaginationResult
 from .validators import Mismatch, Validator, as_validator, check_any
-from .values import type_name
+from .values import MAX_ARRAY_LENGTH, MAX_DOCUMENT_BYTES, encode, type_name
 
 if TYPE_CHECKING:
     from .auth import UserIdentity
@@ -127,26 +127,63 @@ def check_args(fn: Function, args: Any) -> dict:
     elif args.__class__ is not dict:
         args = dict(args)
     try:
-        if fn.check_args is not None:
-            return fn.check_args(args, 1)
-        return check_any(args, 1)
+        args = check_any(args, 1) if fn.check_args is None else fn.check_args(args, 1)
     except Mismatch as e:
         raise ValidationError(f"{fn.name}: {e.render('args')}") from None
+    if args:
+        _check_size(fn, encode(args), "args")
+    return args
 
 
-def check_result(fn: Function, result: Any) -> Any:
-    """Validate a return value against `returns=` (or as a storable value)."""
+def _check_size(fn: Function, blob: bytes, what: str) -> None:
+    if len(blob) > MAX_DOCUMENT_BYTES:
+        raise ValidationError(f"{fn.name}: {what} of {len(blob)} bytes encoded are larger than "
+                              f"the limit of {MAX_DOCUMENT_BYTES} bytes (1 MiB)")
+
+
+def check_result(fn: Function, result: Any, trusted: dict[int, Any] | None = None) -> Any:
+    """Validate a return value against `returns=`, or else as a storable value.
+
+    Documents the function read (`trusted`, by `id()`) are skipped: they were checked
+    when written and decoded fresh for this call.
+    """
     try:
         if result.__class__ is PaginationResult:
-            check_any(result.page, 1)
+            _check_storable(result.page, trusted)
             if fn.check_returns is not None:
                 fn.check_returns(result.page, 1)
             return result
         if fn.check_returns is not None:
-            return fn.check_returns(result, 1)
-        return check_any(result, 1)
+            result = fn.check_returns(result, 1)
+        else:
+            result = _check_storable(result, trusted)
     except Mismatch as e:
         raise ValidationError(f"{fn.name}: {e.render('return value')}") from None
+    if result is not None and (not trusted or id(result) not in trusted):
+        _check_size(fn, encode(result), "the return value")
+    return result
+
+
+def _check_storable(result: Any, trusted: dict[int, Any] | None) -> Any:
+    if trusted:
+        known = trusted.get(id(result))
+        if known is result:
+            return result
+        if result.__class__ is list and len(result) <= MAX_ARRAY_LENGTH:
+            if known.__class__ is tuple and len(known) == len(result) and all(
+                    a is b for a, b in zip(known, result, strict=True)):
+                return result
+            read = {id(d) for v in trusted.values()
+                    for d in (v if v.__class__ is tuple else (v,))}
+            for i, item in enumerate(result):
+                if id(item) not in read:
+                    try:
+                        check_any(item, 2)
+                    except Mismatch as e:
+                        e.path.append(i)
+                        raise
+            return result
+    return check_any(result, 1)
 
 
 def accepts_ctx_only(fn: Function) -> bool:

@@ -17,7 +17,7 @@ import msgspec
 from .errors import LiveDBError, ValidationError
 from .ids import Id, parse_id
 from .validators import Mismatch, check_any
-from .values import KEY_MAX, KEY_MIN, encode_key, type_name
+from .values import KEY_MAX, KEY_MIN, encode, encode_key, is_key_element, type_name
 
 if TYPE_CHECKING:
     from .schema import TableInfo
@@ -141,14 +141,15 @@ def _whole_index() -> tuple[tuple, tuple]:
 class Query:
     """A single-use query over one table; built by `ctx.db.query(table)`."""
 
-    __slots__ = ("_txn", "_table", "_info", "_index", "_start", "_end", "_reverse",
-                 "_filters", "_stage", "_search")
+    __slots__ = ("_txn", "_table", "_info", "_index", "_position", "_start", "_end",
+                 "_reverse", "_filters", "_stage", "_search")
 
     def __init__(self, txn: Transaction, table: str, info: TableInfo) -> None:
         self._txn = txn
         self._table = table
         self._info = info
         self._index = "by_creation_time"
+        self._position = 1
         self._start, self._end = _whole_index()
         self._reverse = False
         self._filters: list[Callable[[dict], Any]] = []
@@ -177,6 +178,7 @@ class Query:
             raise ValidationError(f"with_index: table {self._table!r} has no index {name!r} "
                                   f"(indexes: {', '.join(info.index_names)})")
         self._index = name
+        self._position = position
         if range is not None:
             if not callable(range):
                 raise TypeError(f"with_index({name!r}, ...): the range must be a function of "
@@ -270,9 +272,8 @@ class Query:
             else:
                 end = min(end, until + (KEY_MIN,))
         page: list[dict] = []
-        last = None
-        for key in self._iterate(start, end, limit_out=page, limit=limit):
-            last = key
+        last = self._fill(start, end, limit, page)
+        self._txn.trusted[id(page)] = tuple(page)
         if end_cursor is not None:
             position = until
             is_done = self._exhausted(position)
@@ -289,58 +290,54 @@ class Query:
     def _run(self, limit: int | None) -> list[dict]:
         self._advance(9, "the terminal")
         out: list[dict] = []
-        for _ in self._iterate(self._start, self._end, limit_out=out, limit=limit):
-            pass
+        self._fill(self._start, self._end, limit, out)
+        self._txn.trusted[id(out)] = tuple(out)
         return out
 
-    def _iterate(self, start: tuple, end: tuple, limit_out: list | None = None,
-                 limit: int | None = None) -> Iterator:
-        """Scan `[start, end)`; yields documents, or keys when collecting into `limit_out`.
+    def _fill(self, start: tuple, end: tuple, limit: int | None, out: list) -> tuple | None:
+        """Collect into `out`; record the range read (up to the last key if stopped early)."""
+        txn = self._txn
+        index = (self._table, self._index)
+        last, complete = txn._fill(index, self._position, start, end, self._reverse,
+                                   self._filters, limit, out)
+        if complete:
+            txn.read_ranges.append((index, start, end))
+        elif self._reverse:
+            txn.read_ranges.append((index, last, end))
+        else:
+            txn.read_ranges.append((index, start, last + (KEY_MIN,)))
+        return last
 
-        Records the range actually read: up to the last key examined when stopped early.
-        """
+    def _iterate(self, start: tuple, end: tuple) -> Iterator[dict]:
+        """Lazily yield documents; records the range read so far when closed early."""
         from .transaction import to_document
 
         txn = self._txn
         index = (self._table, self._index)
         reverse = self._reverse
         filters = self._filters
-        blob_of = txn._blob
+        trusted = txn.trusted
         last = None
         complete = False
         try:
-            for key in txn._scan(index, start, end, reverse):
+            for key, blob in txn._scan(index, self._position, start, end, reverse):
                 last = key
-                blob = blob_of(key[-1][2])
-                if blob is None:
-                    continue
                 doc = to_document(blob)
-                if filters:
-                    passed = True
-                    for predicate in filters:
-                        if not predicate(doc):
-                            passed = False
-                            break
-                    if not passed:
-                        continue
-                if limit_out is None:
-                    yield doc
-                else:
-                    limit_out.append(doc)
-                    yield key
-                    if limit is not None and len(limit_out) >= limit:
-                        return
+                if filters and not all(p(doc) for p in filters):
+                    continue
+                trusted[id(doc)] = doc
+                yield doc
             complete = True
         finally:
-            reads = txn.reads
+            ranges = txn.read_ranges
             if complete:
-                reads.add_range(index, start, end)
+                ranges.append((index, start, end))
             elif last is None:
                 pass
             elif reverse:
-                reads.add_range(index, last, end)
+                ranges.append((index, last, end))
             else:
-                reads.add_range(index, start, last + (KEY_MIN,))
+                ranges.append((index, start, last + (KEY_MIN,)))
 
     def _exhausted(self, position: tuple) -> bool:
         """Whether no key follows `position` in this query's range (recorded as read)."""
@@ -350,13 +347,14 @@ class Query:
             start, end = self._start, position
         else:
             start, end = position + (KEY_MIN,), self._end
-        for key in txn._scan(index, start, end, self._reverse):
+        ranges = txn.read_ranges
+        for key, _blob in txn._scan(index, self._position, start, end, self._reverse):
             if self._reverse:
-                txn.reads.add_range(index, key, end)
+                ranges.append((index, key, end))
             else:
-                txn.reads.add_range(index, start, key + (KEY_MIN,))
+                ranges.append((index, start, key + (KEY_MIN,)))
             return False
-        txn.reads.add_range(index, start, end)
+        ranges.append((index, start, end))
         return True
 
     def _fingerprint(self) -> bytes:
@@ -365,7 +363,7 @@ class Query:
 
     @staticmethod
     def _encode_cursor(fingerprint: bytes, position: tuple) -> str:
-        raw = msgspec.msgpack.encode([_CURSOR_VERSION, fingerprint, position])
+        raw = encode([_CURSOR_VERSION, fingerprint, position])
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     def _decode_cursor(self, cursor: Any, fingerprint: bytes) -> tuple:
@@ -380,7 +378,7 @@ class Query:
             raise ValidationError("paginate: the cursor belongs to a different query (another "
                                   "table, index, range or order)")
         key = _as_tuple(position)
-        if not isinstance(key, tuple):
+        if key.__class__ is not tuple or not all(is_key_element(e) for e in key):
             raise ValidationError("paginate: the cursor is not one livedb made")
         return key
 
@@ -405,7 +403,7 @@ class SystemReader:
             raise ValidationError(f"system.get: {id!r} is not an id of a system table")
         txn = self._txn
         txn._db._table_for_read(parsed[0], "system.get")
-        txn.reads.ids.add(parsed[1])
+        txn.read_ids.add(parsed[1])
         blob = txn._blob(parsed[1])
         if blob is None:
             return None

@@ -76,6 +76,13 @@ class TableDefinition:
             self.validator = as_validator(document, "define_table")
         except TypeError as e:
             raise SchemaError(str(e)) from None
+        members = (self.validator.members if isinstance(self.validator, Union)
+                   else (self.validator,))
+        for member in members:
+            for name in getattr(member, "fields", ()):
+                if name[0] in "_$":
+                    raise SchemaError(f"define_table: field {name!r} must not start with '_' "
+                                      "or '$' (reserved for system fields)")
         if not _is_document_validator(self.validator):
             raise SchemaError("define_table takes a dict of field validators, v.object(...), "
                               "a v.union of objects or v.any(), got "

@@ -1,11 +1,10 @@
 """The MVCC document store: versions per document, snapshots, commits and collection.
 
-A `State` is one committed version of the whole database: its commit timestamp and one
-immutable `KeyList` per index. Committing builds a new State from the old one and swaps
-a single reference, so a reader that took a State keeps a consistent view without locks.
-Documents are kept as `id -> (ts, blob, keys)` for the newest version plus a short
-history of older versions for readers whose snapshot predates the newest commit;
-versions that no registered snapshot can see are collected after each commit.
+A snapshot is a commit timestamp. Documents are kept as `id -> (ts, blob, keys)` for the
+newest version plus a short history of older versions for snapshots that predate it.
+Indexes (see index.py) hold a superset of the keys any open snapshot can see; a reader
+keeps an index key only if the document version its snapshot sees still has that key.
+Versions and index keys that no open snapshot can see are collected after each commit.
 """
 
 from __future__ import annotations
@@ -15,70 +14,49 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from .index import EMPTY, KeyList
+from .index import EMPTY, SortedIndex
 
 Version = tuple  # (commit_ts, blob or None when deleted, index keys or None)
-IndexKey = tuple  # (table, index name)
-
-
-class State:
-    """The committed database as of `ts`: an immutable KeyList per index."""
-
-    __slots__ = ("ts", "indexes")
-
-    def __init__(self, ts: int, indexes: dict[IndexKey, KeyList]) -> None:
-        self.ts = ts
-        self.indexes = indexes
-
-    def index(self, key: IndexKey) -> KeyList:
-        return self.indexes.get(key, EMPTY)
-
-
-class Snapshot:
-    """A registered read view; closing it lets the store collect what only it could see."""
-
-    __slots__ = ("state", "ts", "_store", "_open")
-
-    def __init__(self, store: Store, state: State) -> None:
-        self.state = state
-        self.ts = state.ts
-        self._store = store
-        self._open = True
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._store._release(self.ts)
+IndexName = tuple  # (table, index name)
+IndexChanges = dict  # IndexName -> (position, removed keys, added keys)
 
 
 class Store:
-    """Documents and indexes under multi-version concurrency control."""
+    """Documents and indexes under multi-version concurrency control.
+
+    Commits are serialized by the caller; reads and snapshots are safe from any thread.
+    """
 
     def __init__(self) -> None:
-        self.state = State(0, {})
+        self.ts = 0
         self.docs: dict[str, Version] = {}
         self.history: dict[str, tuple[Version, ...]] = {}
-        self._garbage: deque[tuple[int, str]] = deque()
-        self._active: dict[int, int] = {}
+        self.indexes: dict[IndexName, SortedIndex] = {}
+        self._active: list[int] = []
+        self._old_versions: deque[tuple[int, str]] = deque()
+        self._old_keys: deque[tuple[int, IndexName, int, tuple, str]] = deque()
         self._lock = threading.Lock()
 
-    def snapshot(self) -> Snapshot:
-        """Register and return a view of the newest committed state."""
-        with self._lock:
-            state = self.state
-            ts = state.ts
-            active = self._active
-            active[ts] = active.get(ts, 0) + 1
-        return Snapshot(self, state)
+    def snapshot(self) -> int:
+        """Register a snapshot of the newest commit; `release` it when done.
 
-    def _release(self, ts: int) -> None:
-        with self._lock:
-            active = self._active
-            n = active[ts] - 1
-            if n:
-                active[ts] = n
-            else:
-                del active[ts]
+        Lock-free: a commit may publish between reading `ts` and registering it, and a
+        collection could then have passed our timestamp, so we retry until registering
+        happened with no commit in between.
+        """
+        active = self._active
+        while True:
+            ts = self.ts
+            active.append(ts)
+            if self.ts == ts:
+                return ts
+            active.remove(ts)
+
+    def release(self, ts: int) -> None:
+        self._active.remove(ts)
+
+    def index(self, name: IndexName) -> SortedIndex:
+        return self.indexes.get(name, EMPTY)
 
     def read(self, doc_id: str, ts: int) -> Version | None:
         """The version of `doc_id` visible at `ts`, or None (absent or deleted)."""
@@ -93,50 +71,53 @@ class Store:
         return version if version[1] is not None else None
 
     def commit(self, docs: Iterable[tuple[str, bytes | None, tuple | None]],
-               index_changes: dict[IndexKey, tuple[list, list]]) -> State:
+               changes: IndexChanges) -> int:
         """Apply one transaction's final writes at the next timestamp and publish it.
 
-        The caller serializes commits. `docs` gives each written id with its new blob and
-        index keys (None, None for a delete); `index_changes` the keys removed and added.
+        `docs` gives each written id with its new blob and index keys (None, None for a
+        delete); `changes` the index keys each index lost and gained.
         """
-        old_state = self.state
-        ts = old_state.ts + 1
-        indexes = dict(old_state.indexes)
-        for key, (removed, added) in index_changes.items():
-            if removed or added:
-                indexes[key] = indexes.get(key, EMPTY).with_changes(removed, added)
+        ts = self.ts + 1
         live = self.docs
         history = self.history
-        garbage = self._garbage
+        old_versions = self._old_versions
         for doc_id, blob, keys in docs:
             previous = live.get(doc_id)
             if previous is not None:
                 history[doc_id] = history.get(doc_id, ()) + (previous,)
-                garbage.append((ts, doc_id))
+                old_versions.append((ts, doc_id))
             if blob is None:
-                if previous is None:
-                    continue
-                live[doc_id] = (ts, None, None)
-                garbage.append((ts, doc_id))
+                if previous is not None:
+                    live[doc_id] = (ts, None, None)
+                    old_versions.append((ts, doc_id))
             else:
                 live[doc_id] = (ts, blob, keys)
-        new_state = State(ts, indexes)
-        with self._lock:
-            self.state = new_state
-        if garbage:
+        indexes = self.indexes
+        old_keys = self._old_keys
+        for name, (position, removed, added) in changes.items():
+            index = indexes.get(name)
+            if index is None:
+                index = indexes[name] = SortedIndex()
+            if len(added) == 1:
+                index.add(added[0])
+            elif added:
+                index.update((), added)
+            for key in removed:
+                old_keys.append((ts, name, position, key, key[-1][2]))
+        self.ts = ts
+        if old_versions or old_keys:
             self.collect()
-        return new_state
+        return ts
 
     def collect(self) -> None:
-        """Drop versions that no registered or future snapshot can see."""
-        with self._lock:
-            active = self._active
-            horizon = min(active) if active else self.state.ts
-        garbage = self._garbage
+        """Drop versions and index keys that no open or future snapshot can see."""
+        active = self._active
+        horizon = min(active, default=self.ts)
+        old_versions = self._old_versions
         live = self.docs
         history = self.history
-        while garbage and garbage[0][0] <= horizon:
-            ts, doc_id = garbage.popleft()
+        while old_versions and old_versions[0][0] <= horizon:
+            _ts, doc_id = old_versions.popleft()
             old = history.get(doc_id)
             if old:
                 if len(old) == 1:
@@ -147,12 +128,33 @@ class Store:
             version = live.get(doc_id)
             if version is not None and version[1] is None and version[0] <= horizon:
                 del live[doc_id]
+        old_keys = self._old_keys
+        if not old_keys or old_keys[0][0] > horizon:
+            return
+        gone: dict[IndexName, list] = {}
+        while old_keys and old_keys[0][0] <= horizon:
+            _ts, name, position, key, doc_id = old_keys.popleft()
+            if not self._key_in_use(doc_id, position, key):
+                gone.setdefault(name, []).append(key)
+        for name, keys in gone.items():
+            index = self.indexes.get(name)
+            if index is not None:
+                index.update(keys, ())
+
+    def _key_in_use(self, doc_id: str, position: int, key: tuple) -> bool:
+        version = self.docs.get(doc_id)
+        if version is not None and version[2] is not None and version[2][position] == key:
+            return True
+        for old in self.history.get(doc_id, ()):
+            if old[2] is not None and old[2][position] == key:
+                return True
+        return False
 
     def stats(self) -> dict[str, Any]:
         live = sum(1 for v in self.docs.values() if v[1] is not None)
         return {
             "documents": live,
             "versions": len(self.docs) + sum(len(h) for h in self.history.values()),
-            "snapshots": sum(self._active.values()),
-            "commit_ts": self.state.ts,
+            "snapshots": len(self._active),
+            "commit_ts": self.ts,
         }

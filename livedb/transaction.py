@@ -14,15 +14,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import DocumentNotFoundError, ValidationError
-from .ids import Id, parse_id, valid_table_name
+from .ids import Id, new_id, parse_id
 from .validators import Mismatch, check_any, check_field_name
-from .values import check_size, decode, encode, type_name
+from .values import MAX_DOCUMENT_BYTES, check_size, decode, encode, type_name
 
 if TYPE_CHECKING:
     from .database import Database
     from .query import Query
     from .schema import TableInfo
-    from .store import Snapshot
 
 
 class _DeleteField:
@@ -46,6 +45,7 @@ DELETE_FIELD: Any = _DeleteField()
 """As a value in `ctx.db.patch(id, {...})`, removes that field from the document."""
 
 SYSTEM_FIELDS = ("_id", "_creation_time")
+_address = id
 
 
 def to_document(blob: bytes) -> dict:
@@ -54,34 +54,28 @@ def to_document(blob: bytes) -> dict:
     return doc
 
 
-class ReadSet:
-    """What a transaction read: index ranges `[start, end)` per index, and ids by `get`."""
-
-    __slots__ = ("ranges", "ids")
-
-    def __init__(self) -> None:
-        self.ranges: list[tuple[tuple, tuple, tuple]] = []
-        self.ids: set[str] = set()
-
-    def add_range(self, index: tuple, start: tuple, end: tuple) -> None:
-        self.ranges.append((index, start, end))
-
-
 class Transaction:
-    """The read side of `ctx.db`: `get`, `query`, `normalize_id` and `system` at a snapshot."""
+    """The read side of `ctx.db`: `get`, `query`, `normalize_id` and `system` at a snapshot.
 
-    __slots__ = ("_db", "_snapshot", "_state", "_ts", "_store", "reads", "_writes", "_overlay",
-                 "__weakref__")
+    `read_ranges` lists the index ranges `(index, start, end)` scanned, `read_ids` the ids
+    fetched: together, everything a commit would have to touch to change what was read.
+    """
 
-    def __init__(self, db: Database, snapshot: Snapshot) -> None:
+    __slots__ = ("_db", "_ts", "_store", "read_ranges", "read_ids", "_writes", "_open",
+                 "trusted")
+
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._snapshot = snapshot
-        self._state = snapshot.state
-        self._ts = snapshot.ts
-        self._store = db._store
-        self.reads = ReadSet()
+        self._store = store = db._store
+        self._ts = store.snapshot()
+        self._open = True
+        self.read_ranges: list[tuple[tuple, tuple, tuple]] = []
+        self.read_ids: set[str] = set()
         self._writes: dict[str, tuple] | None = None
-        self._overlay: dict[tuple, _Overlay] | None = None
+        self.trusted: dict[int, Any] = {}
+        """What reads returned, by `id()`: a document, or a list's documents as a tuple.
+
+        Known storable, so returning them needs no check (see functions.check_result)."""
 
     # -- reading -----------------------------------------------------------------
 
@@ -95,9 +89,13 @@ class Transaction:
             raise ValidationError(f"get: {id!r} belongs to a system table; use "
                                   "ctx.db.system.get")
         self._db._table_for_read(table, "get")
-        self.reads.ids.add(doc_id)
+        self.read_ids.add(doc_id)
         blob = self._blob(doc_id)
-        return None if blob is None else to_document(blob)
+        if blob is None:
+            return None
+        doc = to_document(blob)
+        self.trusted[_address(doc)] = doc
+        return doc
 
     def query(self, table: str) -> Query:
         """Start a query over `table` (then with_index, order, filter and a terminal)."""
@@ -139,92 +137,106 @@ class Transaction:
         version = self._store.read(doc_id, self._ts)
         return None if version is None else version[2]
 
-    def _scan(self, index: tuple, start: tuple, end: tuple, reverse: bool) -> Iterator[tuple]:
-        """Index keys in `[start, end)` as this transaction sees them."""
-        keys = self._state.index(index).irange(start, end, reverse)
-        overlay = self._overlay.get(index) if self._overlay is not None else None
-        if overlay is None or not (overlay.added or overlay.removed):
-            return keys
-        return overlay.merge(keys, start, end, reverse)
+    def _scan(self, index: tuple, position: int, start: tuple, end: tuple,
+              reverse: bool) -> Iterator[tuple[tuple, bytes]]:
+        """`(key, blob)` of the index entries in `[start, end)` this transaction sees.
+
+        The index may hold keys of versions this snapshot cannot see (see index.py): a
+        key counts only if the version visible here has exactly that key.
+        """
+        store = self._store
+        docs = store.docs
+        read = store.read
+        ts = self._ts
+        for key in store.index(index).irange(start, end, reverse):
+            doc_id = key[-1][2]
+            version = docs.get(doc_id)
+            if version is None:
+                continue
+            if version[0] > ts:
+                version = read(doc_id, ts)
+                if version is None:
+                    continue
+            elif version[1] is None:
+                continue
+            mine = version[2][position]
+            if mine is key or mine == key:
+                yield key, version[1]
+
+    def _fill(self, index: tuple, position: int, start: tuple, end: tuple, reverse: bool,
+              filters: list, limit: int | None, out: list) -> tuple[tuple | None, bool]:
+        """Append the visible documents passing `filters` to `out`, at most `limit`.
+
+        Returns the last key examined and whether the range was read to its end. This is
+        `_scan` and decoding fused into one loop: the hot path of every query.
+        """
+        store = self._store
+        docs = store.docs
+        read = store.read
+        ts = self._ts
+        last = None
+        for keys in store.index(index).slices(start, end, reverse):
+            for key in keys:
+                doc_id = key[-1][2]
+                version = docs.get(doc_id)
+                if version is None:
+                    continue
+                if version[0] > ts:
+                    version = read(doc_id, ts)
+                    if version is None:
+                        continue
+                elif version[1] is None:
+                    continue
+                mine = version[2][position]
+                if mine is not key and mine != key:
+                    continue
+                last = key
+                doc = decode(version[1])
+                doc["_id"] = doc_id
+                if filters and not _passes(filters, doc):
+                    continue
+                out.append(doc)
+                if limit is not None and len(out) >= limit:
+                    return last, False
+        return last, True
 
     def close(self) -> None:
-        self._snapshot.close()
-
-
-class _Overlay:
-    """A writing transaction's net changes to one index: keys added and keys removed."""
-
-    __slots__ = ("added", "removed", "_sorted")
-
-    def __init__(self) -> None:
-        self.added: dict[tuple, None] = {}
-        self.removed: set[tuple] = set()
-        self._sorted: list[tuple] | None = None
-
-    def replace(self, old: tuple | None, new: tuple | None) -> None:
-        if old == new:
-            return
-        self._sorted = None
-        if old is not None:
-            if old in self.added:
-                del self.added[old]
-            else:
-                self.removed.add(old)
-        if new is not None:
-            if new in self.removed:
-                self.removed.discard(new)
-            else:
-                self.added[new] = None
-
-    def merge(self, committed: Iterator[tuple], start: tuple, end: tuple,
-              reverse: bool) -> Iterator[tuple]:
-        if self._sorted is None:
-            self._sorted = sorted(self.added)
-        mine = self._sorted
-        lo, hi = bisect_left(mine, start), bisect_left(mine, end)
-        extra = mine[lo:hi]
-        if reverse:
-            extra.reverse()
-        removed = self.removed
-        i, n = 0, len(extra)
-        for key in committed:
-            if key in removed:
-                continue
-            while i < n and ((extra[i] < key) != reverse):
-                yield extra[i]
-                i += 1
-            yield key
-        while i < n:
-            yield extra[i]
-            i += 1
+        """Release the snapshot so old versions it kept can be collected."""
+        if self._open:
+            self._open = False
+            self._store.release(self._ts)
 
 
 class WriteTransaction(Transaction):
-    """The `ctx.db` of a mutation: reads plus insert, patch, replace and delete."""
+    """The `ctx.db` of a mutation: reads plus insert, patch, replace and delete.
 
-    __slots__ = ("_new_ids", "_last_time")
+    Writes are buffered as `id -> (table, blob, keys)`; `_original` keeps each written
+    document's index keys at the snapshot so reads can overlay the pending keys.
+    """
 
-    def __init__(self, db: Database, snapshot: Snapshot) -> None:
-        super().__init__(db, snapshot)
+    __slots__ = ("_original", "_pending")
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
         self._writes = {}
-        self._overlay = {}
-        self._new_ids: set[str] = set()
+        self._original: dict[str, tuple | None] = {}
+        self._pending: dict[tuple, tuple[list, set]] = {}
 
     def insert(self, table: str, document: dict) -> Id:
         """Insert a new document; returns its id."""
         info = self._db._table_for_write(table)
         doc = self._checked(info, document, "insert")
-        doc_id = self._db._ids.new(table)
         creation_time = self._db._next_creation_time()
-        full = {"_id": doc_id, "_creation_time": creation_time}
+        doc_id = new_id(table, creation_time)
+        full = {"_id": str(doc_id), "_creation_time": creation_time}
         full.update(doc)
+        self._original[doc_id] = None
         self._put(info, doc_id, full, creation_time, None)
-        self._new_ids.add(doc_id)
-        return Id(doc_id)
+        return doc_id
 
     def patch(self, id: str, fields: dict) -> None:
         """Shallow-merge `fields` into the document; `DELETE_FIELD` values remove fields."""
-        table, doc_id, current = self._existing(id, "patch")
+        table, doc_id, current, old_keys = self._existing(id, "patch")
         if not isinstance(fields, dict):
             raise ValidationError(f"patch: fields must be a dict, got {type_name(fields)}")
         info = self._db._table_for_write(table)
@@ -240,11 +252,11 @@ class WriteTransaction(Transaction):
                 merged[name] = value
         del merged["_id"], merged["_creation_time"]
         doc = self._checked(info, merged, "patch")
-        self._replace_with(info, doc_id, current, doc)
+        self._replace_with(info, doc_id, current, doc, old_keys)
 
     def replace(self, id: str, document: dict) -> None:
         """Replace the whole document (system fields stay as they are)."""
-        table, doc_id, current = self._existing(id, "replace")
+        table, doc_id, current, old_keys = self._existing(id, "replace")
         if not isinstance(document, dict):
             raise ValidationError(f"replace: document must be a dict, got "
                                   f"{type_name(document)}")
@@ -257,30 +269,38 @@ class WriteTransaction(Transaction):
                 continue
             stripped[name] = value
         doc = self._checked(info, stripped, "replace")
-        self._replace_with(info, doc_id, current, doc)
+        self._replace_with(info, doc_id, current, doc, old_keys)
 
     def delete(self, id: str) -> None:
         """Delete the document."""
-        table, doc_id, _current = self._existing(id, "delete")
-        info = self._db._table_for_write(table)
-        old_keys = self._version_keys(doc_id)
+        table, doc_id, _current, _keys = self._existing(id, "delete")
         self._writes[doc_id] = (table, None, None)
-        self._index_changes(info, old_keys, None)
+        if self._pending:
+            self._pending.clear()
 
     # -- internals ---------------------------------------------------------------
 
-    def _existing(self, id: Any, op: str) -> tuple[str, str, dict]:
+    def _existing(self, id: Any, op: str) -> tuple[str, str, dict, tuple]:
         parsed = parse_id(id)
         if parsed is None:
             raise ValidationError(f"{op}: {id!r} is not a document id")
         table, doc_id = parsed
         if table[0] == "_":
             raise ValidationError(f"{op}: {id!r} belongs to a read-only system table")
-        self.reads.ids.add(doc_id)
-        blob = self._blob(doc_id)
+        self.read_ids.add(doc_id)
+        written = self._writes.get(doc_id)
+        if written is not None:
+            blob, keys = written[1], written[2]
+        else:
+            version = self._store.read(doc_id, self._ts)
+            if version is None:
+                blob = keys = None
+            else:
+                blob, keys = version[1], version[2]
+                self._original[doc_id] = keys
         if blob is None:
             raise DocumentNotFoundError(f"{op}: no document with id {id!r}")
-        return table, doc_id, decode(blob)
+        return table, keys[0][-1][2], decode(blob), keys
 
     def _checked(self, info: TableInfo, document: Any, op: str) -> dict:
         table = info.name
@@ -296,46 +316,124 @@ class WriteTransaction(Transaction):
             raise ValidationError(e.render(table)) from None
         return document
 
-    def _replace_with(self, info: TableInfo, doc_id: str, current: dict, doc: dict) -> None:
+    def _replace_with(self, info: TableInfo, doc_id: str, current: dict, doc: dict,
+                      old_keys: tuple) -> None:
         creation_time = current["_creation_time"]
-        full = {"_id": doc_id, "_creation_time": creation_time}
+        full = {"_id": current["_id"], "_creation_time": creation_time}
         full.update(doc)
-        self._put(info, doc_id, full, creation_time, self._version_keys(doc_id))
+        self._put(info, doc_id, full, creation_time, old_keys)
 
     def _put(self, info: TableInfo, doc_id: str, full: dict, creation_time: float,
              old_keys: tuple | None) -> None:
         blob = encode(full)
-        if len(blob) > 1 << 20:
-            check_size(blob, f"{info.name}")
+        if len(blob) > MAX_DOCUMENT_BYTES:
+            check_size(blob, info.name)
         keys = info.keys_for(full, doc_id, creation_time)
+        if old_keys is not None:
+            keys = tuple([o if o == n else n for o, n in zip(old_keys, keys, strict=True)])
         self._writes[doc_id] = (info.name, blob, keys)
-        self._index_changes(info, old_keys, keys)
+        if self._pending:
+            self._pending.clear()
 
-    def _index_changes(self, info: TableInfo, old: tuple | None, new: tuple | None) -> None:
-        overlay = self._overlay
-        table = info.name
-        for position, name in enumerate(info.index_names):
-            old_key = None if old is None else old[position]
-            new_key = None if new is None else new[position]
-            if old_key == new_key:
+    def _scan(self, index: tuple, position: int, start: tuple, end: tuple,
+              reverse: bool) -> Iterator[tuple[tuple, bytes]]:
+        writes = self._writes
+        if not writes:
+            yield from Transaction._scan(self, index, position, start, end, reverse)
+            return
+        pending, pending_set = self._pending_keys(index, position)
+        lo, hi = bisect_left(pending, start), bisect_left(pending, end)
+        extra = pending[lo:hi]
+        if reverse:
+            extra.reverse()
+        i, n = 0, len(extra)
+        store = self._store
+        ts = self._ts
+        for key in store.index(index).irange(start, end, reverse):
+            doc_id = key[-1][2]
+            written = writes.get(doc_id)
+            if written is not None:
+                keys = written[2]
+                if keys is None or keys[position] != key or key in pending_set:
+                    continue
+                blob = written[1]
+            else:
+                version = store.read(doc_id, ts)
+                if version is None:
+                    continue
+                mine = version[2][position]
+                if mine is not key and mine != key:
+                    continue
+                blob = version[1]
+            while i < n and ((extra[i] < key) != reverse):
+                yield extra[i], writes[extra[i][-1][2]][1]
+                i += 1
+            yield key, blob
+        while i < n:
+            yield extra[i], writes[extra[i][-1][2]][1]
+            i += 1
+
+    def _fill(self, index: tuple, position: int, start: tuple, end: tuple, reverse: bool,
+              filters: list, limit: int | None, out: list) -> tuple[tuple | None, bool]:
+        last = None
+        for key, blob in self._scan(index, position, start, end, reverse):
+            last = key
+            doc = to_document(blob)
+            if filters and not _passes(filters, doc):
                 continue
-            index = (table, name)
-            entry = overlay.get(index)
-            if entry is None:
-                entry = overlay[index] = _Overlay()
-            entry.replace(old_key, new_key)
+            out.append(doc)
+            if limit is not None and len(out) >= limit:
+                return last, False
+        return last, True
+
+    def _pending_keys(self, index: tuple, position: int) -> tuple[list, set]:
+        """Sorted keys of this index held by pending writes but not by the snapshot."""
+        found = self._pending.get(index)
+        if found is None:
+            table = index[0]
+            original = self._original
+            keys = []
+            for doc_id, (written_table, _blob, new) in self._writes.items():
+                if written_table != table or new is None:
+                    continue
+                old = original.get(doc_id)
+                if old is None or old[position] != new[position]:
+                    keys.append(new[position])
+            keys.sort()
+            found = self._pending[index] = (keys, set(keys))
+        return found
 
     def commit_changes(self) -> tuple[list, dict]:
-        """The final writes for the store: docs and per-index (removed, added) keys."""
+        """The final writes for the store, and per index (position, removed, added)."""
         docs = []
-        new_ids = self._new_ids
-        for doc_id, (_table, blob, keys) in self._writes.items():
-            if blob is None and doc_id in new_ids:
+        changes: dict[tuple, tuple[int, list, list]] = {}
+        original = self._original
+        tables = self._db._tables
+        for doc_id, (table, blob, keys) in self._writes.items():
+            old = original.get(doc_id)
+            if blob is None and old is None:
                 continue
             docs.append((doc_id, blob, keys))
-        changes = {index: (list(o.removed), list(o.added))
-                   for index, o in self._overlay.items() if o.added or o.removed}
+            for position, name in enumerate(tables[table].index_names):
+                old_key = None if old is None else old[position]
+                new_key = None if keys is None else keys[position]
+                if old_key is new_key:
+                    continue
+                entry = changes.get((table, name))
+                if entry is None:
+                    entry = changes[(table, name)] = (position, [], [])
+                if old_key is not None:
+                    entry[1].append(old_key)
+                if new_key is not None:
+                    entry[2].append(new_key)
         return docs, changes
+
+
+def _passes(filters: list, doc: dict) -> bool:
+    for predicate in filters:
+        if not predicate(doc):
+            return False
+    return True
 
 
 def next_after(previous: float, now: float) -> float:
@@ -343,4 +441,4 @@ def next_after(previous: float, now: float) -> float:
     return now if now > previous else math.nextafter(previous, math.inf)
 
 
-__all__ = ["DELETE_FIELD", "Transaction", "WriteTransaction", "ReadSet", "valid_table_name"]
+__all__ = ["DELETE_FIELD", "Transaction", "WriteTransaction"]

@@ -133,3 +133,29 @@ def field_getter(path: tuple[str, ...]):
 
 
 _ABSENT = object()
+
+
+def is_key_element(e: Any) -> bool:
+    """Whether `e` is shaped like an element `encode_key` makes (or a sentinel / tie)."""
+    if e.__class__ is not tuple or not e or e[0].__class__ is not int:
+        return False
+    rank, n = e[0], len(e)
+    if rank in (RANK_MISSING, RANK_NULL, -1, 99):
+        return n == 1
+    if rank == RANK_NUMBER:
+        return (n == 3 and e[1] == 0 and e[2].__class__ in (int, float)) or e == NAN_KEY
+    if rank == RANK_BOOL:
+        return n == 2 and e[1].__class__ is bool
+    if rank == RANK_STR:
+        return n == 2 and e[1].__class__ is str
+    if rank == RANK_BYTES:
+        return n == 2 and e[1].__class__ is bytes
+    if rank == RANK_LIST:
+        return n == 2 and e[1].__class__ is tuple and all(is_key_element(x) for x in e[1])
+    if rank == RANK_DICT:
+        return n == 2 and e[1].__class__ is tuple and all(
+            p.__class__ is tuple and len(p) == 2 and p[0].__class__ is str
+            and is_key_element(p[1]) for p in e[1])
+    if rank == 8:
+        return n == 3 and e[1].__class__ is float and e[2].__class__ is str
+    return False
