@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import ValidationError
+from .ids import Id
 from .query import PaginationResult
 from .validators import Mismatch, Validator, as_validator, check_any
 from .values import MAX_ARRAY_LENGTH, MAX_DOCUMENT_BYTES, encode, type_name
@@ -141,49 +142,66 @@ def _check_size(fn: Function, blob: bytes, what: str) -> None:
                               f"the limit of {MAX_DOCUMENT_BYTES} bytes (1 MiB)")
 
 
-def check_result(fn: Function, result: Any, trusted: dict[int, Any] | None = None) -> Any:
-    """Validate a return value against `returns=`, or else as a storable value.
+def check_result(fn: Function, result: Any, trusted: dict[int, tuple] | None = None) -> Any:
+    """Validate a return value against `returns=`, or else as a storable value, and its size.
 
-    Documents the function read (`trusted`, by `id()`) are skipped: they were checked
-    when written and decoded fresh for this call.
+    Documents the function read and left unchanged (`trusted`) are not walked again: they
+    were checked when written. Any change to one, at any depth, makes it checked in full.
     """
+    value = result.page if result.__class__ is PaginationResult else result
     try:
-        if result.__class__ is PaginationResult:
-            _check_storable(result.page, trusted)
-            if fn.check_returns is not None:
-                fn.check_returns(result.page, 1)
-            return result
         if fn.check_returns is not None:
-            result = fn.check_returns(result, 1)
-        else:
-            result = _check_storable(result, trusted)
+            checked = fn.check_returns(value, 1)
+            if result is value:
+                result = value = checked
+        size = _storable_size(value, trusted or {})
     except Mismatch as e:
         raise ValidationError(f"{fn.name}: {e.render('return value')}") from None
-    if result is not None and (not trusted or id(result) not in trusted):
-        _check_size(fn, encode(result), "the return value")
+    if size > MAX_DOCUMENT_BYTES:
+        raise ValidationError(f"{fn.name}: the return value of {size} bytes encoded is "
+                              f"larger than the limit of {MAX_DOCUMENT_BYTES} bytes (1 MiB)")
     return result
 
 
-def _check_storable(result: Any, trusted: dict[int, Any] | None) -> Any:
+def _storable_size(value: Any, trusted: dict[int, tuple]) -> int:
+    """Check `value` is storable; return its encoded size (exact, or a close upper bound)."""
     if trusted:
-        known = trusted.get(id(result))
-        if known is result:
-            return result
-        if result.__class__ is list and len(result) <= MAX_ARRAY_LENGTH:
-            if known.__class__ is tuple and len(known) == len(result) and all(
-                    a is b for a, b in zip(known, result, strict=True)):
-                return result
-            read = {id(d) for v in trusted.values()
-                    for d in (v if v.__class__ is tuple else (v,))}
-            for i, item in enumerate(result):
-                if id(item) not in read:
-                    try:
-                        check_any(item, 2)
-                    except Mismatch as e:
-                        e.path.append(i)
-                        raise
-            return result
-    return check_any(result, 1)
+        entry = trusted.get(id(value))
+        if entry is not None and entry[0] is value:
+            return entry[3] if _unchanged(value, entry) else _leaf_size(value, 1)
+        if value.__class__ is list and len(value) <= MAX_ARRAY_LENGTH:
+            total = 5
+            get = trusted.get
+            for i, item in enumerate(value):
+                entry = get(id(item))
+                if (entry is not None and entry[0] is item and tuple(item) == entry[1]
+                        and tuple(item.values()) == entry[2] and _flat(map(type, entry[2]))):
+                    total += entry[3]
+                    continue
+                try:
+                    total += _leaf_size(item, 2)
+                except Mismatch as e:
+                    e.path.append(i)
+                    raise
+            return total
+    return _leaf_size(value, 1)
+
+
+_flat = frozenset({str, int, float, bool, bytes, type(None), Id}).issuperset
+"""Whether an unchanged document's values are all leaves (an int read is in range)."""
+
+
+def _unchanged(doc: dict, entry: tuple) -> bool:
+    return (tuple(doc) == entry[1] and tuple(doc.values()) == entry[2]
+            and _flat(map(type, entry[2])))
+
+
+def _leaf_size(value: Any, depth: int) -> int:
+    check_any(value, depth)
+    cls = value.__class__
+    if value is None or cls is bool or cls is int or cls is float:
+        return 9
+    return len(encode(value))
 
 
 def accepts_ctx_only(fn: Function) -> bool:

@@ -45,14 +45,16 @@ def parse_id(value: object) -> tuple[str, str] | None:
     return (table, value) if ok else None  # type: ignore[return-value]
 
 
-def new_id(table: str, creation_time: float) -> Id:
+def new_id(table: str, creation_time: float) -> str:
     """A fresh id: the creation time's bits (so ids sort by creation) and random bits.
 
     Creation times are unique and strictly increasing within a database, so these ids
-    are never reused; the random tail keeps ids of different databases apart.
+    are never reused; the random tail keeps ids of different databases apart. A plain
+    `str`: stored structures never hold `Id` objects, which the cyclic garbage collector
+    would have to track (and so every tuple holding one).
     """
     bits = _pack(creation_time)
-    return Id(f"{table}:{bits.hex()}{_random(3).hex()}")
+    return f"{table}:{bits.hex()}{_random(3).hex()}"
 
 
 _pack = struct.Struct(">d").pack

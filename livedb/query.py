@@ -273,7 +273,6 @@ class Query:
                 end = min(end, until + (KEY_MIN,))
         page: list[dict] = []
         last = self._fill(start, end, limit, page)
-        self._txn.trusted[id(page)] = tuple(page)
         if end_cursor is not None:
             position = until
             is_done = self._exhausted(position)
@@ -291,7 +290,6 @@ class Query:
         self._advance(9, "the terminal")
         out: list[dict] = []
         self._fill(self._start, self._end, limit, out)
-        self._txn.trusted[id(out)] = tuple(out)
         return out
 
     def _fill(self, start: tuple, end: tuple, limit: int | None, out: list) -> tuple | None:
@@ -325,7 +323,7 @@ class Query:
                 doc = to_document(blob)
                 if filters and not all(p(doc) for p in filters):
                     continue
-                trusted[id(doc)] = doc
+                trusted[id(doc)] = (doc, tuple(doc), tuple(doc.values()), len(blob))
                 yield doc
             complete = True
         finally:

@@ -29,6 +29,9 @@ class Store:
 
     def __init__(self) -> None:
         self.ts = 0
+        """The newest published commit: what new read snapshots see."""
+        self.applied = 0
+        """The newest applied commit: what the (single) writer sees; >= `ts`."""
         self.docs: dict[str, Version] = {}
         self.history: dict[str, tuple[Version, ...]] = {}
         self.indexes: dict[IndexName, SortedIndex] = {}
@@ -37,8 +40,14 @@ class Store:
         self._old_keys: deque[tuple[int, IndexName, int, tuple, str]] = deque()
         self._lock = threading.Lock()
 
+    def writer_snapshot(self) -> int:
+        """Register a snapshot of the newest applied commit, for the writer (serialized)."""
+        ts = self.applied
+        self._active.append(ts)
+        return ts
+
     def snapshot(self) -> int:
-        """Register a snapshot of the newest commit; `release` it when done.
+        """Register a snapshot of the newest published commit; `release` it when done.
 
         Lock-free: a commit may publish between reading `ts` and registering it, and a
         collection could then have passed our timestamp, so we retry until registering
@@ -71,13 +80,16 @@ class Store:
         return version if version[1] is not None else None
 
     def commit(self, docs: Iterable[tuple[str, bytes | None, tuple | None]],
-               changes: IndexChanges) -> int:
-        """Apply one transaction's final writes at the next timestamp and publish it.
+               changes: IndexChanges, publish: bool = True) -> int:
+        """Apply one transaction's final writes at the next timestamp (and publish it).
+
+        With `publish=False` the commit is visible to the writer only, until `publish`
+        is called with its timestamp (durable stores publish once the commit is on disk).
 
         `docs` gives each written id with its new blob and index keys (None, None for a
         delete); `changes` the index keys each index lost and gained.
         """
-        ts = self.ts + 1
+        ts = self.applied + 1
         live = self.docs
         history = self.history
         old_versions = self._old_versions
@@ -104,10 +116,17 @@ class Store:
                 index.update((), added)
             for key in removed:
                 old_keys.append((ts, name, position, key, key[-1][2]))
-        self.ts = ts
-        if old_versions or old_keys:
-            self.collect()
+        self.applied = ts
+        if publish:
+            self.publish(ts)
         return ts
+
+    def publish(self, ts: int) -> None:
+        """Make commits up to `ts` visible to new snapshots (called in commit order)."""
+        if ts > self.ts:
+            self.ts = ts
+        if self._old_versions or self._old_keys:
+            self.collect()
 
     def collect(self) -> None:
         """Drop versions and index keys that no open or future snapshot can see."""

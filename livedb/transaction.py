@@ -64,18 +64,19 @@ class Transaction:
     __slots__ = ("_db", "_ts", "_store", "read_ranges", "read_ids", "_writes", "_open",
                  "trusted")
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, writer: bool = False) -> None:
         self._db = db
         self._store = store = db._store
-        self._ts = store.snapshot()
+        self._ts = store.writer_snapshot() if writer else store.snapshot()
         self._open = True
         self.read_ranges: list[tuple[tuple, tuple, tuple]] = []
         self.read_ids: set[str] = set()
         self._writes: dict[str, tuple] | None = None
-        self.trusted: dict[int, Any] = {}
-        """What reads returned, by `id()`: a document, or a list's documents as a tuple.
+        self.trusted: dict[int, tuple] = {}
+        """Documents reads returned, by `id()`: `(doc, keys, values, encoded size)`.
 
-        Known storable, so returning them needs no check (see functions.check_result)."""
+        Returning a document unchanged since it was read needs no second walk of its
+        leaves (see functions.check_result)."""
 
     # -- reading -----------------------------------------------------------------
 
@@ -94,7 +95,7 @@ class Transaction:
         if blob is None:
             return None
         doc = to_document(blob)
-        self.trusted[_address(doc)] = doc
+        self.trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()), len(blob))
         return doc
 
     def query(self, table: str) -> Query:
@@ -174,6 +175,7 @@ class Transaction:
         docs = store.docs
         read = store.read
         ts = self._ts
+        trusted = self.trusted
         last = None
         for keys in store.index(index).slices(start, end, reverse):
             for key in keys:
@@ -191,10 +193,12 @@ class Transaction:
                 if mine is not key and mine != key:
                     continue
                 last = key
-                doc = decode(version[1])
-                doc["_id"] = doc_id
+                blob = version[1]
+                doc = decode(blob)
+                doc["_id"] = Id(doc_id)
                 if filters and not _passes(filters, doc):
                     continue
+                trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()), len(blob))
                 out.append(doc)
                 if limit is not None and len(out) >= limit:
                     return last, False
@@ -217,7 +221,7 @@ class WriteTransaction(Transaction):
     __slots__ = ("_original", "_pending")
 
     def __init__(self, db: Database) -> None:
-        super().__init__(db)
+        super().__init__(db, True)
         self._writes = {}
         self._original: dict[str, tuple | None] = {}
         self._pending: dict[tuple, tuple[list, set]] = {}
@@ -228,11 +232,11 @@ class WriteTransaction(Transaction):
         doc = self._checked(info, document, "insert")
         creation_time = self._db._next_creation_time()
         doc_id = new_id(table, creation_time)
-        full = {"_id": str(doc_id), "_creation_time": creation_time}
+        full = {"_id": doc_id, "_creation_time": creation_time}
         full.update(doc)
         self._original[doc_id] = None
         self._put(info, doc_id, full, creation_time, None)
-        return doc_id
+        return Id(doc_id)
 
     def patch(self, id: str, fields: dict) -> None:
         """Shallow-merge `fields` into the document; `DELETE_FIELD` values remove fields."""
@@ -381,6 +385,7 @@ class WriteTransaction(Transaction):
             doc = to_document(blob)
             if filters and not _passes(filters, doc):
                 continue
+            self.trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()), len(blob))
             out.append(doc)
             if limit is not None and len(out) >= limit:
                 return last, False

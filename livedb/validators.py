@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import ValidationError
-from .ids import parse_id, valid_table_name
+from .ids import Id, parse_id, valid_table_name
 from .values import (
     INT64_MAX,
     INT64_MIN,
@@ -66,37 +66,55 @@ def check_field_name(name: Any, top_level: bool) -> None:
         raise Mismatch(f"field name {name!r} must not start with {what}")
 
 
+_LEAVES = frozenset({str, float, bool, bytes, type(None), Id})
+
+
 def check_any(value: Any, depth: int) -> Any:
-    """Accept any storable value within the limits; the generic check behind `v.any()`."""
+    """Accept any storable value within the limits; the generic check behind `v.any()`.
+
+    Hot: it checks every function result, so leaves are tested inline in the loops.
+    """
     cls = value.__class__
-    if cls is str or cls is float or cls is bool or value is None or cls is bytes:
+    if cls in _LEAVES:
         return value
-    if cls is int:
-        if INT64_MIN <= value <= INT64_MAX:
-            return value
-        raise Mismatch(f"integer {value} is outside the int64 range")
     if cls is dict:
-        _too_deep(depth)
+        if depth > MAX_DEPTH:
+            _too_deep(depth)
+        inner = depth + 1
         for key, item in value.items():
-            check_field_name(key, False)
+            if key.__class__ is not str or not key or key[0] == "$" or (
+                    len(key) > MAX_FIELD_NAME_LENGTH):
+                check_field_name(key, False)
+            c = item.__class__
+            if c in _LEAVES or (c is int and INT64_MIN <= item <= INT64_MAX):
+                continue
             try:
-                check_any(item, depth + 1)
+                check_any(item, inner)
             except Mismatch as e:
                 e.path.append(key)
                 raise
         return value
     if cls is list:
-        _too_deep(depth)
+        if depth > MAX_DEPTH:
+            _too_deep(depth)
         if len(value) > MAX_ARRAY_LENGTH:
             raise Mismatch(f"array of {len(value)} items is longer than the limit of "
                            f"{MAX_ARRAY_LENGTH}")
+        inner = depth + 1
         for i, item in enumerate(value):
+            c = item.__class__
+            if c in _LEAVES or (c is int and INT64_MIN <= item <= INT64_MAX):
+                continue
             try:
-                check_any(item, depth + 1)
+                check_any(item, inner)
             except Mismatch as e:
                 e.path.append(i)
                 raise
         return value
+    if cls is int:
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
+        raise Mismatch(f"integer {value} is outside the int64 range")
     if isinstance(value, (str, float)) and not isinstance(value, bool):
         return value
     if isinstance(value, int) and not isinstance(value, bool):

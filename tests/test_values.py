@@ -1,0 +1,523 @@
+"""Storable values: the kinds a document may hold, the limits, and copy semantics."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import math
+
+import pytest
+
+from livedb import Database, Id, ValidationError, mutation, query, v
+
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+MIB = 1 << 20
+
+
+@pytest.fixture
+def db():
+    return Database()
+
+
+def insert(db, doc, table="t"):
+    return db.mutation(lambda ctx: ctx.db.insert(table, doc))
+
+
+def get(db, doc_id):
+    return db.query(lambda ctx: ctx.db.get(doc_id))
+
+
+def user_fields(doc):
+    return {k: val for k, val in doc.items() if not k.startswith("_")}
+
+
+def nested_dicts(levels):
+    """A document whose top-level dict plus nested dicts make `levels` containers."""
+    value = 1
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return {"a": value}
+
+
+# -- accepted kinds ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        INT64_MIN,
+        INT64_MAX,
+        0.0,
+        -0.5,
+        1.5e300,
+        math.inf,
+        -math.inf,
+        "",
+        "héllo ✓",
+        b"",
+        b"\x00\xff",
+        [],
+        [1, "a", None, [2.5, b"x"]],
+        {},
+        {"nested": {"deep": [1, {"x": None}]}},
+    ],
+    ids=repr,
+)
+def test_storable_kinds_round_trip(db, value):
+    doc_id = insert(db, {"value": value})
+    stored = get(db, doc_id)
+    assert stored["value"] == value
+    assert type(stored["value"]) is type(value)
+
+
+def test_nan_round_trips(db):
+    doc_id = insert(db, {"value": math.nan, "items": [math.nan]})
+    stored = get(db, doc_id)
+    assert isinstance(stored["value"], float) and math.isnan(stored["value"])
+    assert math.isnan(stored["items"][0])
+
+
+def test_bool_stays_bool_and_int_stays_int(db):
+    doc_id = insert(db, {"b": True, "i": 1, "f": 1.0})
+    stored = get(db, doc_id)
+    assert stored["b"] is True
+    assert type(stored["i"]) is int
+    assert type(stored["f"]) is float
+
+
+def test_nested_underscore_field_names_are_allowed(db):
+    doc_id = insert(db, {"outer": {"_inner": 1, "a_b": 2}})
+    assert get(db, doc_id)["outer"] == {"_inner": 1, "a_b": 2}
+
+
+def test_returned_document_is_a_plain_dict_with_system_fields(db):
+    doc_id = insert(db, {"a": 1})
+    stored = get(db, doc_id)
+    assert type(stored) is dict
+    assert stored["_id"] == doc_id and isinstance(stored["_id"], Id)
+    assert isinstance(stored["_creation_time"], float)
+    assert user_fields(stored) == {"a": 1}
+
+
+# -- rejected kinds ------------------------------------------------------------------
+
+
+class Custom:
+    pass
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {1, 2},
+        frozenset({1}),
+        (1, 2),
+        datetime.datetime(2024, 1, 1),
+        datetime.date(2024, 1, 1),
+        Custom(),
+        decimal.Decimal("1.5"),
+        bytearray(b"x"),
+        1 + 2j,
+        INT64_MAX + 1,
+        INT64_MIN - 1,
+        1 << 100,
+    ],
+    ids=lambda x: type(x).__name__ + ":" + repr(x)[:30],
+)
+def test_unstorable_values_are_rejected_naming_the_path(db, bad):
+    with pytest.raises(ValidationError) as top:
+        insert(db, {"field": bad})
+    assert "t.field" in str(top.value)
+
+    with pytest.raises(ValidationError) as nested:
+        insert(db, {"outer": {"items": [0, 1, bad]}})
+    assert "t.outer.items[2]" in str(nested.value)
+    assert db.query(lambda ctx: ctx.db.query("t").collect()) == []
+
+
+def test_out_of_range_int_message_mentions_int64(db):
+    with pytest.raises(ValidationError, match="int64"):
+        insert(db, {"big": INT64_MAX + 1})
+
+
+def test_document_must_be_a_dict(db):
+    for bad in ([1, 2], "doc", None, 5):
+        with pytest.raises(ValidationError):
+            insert(db, bad)
+
+
+def test_non_str_keys_are_rejected(db):
+    with pytest.raises(ValidationError) as top:
+        insert(db, {1: "x"})
+    assert "t" in str(top.value)
+    with pytest.raises(ValidationError) as nested:
+        insert(db, {"outer": {2: "x"}})
+    assert "t.outer" in str(nested.value)
+    with pytest.raises(ValidationError):
+        insert(db, {"outer": {b"k": "x"}})
+    with pytest.raises(ValidationError):
+        insert(db, {"outer": [{None: 1}]})
+
+
+@pytest.mark.parametrize("name", ["_private", "$dollar", "_", "$"])
+def test_top_level_field_names_must_not_start_with_underscore_or_dollar(db, name):
+    with pytest.raises(ValidationError) as e:
+        insert(db, {name: 1})
+    assert name in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["$x", "$"])
+def test_nested_field_names_must_not_start_with_dollar(db, name):
+    with pytest.raises(ValidationError) as e:
+        insert(db, {"outer": {"inner": [{name: 1}]}})
+    message = str(e.value)
+    assert name in message
+    assert "t.outer.inner[0]" in message
+
+
+def test_system_fields_cannot_be_given_on_insert(db):
+    with pytest.raises(ValidationError):
+        insert(db, {"_id": "t:0000000000000001", "a": 1})
+    with pytest.raises(ValidationError):
+        insert(db, {"_creation_time": 1.0, "a": 1})
+
+
+# -- limits --------------------------------------------------------------------------
+
+
+def test_document_size_limit(db):
+    big = insert(db, {"blob": b"x" * (MIB - 1000)})
+    assert len(get(db, big)["blob"]) == MIB - 1000
+    with pytest.raises(ValidationError) as e:
+        insert(db, {"blob": b"x" * MIB})
+    message = str(e.value)
+    assert "t" in message
+    assert "1 MiB" in message or str(MIB) in message
+
+
+def test_document_size_limit_counts_every_field(db):
+    half = b"x" * (MIB // 2)
+    with pytest.raises(ValidationError):
+        insert(db, {"a": half, "b": half, "c": "y"})
+    with pytest.raises(ValidationError):
+        insert(db, {"items": ["z" * 1000] * 1100})
+
+
+def test_document_size_limit_applies_to_patch_and_replace(db):
+    doc_id = insert(db, {"blob": b"x" * (MIB // 2)})
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: ctx.db.patch(doc_id, {"more": b"y" * (MIB // 2 + 10)}))
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: ctx.db.replace(doc_id, {"blob": b"y" * (MIB + 10)}))
+    assert len(get(db, doc_id)["blob"]) == MIB // 2
+    assert "more" not in get(db, doc_id)
+
+
+def test_nesting_depth_limit_dicts(db):
+    doc_id = insert(db, nested_dicts(16))
+    assert get(db, doc_id) is not None
+    with pytest.raises(ValidationError) as e:
+        insert(db, nested_dicts(17))
+    message = str(e.value)
+    assert "16" in message
+    assert "nest" in message.lower() or "depth" in message.lower()
+    assert message.startswith("t.a.a")
+
+
+def test_nesting_depth_limit_lists(db):
+    value = 1
+    for _ in range(15):
+        value = [value]
+    insert(db, {"x": value})  # the document plus 15 lists: 16 levels
+    with pytest.raises(ValidationError) as e:
+        insert(db, {"x": [value]})
+    assert "16" in str(e.value)
+    assert "t.x[0]" in str(e.value)
+
+
+def test_nesting_depth_limit_mixed(db):
+    value = 1
+    for i in range(16):
+        value = [value] if i % 2 else {"k": value}
+    with pytest.raises(ValidationError, match="16"):
+        insert(db, {"x": value})
+
+
+def test_array_length_limit(db):
+    doc_id = insert(db, {"items": list(range(8192))})
+    assert len(get(db, doc_id)["items"]) == 8192
+    with pytest.raises(ValidationError) as e:
+        insert(db, {"items": list(range(8193))})
+    assert "8192" in str(e.value)
+    assert "t.items" in str(e.value)
+    with pytest.raises(ValidationError, match="8192"):
+        insert(db, {"outer": {"inner": [[0] * 8193]}})
+
+
+def test_field_name_length_limit(db):
+    ok = "a" * 1024
+    doc_id = insert(db, {ok: 1, "o": {ok: 2}})
+    assert get(db, doc_id)[ok] == 1
+    with pytest.raises(ValidationError, match="1024"):
+        insert(db, {"a" * 1025: 1})
+    with pytest.raises(ValidationError) as e:
+        insert(db, {"o": {"b" * 1025: 1}})
+    assert "1024" in str(e.value)
+    assert "t.o" in str(e.value)
+
+
+def test_empty_field_name_is_rejected(db):
+    with pytest.raises(ValidationError):
+        insert(db, {"": 1})
+
+
+def test_limits_also_apply_to_patch(db):
+    doc_id = insert(db, {"a": 1})
+    with pytest.raises(ValidationError, match="8192"):
+        db.mutation(lambda ctx: ctx.db.patch(doc_id, {"a": [0] * 8193}))
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: ctx.db.patch(doc_id, {"a": {1, 2}}))
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: ctx.db.patch(doc_id, {"$a": 1}))
+    assert user_fields(get(db, doc_id)) == {"a": 1}
+
+
+def test_limits_are_enforced_without_schema_validation():
+    from livedb import define_schema, define_table
+
+    schema = define_schema({"t": define_table({"a": v.string()})}, schema_validation=False)
+    db = Database(schema)
+    db.mutation(lambda ctx: ctx.db.insert("t", {"a": 5, "extra": [1]}))
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: ctx.db.insert("t", {"a": {1, 2}}))
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: ctx.db.insert("t", {"a": [0] * 8193}))
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: ctx.db.insert("t", {"a": INT64_MAX + 1}))
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: ctx.db.insert("t", {"_a": 1}))
+
+
+# -- function arguments and return values are values too -------------------------------
+
+
+@query
+def echo(ctx, **kwargs):
+    return kwargs
+
+
+@query
+def return_value(ctx, kind):
+    return {
+        "set": {1},
+        "tuple": (1, 2),
+        "big": INT64_MAX + 1,
+        "obj": Custom(),
+        "deep": nested_dicts(17),
+        "long": [0] * 8193,
+        "ok": {"a": [1, 2.5, None, b"x"]},
+    }[kind]
+
+
+def test_function_args_are_values(db):
+    assert db.query(echo, {"a": [1, {"b": None}], "c": b"x"}) == {"a": [1, {"b": None}],
+                                                                   "c": b"x"}
+    for bad in ({1}, (1,), Custom(), INT64_MAX + 1, [0] * 8193, nested_dicts(17)):
+        with pytest.raises(ValidationError):
+            db.query(echo, {"a": bad})
+
+
+def test_function_args_size_limit(db):
+    assert db.query(echo, {"a": b"x" * (MIB // 2)})["a"] == b"x" * (MIB // 2)
+    with pytest.raises(ValidationError) as e:
+        db.query(echo, {"a": b"x" * (MIB + 10)})
+    assert "1 MiB" in str(e.value) or str(MIB) in str(e.value)
+    with pytest.raises(ValidationError):
+        db.query(echo, {"a": [b"x" * 1000] * 2000})
+
+
+def test_function_return_value_size_limit(db):
+    @query
+    def big(ctx):
+        return b"x" * (MIB + 10)
+
+    with pytest.raises(ValidationError) as e:
+        db.query(big)
+    assert "1 MiB" in str(e.value) or str(MIB) in str(e.value)
+
+
+@pytest.mark.parametrize("form", ["collect", "copy of collect", "take", "iterate"])
+def test_return_value_size_limit_applies_to_documents_read(db, form):
+    """Documents straight from a read count towards the 1 MiB limit like any value."""
+    db.mutation(lambda ctx: [ctx.db.insert("t", {"s": b"x" * (300 * 1024)}) for _ in range(4)])
+    build = {
+        "collect": lambda ctx: ctx.db.query("t").collect(),
+        "copy of collect": lambda ctx: list(ctx.db.query("t").collect()),
+        "take": lambda ctx: ctx.db.query("t").take(4),
+        "iterate": lambda ctx: list(ctx.db.query("t")),
+    }[form]
+    with pytest.raises(ValidationError) as e:
+        db.query(build)
+    assert "1 MiB" in str(e.value) or str(MIB) in str(e.value)
+    assert len(db.query(lambda ctx: ctx.db.query("t").take(3))) == 3
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_return_value_size_limit_applies_to_a_grown_read_document(db, copy):
+    doc_id = insert(db, {"a": b"x" * (600 * 1024)})
+
+    def grow(ctx):
+        doc = ctx.db.get(doc_id)
+        doc["b"] = b"y" * (600 * 1024)
+        return dict(doc) if copy else doc
+
+    with pytest.raises(ValidationError):
+        db.query(grow)
+
+
+def test_function_args_must_be_a_dict(db):
+    with pytest.raises(ValidationError):
+        db.query(echo, [1, 2])
+
+
+def test_function_return_values_are_values(db):
+    assert db.query(return_value, {"kind": "ok"}) == {"a": [1, 2.5, None, b"x"]}
+    for kind in ("set", "tuple", "big", "obj", "deep", "long"):
+        with pytest.raises(ValidationError):
+            db.query(return_value, {"kind": kind})
+
+
+READ_THEN_SPOIL = {
+    "get + set": lambda ctx, i: _spoil(ctx.db.get(i), "bad", {1, 2}),
+    "copy of get + set": lambda ctx, i: dict(_spoil(ctx.db.get(i), "bad", {1, 2})),
+    "get + object": lambda ctx, i: _spoil(ctx.db.get(i), "bad", Custom()),
+    "get + $ key": lambda ctx, i: _spoil(ctx.db.get(i), "$bad", 1),
+    "get + long array": lambda ctx, i: _spoil(ctx.db.get(i), "bad", [0] * 8193),
+    "get + nested tuple": lambda ctx, i: _spoil(ctx.db.get(i), "bad", {"t": (1,)}),
+    "collect + set": lambda ctx, i: [_spoil(d, "bad", {1}) for d in
+                                     ctx.db.query("t").collect()],
+    "first + set": lambda ctx, i: _spoil(ctx.db.query("t").first(), "bad", {1}),
+    "paginate + set": lambda ctx, i: _spoil_page(ctx.db.query("t").paginate(1), {1}),
+    "nested list of docs": lambda ctx, i: {"docs": [_spoil(ctx.db.get(i), "bad", {1})]},
+}
+
+
+def _spoil_page(result, value):
+    result.page[0]["bad"] = value
+    return result
+
+
+def _spoil(doc, key, value):
+    doc[key] = value
+    return doc
+
+
+@pytest.mark.parametrize("case", list(READ_THEN_SPOIL))
+def test_returned_documents_changed_by_the_handler_are_still_checked(db, case):
+    """A document the function read, then changed to hold a non-storable value, is not
+    a storable return value."""
+    doc_id = insert(db, {"a": 1})
+    spoil = READ_THEN_SPOIL[case]
+    with pytest.raises(ValidationError):
+        db.query(lambda ctx: spoil(ctx, doc_id))
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: spoil(ctx, doc_id))
+
+
+def test_mutation_returning_unstorable_value_rolls_back(db):
+    @mutation
+    def bad(ctx):
+        ctx.db.insert("t", {"a": 1})
+        return {1, 2}
+
+    with pytest.raises(ValidationError):
+        db.mutation(bad)
+    assert db.query(lambda ctx: ctx.db.query("t").collect()) == []
+
+
+# -- copies --------------------------------------------------------------------------
+
+
+def test_mutating_a_returned_document_does_not_change_stored_data(db):
+    doc_id = insert(db, {"a": 1, "items": [1, 2], "o": {"k": [3]}})
+    first = get(db, doc_id)
+    first["a"] = 99
+    first["items"].append(3)
+    first["o"]["k"].append(4)
+    first["new"] = True
+    del first["_creation_time"]
+    again = get(db, doc_id)
+    assert user_fields(again) == {"a": 1, "items": [1, 2], "o": {"k": [3]}}
+    assert "_creation_time" in again
+
+
+def test_mutating_query_results_does_not_change_stored_data(db):
+    insert(db, {"items": [1]})
+    docs = db.query(lambda ctx: ctx.db.query("t").collect())
+    docs[0]["items"].append(2)
+    docs.clear()
+    assert db.query(lambda ctx: ctx.db.query("t").first())["items"] == [1]
+
+
+def test_two_reads_return_independent_copies(db):
+    doc_id = insert(db, {"items": [1]})
+
+    def read_twice(ctx):
+        a = ctx.db.get(doc_id)
+        a["items"].append(2)
+        b = ctx.db.get(doc_id)
+        return b["items"]
+
+    assert db.query(read_twice) == [1]
+
+
+def test_mutating_the_inserted_dict_after_insert_does_not_change_stored_data(db):
+    doc = {"a": 1, "items": [1, 2], "o": {"k": "v"}}
+    doc_id = insert(db, doc)
+    doc["a"] = 2
+    doc["items"].append(3)
+    doc["o"]["k"] = "changed"
+    doc["extra"] = 1
+    assert user_fields(get(db, doc_id)) == {"a": 1, "items": [1, 2], "o": {"k": "v"}}
+
+
+def test_mutating_the_inserted_dict_later_in_the_same_mutation(db):
+    def run(ctx):
+        doc = {"items": [1]}
+        doc_id = ctx.db.insert("t", doc)
+        doc["items"].append(2)
+        doc["x"] = 1
+        return doc_id
+
+    doc_id = db.mutation(run)
+    assert user_fields(get(db, doc_id)) == {"items": [1]}
+
+
+def test_mutating_patch_and_replace_arguments_afterwards(db):
+    doc_id = insert(db, {"a": 1})
+    fields = {"items": [1]}
+    db.mutation(lambda ctx: ctx.db.patch(doc_id, fields))
+    fields["items"].append(2)
+    assert get(db, doc_id)["items"] == [1]
+    doc = {"b": [1]}
+    db.mutation(lambda ctx: ctx.db.replace(doc_id, doc))
+    doc["b"].append(2)
+    assert user_fields(get(db, doc_id)) == {"b": [1]}
+
+
+def test_mutating_a_document_read_inside_a_mutation_is_not_a_write(db):
+    doc_id = insert(db, {"items": [1]})
+
+    def run(ctx):
+        ctx.db.get(doc_id)["items"].append(2)
+        for doc in ctx.db.query("t").collect():
+            doc["items"].append(3)
+
+    db.mutation(run)
+    assert get(db, doc_id)["items"] == [1]
