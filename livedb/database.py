@@ -13,7 +13,7 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from .auth import UserIdentity
@@ -32,6 +32,7 @@ from .functions import (
     resolve,
 )
 from .ids import valid_table_name
+from .reactive import Reactive, Subscription
 from .schema import Schema, TableInfo
 from .store import Store
 from .transaction import Transaction, WriteTransaction, next_after
@@ -76,6 +77,7 @@ class Database:
                 self._tables[name] = TableInfo(name, definition, validate)
         for name in SYSTEM_TABLES:
             self._tables[name] = TableInfo(name, None, False)
+        self._reactive = Reactive(self)
 
     # -- public API --------------------------------------------------------------
 
@@ -109,17 +111,52 @@ class Database:
                 raise LiveDBError("the database is closed")
             local.writing = True
             txn = WriteTransaction(self)
+            ts = 0
             try:
                 result = spec.handler(MutationCtx(txn, auth, None, None), **kwargs)
                 result = check_result(spec, result, txn.trusted)
                 docs, changes = txn.commit_changes()
                 txn.close()
                 if docs:
-                    self._store.commit(docs, changes)
+                    store = self._store
+                    ts = store.commit(docs, changes, publish=False)
+                    self._reactive.committed(ts, changes, docs)
+                    store.publish(ts)
             finally:
                 txn.close()
                 local.writing = False
+        if ts:
+            self._reactive.settle(ts)
         return result
+
+    def subscribe(self, fn: Any, args: Mapping[str, Any] | None,
+                  on_update: Callable[[Any], Any], *,
+                  on_error: Callable[[BaseException], Any] | None = None,
+                  identity: UserIdentity | None = None) -> Subscription:
+        """Run a query now, call `on_update` with its result, and again on every change."""
+        spec = resolve(fn, QUERY)
+        kwargs = check_args(spec, args)
+        auth = _auth(identity)
+        if not callable(on_update):
+            raise TypeError(f"subscribe: on_update must be callable, got {type_name(on_update)}")
+        if on_error is not None and not callable(on_error):
+            raise TypeError(f"subscribe: on_error must be callable, got {type_name(on_error)}")
+        self._check_open()
+        return self._reactive.subscribe(spec, kwargs, auth, identity, on_update, on_error,
+                                        self._dispatch)
+
+    def watch(self, fn: Any, args: Mapping[str, Any] | None = None, *,
+              identity: UserIdentity | None = None) -> AsyncIterator[Any]:
+        """An async iterator of the query's results: the first, then each change."""
+        spec = resolve(fn, QUERY)
+        kwargs = check_args(spec, args)
+        auth = _auth(identity)
+        self._check_open()
+        return self._reactive.watch(spec, kwargs, auth, identity)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LiveDBError("the database is closed")
 
     def action(self, fn: Any, args: Mapping[str, Any] | None = None, *,
                identity: UserIdentity | None = None) -> Any:
@@ -152,6 +189,7 @@ class Database:
     def stats(self) -> dict[str, Any]:
         """Counts for monitoring: documents, versions kept, open snapshots, tables."""
         stats = self._store.stats()
+        stats.update(self._reactive.stats())
         stats["tables"] = sorted(n for n in self._tables if not n.startswith("_"))
         return stats
 

@@ -61,6 +61,10 @@ class Store:
                 return ts
             active.remove(ts)
 
+    def pin(self, ts: int) -> None:
+        """Register a snapshot at `ts`; the caller knows `ts` is not collected yet."""
+        self._active.append(ts)
+
     def release(self, ts: int) -> None:
         self._active.remove(ts)
 

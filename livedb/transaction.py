@@ -64,10 +64,14 @@ class Transaction:
     __slots__ = ("_db", "_ts", "_store", "read_ranges", "read_ids", "_writes", "_open",
                  "trusted")
 
-    def __init__(self, db: Database, writer: bool = False) -> None:
+    def __init__(self, db: Database, writer: bool = False, at: int | None = None) -> None:
         self._db = db
         self._store = store = db._store
-        self._ts = store.writer_snapshot() if writer else store.snapshot()
+        if at is not None:
+            store.pin(at)
+            self._ts = at
+        else:
+            self._ts = store.writer_snapshot() if writer else store.snapshot()
         self._open = True
         self.read_ranges: list[tuple[tuple, tuple, tuple]] = []
         self.read_ids: set[str] = set()
