@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .auth import UserIdentity
 from .errors import LiveDBError, ValidationError
@@ -37,6 +37,9 @@ from .schema import Schema, TableInfo
 from .store import Store
 from .transaction import Transaction, WriteTransaction, next_after
 from .values import type_name
+
+if TYPE_CHECKING:
+    from .client import Client
 
 SYSTEM_TABLES = ("_scheduled_functions", "_storage")
 
@@ -99,6 +102,12 @@ class Database:
     def mutation(self, fn: Any, args: Mapping[str, Any] | None = None, *,
                  identity: UserIdentity | None = None) -> Any:
         """Run a mutation as one serializable transaction; all its writes or none commit."""
+        return self._mutation(fn, args, identity, None)
+
+    def _mutation(self, fn: Any, args: Mapping[str, Any] | None,
+                  identity: UserIdentity | None,
+                  on_commit: Callable[[int], None] | None) -> Any:
+        """`mutation`, telling `on_commit` the commit timestamp before anyone sees it."""
         spec = resolve(fn, MUTATION)
         kwargs = check_args(spec, args)
         auth = _auth(identity)
@@ -120,6 +129,8 @@ class Database:
                 if docs:
                     store = self._store
                     ts = store.commit(docs, changes, publish=False)
+                    if on_commit is not None:
+                        on_commit(ts)
                     self._reactive.committed(ts, changes, docs)
                     store.publish(ts)
             finally:
@@ -174,6 +185,22 @@ class Database:
             if asyncio.iscoroutine(result):
                 result = _run_coroutine(result)
         return check_result(spec, result)
+
+    def client(self, identity: UserIdentity | None = None, token: str | None = None) -> Client:
+        """A client for a UI: its own subscriptions, ordered mutations, optimistic updates."""
+        from .client import Client
+
+        self._check_open()
+        if token is not None:
+            if identity is not None:
+                raise TypeError("client: pass identity or token, not both")
+            resolver = getattr(self, "_token_identity", None)
+            if resolver is None:
+                raise LiveDBError("client(token=...): no PasswordAuth is set up on this "
+                                  "database")
+            identity = resolver(token)
+        _auth(identity)
+        return Client(self, identity)
 
     def close(self) -> None:
         """Close the database; later calls raise `LiveDBError`."""

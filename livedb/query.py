@@ -245,12 +245,23 @@ class Query:
         self._advance(9, "iteration")
         return self._iterate(self._start, self._end)
 
-    def paginate(self, num_items: int, cursor: str | None = None, *,
+    def paginate(self, num_items: int | dict, cursor: str | None = None, *,
                  end_cursor: str | None = None) -> PaginationResult:
         """One page of at most `num_items` documents after `cursor` (None: the start).
 
         With `end_cursor`, exactly the documents between `cursor` and `end_cursor`.
+        `num_items` may also be a dict of these arguments, as live paginated views pass it
+        (`{"num_items": n, "cursor": c, "end_cursor": e}`).
         """
+        if num_items.__class__ is dict:
+            opts = num_items
+            unknown = set(opts) - {"num_items", "cursor", "end_cursor"}
+            if unknown or "num_items" not in opts:
+                raise ValidationError(f"paginate: pagination options take num_items, cursor "
+                                      f"and end_cursor, got {sorted(opts)}")
+            num_items = opts["num_items"]
+            cursor = opts.get("cursor", cursor)
+            end_cursor = opts.get("end_cursor", end_cursor)
         if num_items.__class__ is not int or num_items < 1:
             raise ValidationError(f"paginate: num_items must be an int >= 1, got "
                                   f"{num_items!r}")

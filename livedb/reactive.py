@@ -59,8 +59,8 @@ class LiveQuery:
         self.spec = spec
         self.kwargs = kwargs
         self.auth = auth
-        self.state: tuple[int, Any, BaseException | None] = (0, None, None)
-        """(version, result, error), replaced as one value so readers see it whole."""
+        self.state: tuple[int, Any, BaseException | None, int] = (0, None, None, 0)
+        """(version, result, error, commit ts), replaced whole so readers see it whole."""
         self.ranges: list[tuple[tuple, tuple, tuple]] = []
         self.ids: set[str] = set()
         self.subscribers: list[Subscription] = []
@@ -71,8 +71,9 @@ class Subscription:
 
     def __init__(self, reactive: Reactive, live: LiveQuery, on_update: Callable[[Any], Any],
                  on_error: Callable[[BaseException], Any] | None,
-                 dispatch: Dispatch | None) -> None:
+                 dispatch: Dispatch | None, with_ts: bool = False) -> None:
         self._reactive = reactive
+        self._with_ts = with_ts
         self._live = live
         self._on_update = _weak(on_update)
         self._on_error = None if on_error is None else _weak(on_error)
@@ -127,7 +128,7 @@ class Subscription:
         """Call back with the newest state, if newer than what this subscriber last saw."""
         if not self.active:
             return
-        version, result, error = self._live.state
+        version, result, error, ts = self._live.state
         with self._lock:
             if version <= self._delivered:
                 return
@@ -142,7 +143,10 @@ class Subscription:
                           exc_info=error)
             return
         try:
-            target(result if error is None else error)
+            if self._with_ts:
+                target(result if error is None else error, ts)
+            else:
+                target(result if error is None else error)
         except Exception:
             log.exception("livedb: a subscription callback of %s raised", self._live.spec.name)
 
@@ -314,8 +318,10 @@ class Reactive:
     def subscribe(self, spec: Function, kwargs: dict, auth: Auth, identity: UserIdentity | None,
                   on_update: Callable[[Any], Any],
                   on_error: Callable[[BaseException], Any] | None,
-                  dispatch: Dispatch | None) -> Subscription:
-        """Run the query (or join its live twin) and register for its updates."""
+                  dispatch: Dispatch | None, with_ts: bool = False) -> Subscription:
+        """Run the query (or join its live twin) and register for its updates.
+
+        With `with_ts`, callbacks also get the commit timestamp the result is valid at."""
         key = (spec, encode_key(kwargs), identity)
         nested = not self._become_processor()
         try:
@@ -329,7 +335,7 @@ class Reactive:
                 if not live.subscribers:
                     self._forget(live)
                 raise error
-            subscription = Subscription(self, live, on_update, on_error, dispatch)
+            subscription = Subscription(self, live, on_update, on_error, dispatch, with_ts)
             live.subscribers.append(subscription)
             subscription._notify()
         finally:
@@ -349,13 +355,14 @@ class Reactive:
             error = e
         finally:
             txn.close()
-        version, old_result, old_error = live.state
+        version, old_result, old_error, _ts = live.state
         if version:
             self.reruns += 1
         self._file(live, txn.read_ranges, txn.read_ids)
         if version and error is None and old_error is None and same_result(result, old_result):
+            live.state = (version, old_result, None, ts)
             return False
-        live.state = (version + 1, result, error)
+        live.state = (version + 1, result, error, ts)
         return True
 
     def _file(self, live: LiveQuery, ranges: list, ids: set[str]) -> None:

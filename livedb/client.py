@@ -1,0 +1,446 @@
+"""The client layer for UIs: an identity, ordered mutations, optimistic updates, live pages.
+
+A client keeps, per query it watches, the newest server result and the commit it is
+valid at. What its subscribers see is that result with the optimistic updates of its
+pending mutations applied in submission order. A pending mutation's update stops being
+applied to a query as soon as the query's server result is valid at (or after) the
+mutation's commit — in the same update that shows the committed result — and everywhere
+once the mutation has finished (or failed: a rollback).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from .errors import LiveDBError
+from .functions import QUERY, Auth, check_args, resolve
+from .reactive import Subscription, same_result
+from .values import decode, encode, encode_key, type_name
+
+if TYPE_CHECKING:
+    from .auth import UserIdentity
+    from .database import Database
+    from .functions import Function
+
+log = logging.getLogger("livedb")
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of a result, for optimistic updates to change freely."""
+    from .query import PaginationResult
+
+    if value.__class__ is PaginationResult:
+        return PaginationResult(_copy(value.page), value.is_done, value.continue_cursor)
+    if value is None or value.__class__ in (str, int, float, bool, bytes):
+        return value
+    return decode(encode(value))
+
+
+class _Pending:
+    __slots__ = ("id", "update", "args", "commit_ts")
+
+    def __init__(self, pending_id: int, update: Callable[..., Any] | None, args: dict) -> None:
+        self.id = pending_id
+        self.update = update
+        self.args = args
+        self.commit_ts: int | None = None
+
+
+class _ClientQuery:
+    """One query the client watches: its server result, its view, its subscribers."""
+
+    __slots__ = ("key", "spec", "kwargs", "server", "server_ts", "error", "view", "version",
+                 "subscribers", "source")
+
+    def __init__(self, key: tuple, spec: Function, kwargs: dict) -> None:
+        self.key = key
+        self.spec = spec
+        self.kwargs = kwargs
+        self.server: Any = None
+        self.server_ts = 0
+        self.error: BaseException | None = None
+        self.view: Any = None
+        self.version = 0
+        self.subscribers: list[ClientSubscription] = []
+        self.source: Subscription | None = None
+
+
+class OptimisticStore:
+    """What an optimistic update sees: the client's local view of its queries."""
+
+    __slots__ = ("_client", "_values", "_allowed")
+
+    def __init__(self, client: Client, values: dict[tuple, Any],
+                 allowed: Callable[[tuple], bool]) -> None:
+        self._client = client
+        self._values = values
+        self._allowed = allowed
+
+    def get_query(self, fn: Any, args: dict | None = None) -> Any:
+        """The local value of a query the client watches (a copy), or None."""
+        key = self._client._key(fn, args)
+        return _copy(self._values[key]) if key in self._values else None
+
+    def set_query(self, fn: Any, args: dict | None, value: Any) -> None:
+        """Set the local value of a watched query until the mutation is settled."""
+        key = self._client._key(fn, args)
+        if key in self._values and self._allowed(key):
+            self._values[key] = value
+
+
+class ClientSubscription:
+    """A client subscriber: `.result` (the local view), `.unsubscribe()`, context manager."""
+
+    def __init__(self, client: Client, query: _ClientQuery, on_update: Callable[[Any], Any],
+                 on_error: Callable[[BaseException], Any] | None) -> None:
+        self._client = client
+        self._query = query
+        self._on_update = on_update
+        self._on_error = on_error
+        self._delivered = 0
+        self._pending = False
+        self._lock = threading.Lock()
+        self.active = True
+
+    @property
+    def result(self) -> Any:
+        return self._query.view
+
+    def unsubscribe(self) -> None:
+        if self.active:
+            self.active = False
+            self._client._drop(self)
+
+    def __enter__(self) -> ClientSubscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unsubscribe()
+
+    def _notify(self) -> None:
+        dispatch = self._client._dispatch
+        if dispatch is None:
+            self._deliver()
+            return
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        dispatch(self._deliver_pending)
+
+    def _deliver_pending(self) -> None:
+        with self._lock:
+            self._pending = False
+        self._deliver()
+
+    def _deliver(self) -> None:
+        if not self.active:
+            return
+        query = self._query
+        with self._client._lock:
+            version, view, error = query.version, query.view, query.error
+        with self._lock:
+            if version <= self._delivered:
+                return
+            self._delivered = version
+        try:
+            if error is not None:
+                if self._on_error is not None:
+                    self._on_error(error)
+                else:
+                    log.error("livedb: client query %s raised: %r", query.spec.name, error)
+            else:
+                self._on_update(view)
+        except Exception:
+            log.exception("livedb: a client subscription callback of %s raised",
+                          query.spec.name)
+
+
+class Client:
+    """A UI's connection to the database: one identity, its subscriptions and mutations."""
+
+    def __init__(self, db: Database, identity: UserIdentity | None) -> None:
+        from .database import _auth
+
+        self._db = db
+        self.identity = identity
+        self._auth: Auth = _auth(identity)
+        self._dispatch = db._dispatch
+        self._lock = threading.RLock()
+        self._queries: dict[tuple, _ClientQuery] = {}
+        self._pending: list[_Pending] = []
+        self._ids = itertools.count(1)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livedb-client")
+        self._closed = False
+
+    # -- reading -----------------------------------------------------------------------
+
+    def query(self, fn: Any, args: dict | None = None) -> Any:
+        """Run a query once with the client's identity."""
+        return self._db.query(fn, args, identity=self.identity)
+
+    def watch(self, fn: Any, args: dict | None = None) -> Any:
+        """`db.watch` with the client's identity (server results, no optimistic layer)."""
+        return self._db.watch(fn, args, identity=self.identity)
+
+    def subscribe(self, fn: Any, args: dict | None, on_update: Callable[[Any], Any], *,
+                  on_error: Callable[[BaseException], Any] | None = None
+                  ) -> ClientSubscription:
+        """Watch a query: `on_update` gets its local view now and on every change."""
+        if not callable(on_update):
+            raise TypeError(f"subscribe: on_update must be callable, got {type_name(on_update)}")
+        self._check_open()
+        spec = resolve(fn, QUERY)
+        kwargs = check_args(spec, args)
+        key = (spec, encode_key(kwargs))
+        with self._lock:
+            query = self._queries.get(key)
+            fresh = query is None
+            if fresh:
+                query = self._queries[key] = _ClientQuery(key, spec, kwargs)
+            subscription = ClientSubscription(self, query, on_update, on_error)
+            query.subscribers.append(subscription)
+        if fresh:
+            try:
+                query.source = self._db._reactive.subscribe(
+                    spec, kwargs, self._auth, self.identity,
+                    lambda result, ts: self._server_update(query, result, None, ts),
+                    lambda error, ts: self._server_update(query, None, error, ts),
+                    None, with_ts=True)
+            except BaseException:
+                with self._lock:
+                    del self._queries[key]
+                raise
+        else:
+            subscription._notify()
+        return subscription
+
+    def _key(self, fn: Any, args: dict | None) -> tuple:
+        spec = resolve(fn, QUERY)
+        return (spec, encode_key(check_args(spec, args)))
+
+    # -- the optimistic layer ------------------------------------------------------------
+
+    def _server_update(self, query: _ClientQuery, result: Any, error: BaseException | None,
+                       ts: int) -> None:
+        with self._lock:
+            query.server, query.error, query.server_ts = result, error, ts
+            if any(p.update is not None for p in self._pending):
+                changed = self._recompute()
+            else:
+                query.view = None if error is not None else result
+                query.version += 1
+                changed = list(query.subscribers)
+        for subscriber in changed:
+            subscriber._notify()
+
+    def _recompute(self) -> list[ClientSubscription]:
+        """Rebuild every view from server results and pending updates (lock held)."""
+        queries = self._queries
+        values = {key: q.server for key, q in queries.items() if q.error is None}
+        for pending in self._pending:
+            if pending.update is None:
+                continue
+            commit_ts = pending.commit_ts
+
+            def allowed(key: tuple, commit_ts: int | None = commit_ts) -> bool:
+                return commit_ts is None or queries[key].server_ts < commit_ts
+
+            try:
+                pending.update(OptimisticStore(self, values, allowed), _copy(pending.args))
+            except Exception:
+                log.exception("livedb: an optimistic update raised; it is ignored")
+        changed: list[ClientSubscription] = []
+        for key, query in queries.items():
+            if query.error is not None:
+                view = None
+            else:
+                view = values[key]
+            if query.version and same_result(view, query.view) and query.error is None:
+                continue
+            query.view = view
+            query.version += 1
+            changed.extend(query.subscribers)
+        return changed
+
+    def mutation(self, fn: Any, args: dict | None = None,
+                 optimistic_update: Callable[[OptimisticStore, dict], Any] | None = None
+                 ) -> Future:
+        """Queue a mutation (run in submission order); the Future gets its result once the
+        client's subscriptions show its writes. `optimistic_update(store, args)` runs now."""
+        self._check_open()
+        if optimistic_update is not None and not callable(optimistic_update):
+            raise TypeError("mutation: optimistic_update must be callable")
+        pending = _Pending(next(self._ids), optimistic_update, dict(args or {}))
+        future: Future = Future()
+        with self._lock:
+            self._pending.append(pending)
+            changed = self._recompute() if optimistic_update is not None else []
+        for subscriber in changed:
+            subscriber._notify()
+        self._worker.submit(self._run_mutation, fn, args, pending, future)
+        return future
+
+    def _run_mutation(self, fn: Any, args: dict | None, pending: _Pending,
+                      future: Future) -> None:
+        def on_commit(ts: int) -> None:
+            pending.commit_ts = ts
+
+        outcome: tuple[bool, Any]
+        try:
+            outcome = (True, self._db._mutation(fn, args, self.identity, on_commit))
+        except BaseException as e:  # noqa: BLE001 - handed to the future
+            outcome = (False, e)
+        with self._lock:
+            self._pending.remove(pending)
+            changed = self._recompute()
+        for subscriber in changed:
+            subscriber._notify()
+
+        def settle() -> None:
+            if outcome[0]:
+                future.set_result(outcome[1])
+            else:
+                future.set_exception(outcome[1])
+
+        if self._dispatch is None:
+            settle()
+        else:
+            self._dispatch(settle)
+
+    # -- pagination --------------------------------------------------------------------
+
+    def paginated(self, fn: Any, args: dict | None, initial_num_items: int, *,
+                  on_update: Callable[[PaginatedView], Any] | None = None) -> PaginatedView:
+        """A live paginated view of a query that returns `....paginate(pagination_opts)`."""
+        return PaginatedView(self, fn, args, initial_num_items, on_update)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _drop(self, subscription: ClientSubscription) -> None:
+        query = subscription._query
+        with self._lock:
+            if subscription in query.subscribers:
+                query.subscribers.remove(subscription)
+            if query.subscribers or self._queries.get(query.key) is not query:
+                return
+            del self._queries[query.key]
+        if query.source is not None:
+            query.source.unsubscribe()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LiveDBError("the client is closed")
+
+    def close(self) -> None:
+        """Wait for queued mutations, then end every subscription of this client."""
+        if self._closed:
+            return
+        self._closed = True
+        self._worker.shutdown(wait=True)
+        with self._lock:
+            queries = list(self._queries.values())
+        for query in queries:
+            for subscriber in list(query.subscribers):
+                subscriber.unsubscribe()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PaginatedView:
+    """A live, growing list of pages whose boundaries stay fixed as documents come and go.
+
+    Every page but the last is pinned between two cursors (`end_cursor`), like Convex's
+    query journal; the last page follows its query to the end of the range.
+    """
+
+    def __init__(self, client: Client, fn: Any, args: dict | None, initial_num_items: int,
+                 on_update: Callable[[PaginatedView], Any] | None) -> None:
+        if initial_num_items.__class__ is not int or initial_num_items < 1:
+            raise LiveDBError(f"paginated: initial_num_items must be an int >= 1, got "
+                              f"{initial_num_items!r}")
+        self._client = client
+        self._fn = fn
+        self._args = dict(args or {})
+        self._on_update = on_update
+        self._lock = threading.RLock()
+        self._pages: list[dict[str, Any]] = []
+        self._add_page(None, initial_num_items)
+
+    def _page_args(self, page: dict[str, Any]) -> dict:
+        opts: dict[str, Any] = {"num_items": page["num_items"], "cursor": page["cursor"]}
+        if page["end_cursor"] is not None:
+            opts["end_cursor"] = page["end_cursor"]
+        return {**self._args, "pagination_opts": opts}
+
+    def _add_page(self, cursor: str | None, num_items: int) -> None:
+        page: dict[str, Any] = {"cursor": cursor, "num_items": num_items, "end_cursor": None,
+                                "result": None, "subscription": None}
+        with self._lock:
+            self._pages.append(page)
+        self._subscribe(page)
+
+    def _subscribe(self, page: dict[str, Any]) -> None:
+        old = page["subscription"]
+
+        def update(result: Any, page: dict[str, Any] = page) -> None:
+            with self._lock:
+                page["result"] = result
+            if self._on_update is not None:
+                try:
+                    self._on_update(self)
+                except Exception:
+                    log.exception("livedb: a paginated view callback raised")
+
+        page["subscription"] = self._client.subscribe(self._fn, self._page_args(page), update)
+        if old is not None:
+            old.unsubscribe()
+
+    @property
+    def results(self) -> list[dict]:
+        """Every document of the loaded pages, in order."""
+        with self._lock:
+            out: list[dict] = []
+            for page in self._pages:
+                if page["result"] is not None:
+                    out.extend(page["result"].page)
+            return out
+
+    @property
+    def status(self) -> str:
+        """"loading_more", "can_load_more" or "exhausted"."""
+        with self._lock:
+            if any(page["result"] is None for page in self._pages):
+                return "loading_more"
+            return "exhausted" if self._pages[-1]["result"].is_done else "can_load_more"
+
+    def load_more(self, num_items: int) -> bool:
+        """Add a page of `num_items` after the last one; False if there is nothing more."""
+        if num_items.__class__ is not int or num_items < 1:
+            raise LiveDBError(f"load_more: num_items must be an int >= 1, got {num_items!r}")
+        with self._lock:
+            last = self._pages[-1]
+            result = last["result"]
+            if result is None or result.is_done:
+                return False
+            last["end_cursor"] = result.continue_cursor
+        self._subscribe(last)
+        self._add_page(result.continue_cursor, num_items)
+        return True
+
+    def close(self) -> None:
+        """End the view's subscriptions."""
+        with self._lock:
+            pages = list(self._pages)
+        for page in pages:
+            if page["subscription"] is not None:
+                page["subscription"].unsubscribe()
