@@ -1,4 +1,4 @@
-"""`python -m livedb`: a short demo of a schema, mutations and a query."""
+"""`python -m livedb`: a short demo of a schema, mutations and a live query."""
 
 from __future__ import annotations
 
@@ -27,13 +27,20 @@ def latest(ctx, channel):
 
 def demo() -> None:
     with Database(schema) as db:
+        def show(messages: list[dict]) -> None:
+            print("  live #general:", " | ".join(f"{m['author']}: {m['body']}"
+                                                  for m in messages) or "(empty)")
+
+        print("subscribing to the latest 3 messages in #general")
+        subscription = db.subscribe(latest, {"channel": "general"}, show)
         for author, body in [("ada", "hello"), ("bob", "hi ada"), ("ada", "shall we ship?"),
                              ("bob", "ship it")]:
+            print(f"{author} sends {body!r} to #general")
             db.mutation(send, {"channel": "general", "author": author, "body": body})
+        print("eve sends 'unrelated' to #random (the live query is not re-run)")
         db.mutation(send, {"channel": "random", "author": "eve", "body": "unrelated"})
-        print("latest 3 in #general, newest first:")
-        for message in db.query(latest, {"channel": "general"}):
-            print(f"  {message['author']}: {message['body']}")
+        subscription.unsubscribe()
+        print(f"stats: {db.stats()}")
 
 
 def main(argv: list[str]) -> int:
