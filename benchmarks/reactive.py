@@ -72,7 +72,7 @@ def unaffected(config: Config) -> list[Row]:
     rows = []
     for watched, rate in zip(counts, rates, strict=True):
         slowdown = base / rate
-        rows.append(Row(f"commit, unrelated subs: {watched:,}", rate, None,
+        rows.append(Row(f"commit, unrelated subs ({watched:,})", rate, None,
                         detail=f"{1e6 / rate:.1f} us per commit, {slowdown:.2f}x the cost "
                                f"with none (target: {counts[-1]:,} within 2x)"))
     return rows

@@ -121,19 +121,35 @@ def resolve(fn: Any, kind: str) -> Function:
 
 def check_args(fn: Function, args: Any) -> dict:
     """Validate call arguments, returning the dict the handler gets as keyword arguments."""
-    if args is None:
-        args = {}
-    elif not isinstance(args, Mapping):
-        raise ValidationError(f"{fn.name}: args must be a dict, got {type_name(args)}")
-    elif args.__class__ is not dict:
-        args = dict(args)
+    if args.__class__ is not dict:
+        if args is None:
+            args = {}
+        elif not isinstance(args, Mapping):
+            raise ValidationError(f"{fn.name}: args must be a dict, got {type_name(args)}")
+        else:
+            args = dict(args)
     try:
         args = check_any(args, 1) if fn.check_args is None else fn.check_args(args, 1)
     except Mismatch as e:
         raise ValidationError(f"{fn.name}: {e.render('args')}") from None
-    if args:
+    if _may_be_large(args):
         _check_size(fn, encode(args), "args")
     return args
+
+
+_SMALL = 1 << 16
+
+
+def _may_be_large(args: dict) -> bool:
+    """False when the arguments are surely far below the size limit (no need to encode)."""
+    total = 0
+    for value in args.values():
+        cls = value.__class__
+        if cls is str or cls is bytes or cls is Id:
+            total += len(value)
+        elif cls is dict or cls is list:
+            return True
+    return total > _SMALL
 
 
 def _check_size(fn: Function, blob: bytes, what: str) -> None:
@@ -197,10 +213,13 @@ def _unchanged(doc: dict, entry: tuple) -> bool:
 
 
 def _leaf_size(value: Any, depth: int) -> int:
+    """Check a value; return its encoded size, or a bound when it is a short leaf."""
     check_any(value, depth)
     cls = value.__class__
     if value is None or cls is bool or cls is int or cls is float:
         return 9
+    if (cls is str or cls is Id) and len(value) < _SMALL:
+        return 4 * len(value) + 5
     return len(encode(value))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import struct
 
@@ -53,9 +54,8 @@ def new_id(table: str, creation_time: float) -> str:
     `str`: stored structures never hold `Id` objects, which the cyclic garbage collector
     would have to track (and so every tuple holding one).
     """
-    bits = _pack(creation_time)
-    return f"{table}:{bits.hex()}{_random(3).hex()}"
+    return f"{table}:{_pack(creation_time).hex()}{_random(24):06x}"
 
 
 _pack = struct.Struct(">d").pack
-_random = os.urandom
+_random = random.Random(int.from_bytes(os.urandom(16), "big")).getrandbits

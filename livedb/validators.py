@@ -368,6 +368,7 @@ class Object(Validator):
         specs = [(name, f.compile(), f.optional) for name, f in self.fields.items()]
         names = frozenset(self.fields)
         required = frozenset(n for n, f in self.fields.items() if not f.optional)
+        n_required = len(required)
         absent = object()
 
         def check_object(value: Any, depth: int) -> Any:
@@ -377,10 +378,14 @@ class Object(Validator):
                 _too_deep(depth)
             out = None
             inner = depth + 1
-            for name, check, _opt in specs:
+            seen = seen_required = 0
+            for name, check, optional in specs:
                 item = value.get(name, absent)
                 if item is absent:
                     continue
+                seen += 1
+                if not optional:
+                    seen_required += 1
                 try:
                     checked = check(item, inner)
                 except Mismatch as e:
@@ -390,7 +395,7 @@ class Object(Validator):
                     if out is None:
                         out = dict(value)
                     out[name] = checked
-            if len(value) != len(names) or not names.issuperset(value):
+            if seen != len(value) or seen_required != n_required:
                 for key in value:
                     if key not in names:
                         check_field_name(key, depth == 1)
