@@ -33,9 +33,12 @@ _table_ok: dict[str, bool] = {}
 
 def parse_id(value: object) -> tuple[str, str] | None:
     """Split an id string into (table, id) or return None when it is not an id at all."""
-    if value.__class__ is not str and not isinstance(value, str):
+    found = _parsed.get(value) if value.__class__ is str or value.__class__ is Id else None
+    if found is not None:
+        return found
+    if not isinstance(value, str):
         return None
-    table, sep, suffix = value.partition(":")  # type: ignore[union-attr]
+    table, sep, suffix = value.partition(":")
     if not sep or not 8 <= len(suffix) <= 40 or not suffix.isalnum() or not suffix.isascii():
         return None
     ok = _table_ok.get(table)
@@ -43,7 +46,18 @@ def parse_id(value: object) -> tuple[str, str] | None:
         ok = bool(_TABLE_NAME.match(table)) or table in ("_scheduled_functions", "_storage")
         if len(_table_ok) < 4096:
             _table_ok[table] = ok
-    return (table, value) if ok else None  # type: ignore[return-value]
+    if not ok:
+        return None
+    found = (table, str(value))
+    if len(_parsed) >= _PARSED_MAX:
+        _parsed.clear()
+    _parsed[found[1]] = found
+    return found
+
+
+_parsed: dict[str, tuple[str, str]] = {}
+"""Recently parsed ids: the same ids arrive again and again (arguments, then `get`)."""
+_PARSED_MAX = 1 << 16
 
 
 def new_id(table: str, creation_time: float) -> str:
