@@ -297,14 +297,13 @@ class Reactive:
             if watchers:
                 found.update(watchers)
         by_index = self._by_index
-        for index, (_position, removed, added) in commit.changes.items():
+        for index, (_position, removed, added, rewritten) in commit.changes.items():
             watch = by_index.get(index)
             if watch is None:
                 continue
-            for key in removed:
-                watch.match(key, found)
-            for key in added:
-                watch.match(key, found)
+            for keys in (removed, added, rewritten):
+                for key in keys:
+                    watch.match(key, found)
         changed = [live for live in found if self._rerun(live, commit.ts)]
         store = self._store
         store.release(self._done)

@@ -413,9 +413,13 @@ class WriteTransaction(Transaction):
         return found
 
     def commit_changes(self) -> tuple[list, dict]:
-        """The final writes for the store, and per index (position, removed, added)."""
+        """The final writes, and per index `(position, removed, added, rewritten)` keys.
+
+        `rewritten` holds the unchanged keys of documents written in place: the index
+        itself keeps them, but a reader of that range read the document, so it counts.
+        """
         docs = []
-        changes: dict[tuple, tuple[int, list, list]] = {}
+        changes: dict[tuple, tuple[int, list, list, list]] = {}
         original = self._original
         tables = self._db._tables
         for doc_id, (table, blob, keys) in self._writes.items():
@@ -426,11 +430,12 @@ class WriteTransaction(Transaction):
             for position, name in enumerate(tables[table].index_names):
                 old_key = None if old is None else old[position]
                 new_key = None if keys is None else keys[position]
-                if old_key is new_key:
-                    continue
                 entry = changes.get((table, name))
                 if entry is None:
-                    entry = changes[(table, name)] = (position, [], [])
+                    entry = changes[(table, name)] = (position, [], [], [])
+                if old_key is new_key:
+                    entry[3].append(old_key)
+                    continue
                 if old_key is not None:
                     entry[1].append(old_key)
                 if new_key is not None:
