@@ -110,7 +110,9 @@ class Store:
                 live[doc_id] = (ts, blob, keys)
         indexes = self.indexes
         old_keys = self._old_keys
-        for name, (position, removed, added) in changes.items():
+        for name, (position, removed, added, _rewritten) in changes.items():
+            if not (added or removed):
+                continue
             index = indexes.get(name)
             if index is None:
                 index = indexes[name] = SortedIndex()
