@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -32,6 +33,7 @@ from .functions import (
     resolve,
 )
 from .ids import valid_table_name
+from .persistence import Persistence
 from .reactive import Reactive, Subscription
 from .schema import Schema, TableInfo
 from .store import Store
@@ -61,9 +63,6 @@ class Database:
         if durability not in ("full", "normal"):
             raise ValueError(f"Database(durability=...): expected 'full' or 'normal', got "
                              f"{durability!r}")
-        if path is not None:
-            raise LiveDBError("durable databases (path=...) are not available in this version "
-                              "of livedb yet")
         self._schema = schema
         self._clock = clock or time.time
         self._dispatch = dispatch
@@ -80,6 +79,11 @@ class Database:
                 self._tables[name] = TableInfo(name, definition, validate)
         for name in SYSTEM_TABLES:
             self._tables[name] = TableInfo(name, None, False)
+        self._persist: Persistence | None = None
+        if path is not None:
+            self._persist = Persistence(os.fspath(path), durability, self._store, self._tables,
+                                        self._write_lock, self._make_visible)
+            self._last_time = self._persist.load(schema)
         self._reactive = Reactive(self)
 
     # -- public API --------------------------------------------------------------
@@ -121,24 +125,36 @@ class Database:
             local.writing = True
             txn = WriteTransaction(self)
             ts = 0
+            ticket = None
             try:
                 result = spec.handler(MutationCtx(txn, auth, None, None), **kwargs)
                 result = check_result(spec, result, txn.trusted)
                 docs, changes = txn.commit_changes()
                 txn.close()
+                persist = self._persist
                 if docs:
-                    store = self._store
-                    ts = store.commit(docs, changes, publish=False)
+                    ts = self._store.commit(docs, changes, publish=False)
                     if on_commit is not None:
                         on_commit(ts)
-                    self._reactive.committed(ts, changes, docs)
-                    store.publish(ts)
+                    if persist is None:
+                        self._make_visible(ts, changes, docs)
+                    else:
+                        ticket = persist.enqueue(ts, docs, changes, self._last_time)
+                elif persist is not None:
+                    ticket = persist.barrier()
             finally:
                 txn.close()
                 local.writing = False
+        if ticket is not None:
+            self._persist.wait(ticket)  # type: ignore[union-attr]
         if ts:
             self._reactive.settle(ts)
         return result
+
+    def _make_visible(self, ts: int, changes: dict, docs: list) -> None:
+        """Publish commit `ts` (durable databases: once it is on disk), in commit order."""
+        self._reactive.committed(ts, changes, docs)
+        self._store.publish(ts)
 
     def subscribe(self, fn: Any, args: Mapping[str, Any] | None,
                   on_update: Callable[[Any], Any], *,
@@ -206,6 +222,8 @@ class Database:
         """Close the database; later calls raise `LiveDBError`."""
         with self._write_lock:
             self._closed = True
+        if self._persist is not None:
+            self._persist.close()
 
     def __enter__(self) -> Database:
         return self

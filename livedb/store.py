@@ -25,6 +25,8 @@ class Store:
     """Documents and indexes under multi-version concurrency control.
 
     Commits are serialized by the caller; reads and snapshots are safe from any thread.
+    `publish` may run in another thread than `commit` (durable stores publish once a
+    commit is on disk): `_lock` keeps collection and rollback off a commit in progress.
     """
 
     def __init__(self) -> None:
@@ -93,6 +95,14 @@ class Store:
         `docs` gives each written id with its new blob and index keys (None, None for a
         delete); `changes` the index keys each index lost and gained.
         """
+        with self._lock:
+            ts = self._apply(docs, changes)
+        if publish:
+            self.publish(ts)
+        return ts
+
+    def _apply(self, docs: Iterable[tuple[str, bytes | None, tuple | None]],
+               changes: IndexChanges) -> int:
         ts = self.applied + 1
         live = self.docs
         history = self.history
@@ -123,16 +133,61 @@ class Store:
             for key in removed:
                 old_keys.append((ts, name, position, key, key[-1][2]))
         self.applied = ts
-        if publish:
-            self.publish(ts)
         return ts
 
     def publish(self, ts: int) -> None:
-        """Make commits up to `ts` visible to new snapshots (called in commit order)."""
+        """Make commits up to `ts` visible to new snapshots (called in commit order).
+
+        Collection is skipped while a commit is being applied; the next publish does it.
+        """
         if ts > self.ts:
             self.ts = ts
-        if self._old_versions or self._old_keys:
-            self.collect()
+        if (self._old_versions or self._old_keys) and self._lock.acquire(blocking=False):
+            try:
+                self.collect()
+            finally:
+                self._lock.release()
+
+    def rollback(self, after: int, written: dict[str, list[IndexName]]) -> None:
+        """Undo the applied but unpublished commits later than `after` (a failed disk write).
+
+        `written` maps every document those commits wrote to its table's index names, in
+        key position order. Versions older than an unpublished commit are never collected
+        (collection stops at the published timestamp), so each one is still in `history`.
+        """
+        with self._lock:
+            live = self.docs
+            history = self.history
+            stale: dict[IndexName, list] = {}
+            for doc_id, names in written.items():
+                version = live.get(doc_id)
+                older = history.get(doc_id, ())
+                dropped = []
+                while version is not None and version[0] > after:
+                    if version[2] is not None:
+                        dropped.append(version[2])
+                    version, older = (older[-1], older[:-1]) if older else (None, ())
+                if older:
+                    history[doc_id] = older
+                else:
+                    history.pop(doc_id, None)
+                if version is None:
+                    live.pop(doc_id, None)
+                else:
+                    live[doc_id] = version
+                for keys in dropped:
+                    for position, key in enumerate(keys):
+                        if not self._key_in_use(doc_id, position, key):
+                            stale.setdefault(names[position], []).append(key)
+            for name, keys in stale.items():
+                index = self.indexes.get(name)
+                if index is not None:
+                    index.update(keys, ())
+            old_versions, old_keys = self._old_versions, self._old_keys
+            while old_versions and old_versions[-1][0] > after:
+                old_versions.pop()
+            while old_keys and old_keys[-1][0] > after:
+                old_keys.pop()
 
     def collect(self) -> None:
         """Drop versions and index keys that no open or future snapshot can see."""

@@ -1,0 +1,628 @@
+"""Durability on SQLite: the file, opening and recovery, locking, and group commit.
+
+A durable database is one SQLite file in WAL mode; SQLite is the log, and its recovery
+is ours. The file holds `documents(id, tbl, creation_time, crc, data)` (`data` is the
+msgpack blob the store keeps, `crc` its CRC-32, since SQLite has no page checksums) and
+`meta(key, crc, value)` (msgpack values, checksummed too); `PRAGMA application_id` marks
+it as livedb's and `PRAGMA user_version` records the format version. Indexes are not
+stored: opening loads every document and rebuilds the indexes of the schema given, so an
+index added to the schema is backfilled and a removed one is dropped, with no migration.
+
+Commits reach the file through group commit. A mutation applies its commit in memory
+(visible to the next mutation only), hands it over here and, outside the writer lock,
+waits. The first waiting thread finding no write in progress becomes the flusher: it
+writes every commit handed over so far as one SQLite transaction and syncs once, so
+threads that commit while a sync is under way share the next one. Durable commits are
+then made visible in commit order by one thread at a time (the publisher); a waiter
+returns once its commit is visible. Readers therefore only ever see commits on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .errors import CorruptionError, DatabaseLockedError, LiveDBError, SchemaError
+from .index import SortedIndex
+from .schema import TableInfo
+from .validators import Mismatch
+from .values import decode, encode
+
+if TYPE_CHECKING:
+    from .schema import Schema
+    from .store import Store
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+    import msvcrt
+
+log = logging.getLogger("livedb")
+
+FORMAT_VERSION = 1
+"""The file format this livedb writes and reads (`PRAGMA user_version`)."""
+
+APPLICATION_ID = 0x6C766462
+"""`PRAGMA application_id` of livedb files: "lvdb"."""
+
+SYSTEM_TABLES = ("_scheduled_functions", "_storage")
+_SCHEMA_ERRORS_SHOWN = 5
+_CORRUPT_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_NOT_WRITTEN_CODES = ("SQLITE_FULL", "SQLITE_READONLY")
+"""Errors after which SQLite guarantees the transaction was rolled back, not written."""
+
+_TABLES = {
+    "documents": "CREATE TABLE documents (id TEXT PRIMARY KEY, tbl TEXT NOT NULL, "
+                 "creation_time REAL NOT NULL, crc INTEGER NOT NULL, data BLOB NOT NULL) "
+                 "WITHOUT ROWID",
+    "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, crc INTEGER NOT NULL, "
+            "value BLOB NOT NULL) WITHOUT ROWID",
+}
+_LAST_TIME = "last_creation_time"
+_UPSERT = "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?)"
+_DELETE = "DELETE FROM documents WHERE id = ?"
+_SET_META = "INSERT OR REPLACE INTO meta VALUES (?, ?, ?)"
+
+OnDurable = Callable[[int, dict, list], None]
+"""Called with `(ts, index changes, docs)` of each commit once it is on disk, in order."""
+
+
+class Ticket:
+    """One commit handed to the file: its writes and how far it has come."""
+
+    __slots__ = ("ts", "docs", "changes", "last_time", "durable", "visible", "error")
+
+    def __init__(self, ts: int, docs: list, changes: dict, last_time: float) -> None:
+        self.ts = ts
+        self.docs = docs
+        self.changes = changes
+        self.last_time = last_time
+        self.durable = False
+        self.visible = False
+        self.error: BaseException | None = None
+
+
+class FileLock:
+    """An exclusive OS lock on `<path>.lock`, held while a `Database` has `path` open.
+
+    The OS drops it when the process dies, so a crash never leaves a stale lock. The
+    lock file holds the owner's process id, for the error message of the next opener.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path + ".lock"
+        self._fd: int | None = None
+
+    def acquire(self, db_path: str) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except OSError as e:
+                raise LiveDBError(f"cannot open {db_path}: cannot create its lock file "
+                                  f"{self.path} ({e.strerror})") from None
+        except OSError as e:
+            raise LiveDBError(f"cannot open {db_path}: cannot create its lock file "
+                              f"{self.path} ({e.strerror})") from None
+        if not _try_lock(fd):
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = ("this process" if holder == os.getpid()
+                   else f"process {holder}" if holder else "another process")
+            raise DatabaseLockedError(f"{db_path} is already open in another Database "
+                                      f"({who}); close that one first")
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            _unlock(fd)
+            os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:  # pragma: no cover - Windows
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:  # pragma: no cover - Windows
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a new directory entry in `path`'s directory durable (POSIX only)."""
+    if os.name != "posix":  # pragma: no cover - Windows
+        return
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _error_name(error: BaseException) -> str:
+    return getattr(error, "sqlite_errorname", "") or ""
+
+
+def _open_error(path: str, error: sqlite3.Error | UnicodeDecodeError) -> LiveDBError:
+    """The livedb error for an error met while opening or reading the file.
+
+    Text that is not UTF-8 can only come from damage: livedb writes only valid text.
+    """
+    text = str(error)
+    if (isinstance(error, UnicodeDecodeError) or _error_name(error).startswith(_CORRUPT_CODES)
+            or "malformed" in text or text.startswith("Could not decode to UTF-8")):
+        return CorruptionError(f"{path} is damaged and cannot be trusted ({error}); restore "
+                               "it from a backup or an export")
+    return LiveDBError(f"cannot open {path}: {error}")
+
+
+class Persistence:
+    """The open file of one durable `Database`: its lock, connection and commit queue.
+
+    `on_durable(ts, changes, docs)` is called once per commit, in commit order, after the
+    commit is on disk and before anyone waiting for it returns: the database makes the
+    commit visible there. It runs with no lock held but must not call back into the
+    database, since the next durable commits wait for it.
+    """
+
+    def __init__(self, path: str, durability: str, store: Store, tables: dict[str, TableInfo],
+                 write_lock: threading.Lock, on_durable: OnDurable) -> None:
+        self.path = path
+        self.durability = durability
+        self.on_durable = on_durable
+        self._store = store
+        self._tables = tables
+        self._write_lock = write_lock
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[Ticket] = []
+        self._to_publish: deque[Ticket] = deque()
+        self._last: Ticket | None = None
+        self._flushing = False
+        self._publishing = False
+        self._broken: str | None = None
+        self._stored_last_time = 0.0
+        self._closed = False
+        self._file_lock = FileLock(path)
+        self._file_lock.acquire(path)
+        try:
+            self._conn = self._connect()
+        except BaseException:
+            self._file_lock.release()
+            raise
+
+    # -- opening ---------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.path
+        if not os.path.exists(path):
+            _create(path)
+        elif os.path.isdir(path):
+            raise LiveDBError(f"cannot open {path}: it is a directory")
+        elif os.path.getsize(path) == 0 and not os.path.exists(path + "-wal"):
+            raise CorruptionError(f"{path} is empty (0 bytes) but livedb never leaves an "
+                                  "empty file: it was truncated; restore it from a backup "
+                                  "or delete it to start a new database")
+        try:
+            os.close(os.open(path, os.O_RDWR))
+        except OSError as e:
+            raise LiveDBError(f"cannot open {path} for writing ({e.strerror}): a durable "
+                              "database needs a writable file") from None
+        conn = None
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if app_id != APPLICATION_ID:
+                raise CorruptionError(f"{path} is an SQLite database but not a livedb file "
+                                      f"(application_id {app_id:#x})")
+            if version != FORMAT_VERSION:
+                newer = " (written by a newer livedb)" if version > FORMAT_VERSION else ""
+                raise LiveDBError(f"{path} has file format version {version}{newer}; this "
+                                  f"livedb reads version {FORMAT_VERSION} only")
+            found = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+            if found != _TABLES:
+                raise CorruptionError(f"{path} is damaged: its tables are not livedb's "
+                                      f"({', '.join(sorted(found)) or 'none'})")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise LiveDBError(f"cannot open {path}: SQLite refused WAL mode ({mode})")
+            synchronous = "FULL" if self.durability == "full" else "NORMAL"
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise CorruptionError(f"{path} is damaged and cannot be trusted (SQLite "
+                                      f"reports: {'; '.join(problems)}); restore it from a "
+                                      "backup or an export")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except BaseException as e:
+            if conn is not None:
+                conn.close()
+            if isinstance(e, (sqlite3.Error, UnicodeDecodeError)):
+                raise _open_error(path, e) from None
+            raise
+        return conn
+
+    def load(self, schema: Schema | None) -> float:
+        """Load every document into the store and build its indexes; check the schema.
+
+        Returns the newest creation time ever handed out, for new ones to come after it.
+        """
+        try:
+            return self._load(schema)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, schema: Schema | None) -> float:
+        path = self.path
+        tables = self._tables
+        docs = self._store.docs
+        validate = schema is not None and schema.schema_validation
+        strict = schema is not None and schema.strict_table_names and validate
+        index_keys: dict[str, list[list]] = {}
+        bad: list[str] = []
+        bad_count = 0
+        unknown: dict[str, list] = {}
+        crc32 = zlib.crc32
+        try:
+            meta = self._read_meta()
+            last_time = meta.get(_LAST_TIME, 0.0)
+            if last_time.__class__ is not float or not math.isfinite(last_time):
+                raise CorruptionError(f"{path} is damaged: its newest creation time reads "
+                                      f"{last_time!r}")
+            self._stored_last_time = last_time
+            rows = self._conn.execute(
+                "SELECT id, tbl, creation_time, crc, data FROM documents")
+            for doc_id, table, creation_time, crc, blob in rows:
+                if blob.__class__ is not bytes or crc32(blob) != crc:
+                    raise CorruptionError(f"{path} is damaged: document {doc_id!r} fails its "
+                                          "checksum; restore the file from a backup or an "
+                                          "export")
+                try:
+                    doc = decode(blob)
+                    ok = (doc.__class__ is dict and doc.pop("_id", None) == doc_id
+                          and doc.pop("_creation_time", None) == creation_time
+                          and table.__class__ is str and doc_id.startswith(table + ":"))
+                except msgspec.DecodeError:
+                    ok = False
+                if not ok:
+                    raise CorruptionError(f"{path} is damaged: the row of document "
+                                          f"{doc_id!r} does not match its contents")
+                info = tables.get(table)
+                if info is None:
+                    if strict and table not in SYSTEM_TABLES:
+                        found = unknown.setdefault(table, [0, doc_id])
+                        found[0] += 1
+                        continue
+                    info = tables[table] = TableInfo(table, None, False)
+                if info.check is not None:
+                    try:
+                        info.check(doc, 1)
+                    except Mismatch as e:
+                        bad_count += 1
+                        if len(bad) < _SCHEMA_ERRORS_SHOWN:
+                            bad.append(f"document {doc_id!r}: {e.render(table)}")
+                keys = info.keys_for(doc, doc_id, creation_time)
+                docs[doc_id] = (0, blob, keys)
+                per_index = index_keys.get(table)
+                if per_index is None:
+                    per_index = index_keys[table] = [[] for _ in keys]
+                for position, key in enumerate(keys):
+                    per_index[position].append(key)
+                if creation_time > last_time:
+                    last_time = creation_time
+        except (sqlite3.Error, UnicodeDecodeError) as e:
+            raise _open_error(path, e) from None
+        if unknown or bad:
+            raise SchemaError(_schema_report(path, unknown, bad, bad_count))
+        indexes = self._store.indexes
+        for table, per_index in index_keys.items():
+            for name, keys in zip(tables[table].index_names, per_index, strict=True):
+                index = indexes[(table, name)] = SortedIndex()
+                index.update((), keys)
+        return last_time
+
+    def _read_meta(self) -> dict[str, Any]:
+        meta = {}
+        for key, crc, value in self._conn.execute("SELECT key, crc, value FROM meta"):
+            if value.__class__ is not bytes or zlib.crc32(value) != crc:
+                raise CorruptionError(f"{self.path} is damaged: its {key!r} record fails "
+                                      "its checksum")
+            try:
+                meta[key] = decode(value)
+            except msgspec.DecodeError:
+                raise CorruptionError(f"{self.path} is damaged: its {key!r} record does not "
+                                      "decode") from None
+        return meta
+
+    # -- committing ------------------------------------------------------------------
+
+    def enqueue(self, ts: int, docs: list, changes: dict, last_time: float) -> Ticket:
+        """Hand over commit `ts` (already applied in memory); `wait` for it afterwards.
+
+        Called under the database's writer lock, so commits arrive in timestamp order.
+        """
+        ticket = Ticket(ts, docs, changes, last_time)
+        with self._cond:
+            self._pending.append(ticket)
+            self._last = ticket
+        return ticket
+
+    def barrier(self) -> Ticket | None:
+        """The newest commit not visible yet, for a mutation that read it but wrote nothing."""
+        last = self._last
+        return None if last is None or last.visible else last
+
+    def wait(self, ticket: Ticket, visible: bool = True) -> None:
+        """Return once `ticket` is on disk and (with `visible`) visible to readers.
+
+        Raises the `LiveDBError` of a failed write. While it waits, the thread takes on
+        whichever role is free and needed: writing the pending commits, or publishing.
+        """
+        cond = self._cond
+        while True:
+            with cond:
+                while True:
+                    if ticket.error is not None:
+                        raise _copy_error(ticket.error)
+                    if ticket.visible or (ticket.durable and not visible):
+                        return
+                    if ticket.durable:
+                        if not self._publishing:
+                            self._publishing = True
+                            batch = None
+                            break
+                    elif not self._flushing:
+                        self._flushing = True
+                        batch, self._pending = self._pending, []
+                        break
+                    cond.wait()
+            if batch is None:
+                self._publish()
+            else:
+                self._flush(batch)
+
+    def _flush(self, batch: list[Ticket]) -> None:
+        try:
+            self._write(batch)
+        except BaseException as e:
+            self._fail(batch, e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        with self._cond:
+            for ticket in batch:
+                ticket.durable = True
+            self._to_publish.extend(batch)
+            self._flushing = False
+            self._cond.notify_all()
+
+    def _write(self, batch: list[Ticket]) -> None:
+        """Write a batch of commits as one SQLite transaction (one sync for them all).
+
+        The newest creation time handed out is recorded only along with deletes: until a
+        document is deleted, a stored row carries it.
+        """
+        if self._broken is not None:
+            raise LiveDBError(self._broken)
+        if self._closed:
+            raise LiveDBError(f"{self.path} is closed")
+        if len(batch) == 1:
+            final: Any = batch[0].docs
+        else:
+            latest: dict[str, tuple] = {}
+            for ticket in batch:
+                for entry in ticket.docs:
+                    latest[entry[0]] = entry
+            final = latest.values()
+        upserts = []
+        deletes = []
+        crc32 = zlib.crc32
+        for doc_id, blob, keys in final:
+            if blob is None:
+                deletes.append((doc_id,))
+            else:
+                tie = keys[0][-1]
+                upserts.append((doc_id, doc_id[:doc_id.index(":")], tie[1], crc32(blob), blob))
+        last_time = batch[-1].last_time
+        conn = self._conn
+        conn.execute("BEGIN")
+        if len(upserts) == 1:
+            conn.execute(_UPSERT, upserts[0])
+        elif upserts:
+            conn.executemany(_UPSERT, upserts)
+        if deletes:
+            conn.executemany(_DELETE, deletes)
+            if last_time > self._stored_last_time:
+                value = encode(last_time)
+                conn.execute(_SET_META, (_LAST_TIME, zlib.crc32(value), value))
+        conn.execute("COMMIT")
+        if deletes and last_time > self._stored_last_time:
+            self._stored_last_time = last_time
+
+    def _fail(self, batch: list[Ticket], error: BaseException) -> None:
+        """Undo a batch that did not reach the disk, and every commit applied after it.
+
+        Those later commits may have read the failed ones, so they fail too. The store
+        goes back to the last durable commit and the database stays usable, unless the
+        file's state is now uncertain (an I/O error while syncing): then every later
+        write is refused until the database is reopened.
+        """
+        conn = self._conn
+        certain = isinstance(error, LiveDBError) or _error_name(error).startswith(
+            _NOT_WRITTEN_CODES)
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+                certain = True
+        except sqlite3.Error:
+            certain = False
+        if not certain and self._broken is None:
+            self._broken = (f"a write to {self.path} failed ({error}) and the file's state is "
+                            "uncertain; close the database and open it again")
+        tables = self._tables
+        with self._write_lock:
+            with self._cond:
+                failed = batch + self._pending
+                self._pending = []
+                self._last = None
+            names: dict[str, list] = {}
+            written: dict[str, list] = {}
+            for ticket in failed:
+                for doc_id, _blob, _keys in ticket.docs:
+                    table = doc_id[:doc_id.index(":")]
+                    found = names.get(table)
+                    if found is None:
+                        found = names[table] = [(table, n) for n in tables[table].index_names]
+                    written[doc_id] = found
+            self._store.rollback(batch[0].ts - 1, written)
+        if isinstance(error, LiveDBError):
+            reason = str(error)
+        else:
+            reason = f"could not write to {self.path}: {error}"
+        with self._cond:
+            for ticket in failed:
+                ticket.error = LiveDBError(
+                    f"{reason}; the mutation was not committed (commits acknowledged "
+                    "before it are safe on disk)")
+                ticket.error.__cause__ = error
+            self._flushing = False
+            self._cond.notify_all()
+
+    def _publish(self) -> None:
+        """Make durable commits visible in commit order, until none is left."""
+        cond = self._cond
+        try:
+            while True:
+                with cond:
+                    if not self._to_publish:
+                        return
+                    batch = list(self._to_publish)
+                    self._to_publish.clear()
+                for ticket in batch:
+                    try:
+                        self._made_durable(ticket)
+                    except Exception:
+                        log.exception("livedb: making commit %d visible failed", ticket.ts)
+                with cond:
+                    for ticket in batch:
+                        ticket.visible = True
+                    cond.notify_all()
+        finally:
+            with cond:
+                self._publishing = False
+                cond.notify_all()
+
+    def _made_durable(self, ticket: Ticket) -> None:
+        """The one point where a commit, now on disk, becomes visible."""
+        self.on_durable(ticket.ts, ticket.changes, ticket.docs)
+
+    # -- closing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write what is still pending, close the file and release the lock."""
+        with self._cond:
+            if self._closed:
+                return
+            last = self._last
+        if last is not None:
+            try:
+                self.wait(last, visible=False)
+            except LiveDBError:
+                pass
+        with self._cond:
+            while self._flushing:
+                self._cond.wait()
+            self._closed = True
+        try:
+            self._conn.close()
+        except sqlite3.Error as e:
+            raise LiveDBError(f"could not close {self.path}: {e}") from None
+        finally:
+            self._file_lock.release()
+
+
+def _copy_error(error: BaseException) -> BaseException:
+    """A fresh exception per waiting thread, so their tracebacks do not mix."""
+    fresh = LiveDBError(*error.args) if isinstance(error, LiveDBError) else error
+    fresh.__cause__ = error.__cause__
+    return fresh
+
+
+def _schema_report(path: str, unknown: dict[str, list], bad: list[str], bad_count: int) -> str:
+    lines = [f"{path} does not match the schema given:"]
+    for table, (count, doc_id) in sorted(unknown.items()):
+        lines.append(f"  table {table!r} holds {count} document(s) (e.g. {doc_id!r}) but is "
+                     "not in the schema")
+    if bad:
+        more = f" (showing the first {len(bad)})" if bad_count > len(bad) else ""
+        lines.append(f"  {bad_count} document(s) fail their table's validator{more}:")
+        lines.extend(f"    {line}" for line in bad)
+    lines.append("Change the schema to accept the data, or open with "
+                 "define_schema(..., schema_validation=False) to fix the data in mutations.")
+    return "\n".join(lines)
+
+
+def _create(path: str) -> None:
+    """Create an empty livedb file at `path` atomically (a crash leaves none or a whole one)."""
+    staging = path + ".new"
+    for leftover in (staging, staging + "-journal", staging + "-wal", staging + "-shm"):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+    try:
+        conn = sqlite3.connect(staging, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+            conn.execute("BEGIN")
+            for statement in _TABLES.values():
+                conn.execute(statement)
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+        fd = os.open(staging, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(staging, path)
+        _fsync_dir(path)
+    except (OSError, sqlite3.Error) as e:
+        raise LiveDBError(f"cannot create {path}: {e}") from None
