@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -54,8 +55,8 @@ class _Pending:
 class _ClientQuery:
     """One query the client watches: its server result, its view, its subscribers."""
 
-    __slots__ = ("key", "spec", "kwargs", "server", "server_ts", "error", "view", "version",
-                 "subscribers", "source")
+    __slots__ = ("key", "spec", "kwargs", "server", "server_ts", "error", "shown_error",
+                 "view", "version", "subscribers", "source")
 
     def __init__(self, key: tuple, spec: Function, kwargs: dict) -> None:
         self.key = key
@@ -64,6 +65,7 @@ class _ClientQuery:
         self.server: Any = None
         self.server_ts = 0
         self.error: BaseException | None = None
+        self.shown_error: BaseException | None = None
         self.view: Any = None
         self.version = 0
         self.subscribers: list[ClientSubscription] = []
@@ -125,7 +127,7 @@ class ClientSubscription:
     def _notify(self) -> None:
         dispatch = self._client._dispatch
         if dispatch is None:
-            self._deliver()
+            self._client._serially(self._deliver)
             return
         with self._lock:
             if self._pending:
@@ -177,6 +179,31 @@ class Client:
         self._ids = itertools.count(1)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livedb-client")
         self._closed = False
+        self._serial: deque[Callable[[], None]] = deque()
+        self._serial_lock = threading.Lock()
+        self._serial_running = False
+
+    def _serially(self, thunk: Callable[[], None]) -> None:
+        """Run `thunk` after every earlier one, never two at once (the default dispatch).
+
+        Whichever thread finds no one delivering runs the queue; the others only add to it,
+        so a client's callbacks keep their order whichever thread produced them.
+        """
+        with self._serial_lock:
+            self._serial.append(thunk)
+            if self._serial_running:
+                return
+            self._serial_running = True
+        while True:
+            with self._serial_lock:
+                if not self._serial:
+                    self._serial_running = False
+                    return
+                thunk = self._serial.popleft()
+            try:
+                thunk()
+            except Exception:
+                log.exception("livedb: a client callback raised")
 
     # -- reading -----------------------------------------------------------------------
 
@@ -204,7 +231,8 @@ class Client:
             if fresh:
                 query = self._queries[key] = _ClientQuery(key, spec, kwargs)
             subscription = ClientSubscription(self, query, on_update, on_error)
-            query.subscribers.append(subscription)
+            if not fresh:
+                query.subscribers.append(subscription)
         if fresh:
             try:
                 query.source = self._db._reactive.subscribe(
@@ -216,8 +244,14 @@ class Client:
                 with self._lock:
                     del self._queries[key]
                 raise
-        else:
-            subscription._notify()
+            with self._lock:
+                query.subscribers.append(subscription)
+            if query.error is not None and on_error is None:
+                error = query.error
+                subscription.active = False
+                self._drop(subscription)
+                raise error
+        subscription._notify()
         return subscription
 
     def _key(self, fn: Any, args: dict | None) -> tuple:
@@ -234,6 +268,7 @@ class Client:
                 changed = self._recompute()
             else:
                 query.view = None if error is not None else result
+                query.shown_error = error
                 query.version += 1
                 changed = list(query.subscribers)
         for subscriber in changed:
@@ -258,12 +293,16 @@ class Client:
         changed: list[ClientSubscription] = []
         for key, query in queries.items():
             if query.error is not None:
-                view = None
+                if query.version and query.shown_error is query.error:
+                    continue
+                query.view = None
             else:
                 view = values[key]
-            if query.version and same_result(view, query.view) and query.error is None:
-                continue
-            query.view = view
+                if (query.version and query.shown_error is None
+                        and same_result(view, query.view)):
+                    continue
+                query.view = view
+            query.shown_error = query.error
             query.version += 1
             changed.extend(query.subscribers)
         return changed
@@ -309,7 +348,7 @@ class Client:
                 future.set_exception(outcome[1])
 
         if self._dispatch is None:
-            settle()
+            self._serially(settle)
         else:
             self._dispatch(settle)
 
@@ -384,26 +423,40 @@ class PaginatedView:
 
     def _add_page(self, cursor: str | None, num_items: int) -> None:
         page: dict[str, Any] = {"cursor": cursor, "num_items": num_items, "end_cursor": None,
-                                "result": None, "subscription": None}
+                                "result": None, "subscription": None, "token": None}
         with self._lock:
             self._pages.append(page)
         self._subscribe(page)
 
     def _subscribe(self, page: dict[str, Any]) -> None:
-        old = page["subscription"]
+        """(Re)subscribe a page; its first result pins its end, so its boundary stays put."""
+        token = object()
+        page["token"] = token
 
-        def update(result: Any, page: dict[str, Any] = page) -> None:
+        def update(result: Any) -> None:
+            if page["token"] is not token:
+                return
             with self._lock:
                 page["result"] = result
+                pin = page["end_cursor"] is None
+                if pin:
+                    page["end_cursor"] = result.continue_cursor
+            if pin:
+                self._subscribe(page)
+                return
             if self._on_update is not None:
                 try:
                     self._on_update(self)
                 except Exception:
                     log.exception("livedb: a paginated view callback raised")
 
-        page["subscription"] = self._client.subscribe(self._fn, self._page_args(page), update)
-        if old is not None:
-            old.unsubscribe()
+        subscription = self._client.subscribe(self._fn, self._page_args(page), update)
+        if page["token"] is token or page["subscription"] is None:
+            old, page["subscription"] = page["subscription"], subscription
+            if old is not None:
+                old.unsubscribe()
+        if page["token"] is not token:
+            subscription.unsubscribe()
 
     @property
     def results(self) -> list[dict]:
@@ -429,12 +482,10 @@ class PaginatedView:
             raise LiveDBError(f"load_more: num_items must be an int >= 1, got {num_items!r}")
         with self._lock:
             last = self._pages[-1]
-            result = last["result"]
-            if result is None or result.is_done:
+            result, end = last["result"], last["end_cursor"]
+            if result is None or end is None or result.is_done:
                 return False
-            last["end_cursor"] = result.continue_cursor
-        self._subscribe(last)
-        self._add_page(result.continue_cursor, num_items)
+        self._add_page(end, num_items)
         return True
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
+from operator import is_
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import ValidationError
@@ -190,8 +191,7 @@ def _storable_size(value: Any, trusted: dict[int, tuple]) -> int:
             get = trusted.get
             for i, item in enumerate(value):
                 entry = get(id(item))
-                if (entry is not None and entry[0] is item and tuple(item) == entry[1]
-                        and tuple(item.values()) == entry[2] and _flat(map(type, entry[2]))):
+                if entry is not None and entry[0] is item and _unchanged(item, entry):
                     total += entry[3]
                     continue
                 try:
@@ -208,8 +208,10 @@ _flat = frozenset({str, int, float, bool, bytes, type(None), Id}).issuperset
 
 
 def _unchanged(doc: dict, entry: tuple) -> bool:
-    return (tuple(doc) == entry[1] and tuple(doc.values()) == entry[2]
-            and _flat(map(type, entry[2])))
+    """Whether a read document still holds exactly the leaves it was read with."""
+    values = entry[2]
+    return (len(doc) == len(values) and tuple(doc) == entry[1]
+            and all(map(is_, doc.values(), values)) and _flat(map(type, values)))
 
 
 def _leaf_size(value: Any, depth: int) -> int:

@@ -38,15 +38,16 @@ Dispatch = Callable[[Callable[[], None]], Any]
 
 
 def same_result(a: Any, b: Any) -> bool:
-    """Equal results, kinds included (`1`, `1.0` and `True` are different values here)."""
+    """Equal results, compared encoded: kinds count (`1`, `1.0` and `True` differ) and a
+    NaN equals itself."""
     if a.__class__ is PaginationResult:
         if b.__class__ is not PaginationResult:
             return False
         return (a.is_done == b.is_done and a.continue_cursor == b.continue_cursor
                 and same_result(a.page, b.page))
-    if a != b:
+    if b.__class__ is PaginationResult:
         return False
-    return encode(a) == encode(b)
+    return a is b or encode(a) == encode(b)
 
 
 class LiveQuery:
@@ -151,10 +152,23 @@ class Subscription:
             log.exception("livedb: a subscription callback of %s raised", self._live.spec.name)
 
 
+def _identity_key(identity: UserIdentity | None) -> Any:
+    """A hashable stand-in for an identity (its claims may hold lists or dicts)."""
+    if identity is None:
+        return None
+    try:
+        return encode(identity)
+    except TypeError:
+        return repr(identity)
+
+
 def _weak(fn: Callable) -> Callable[[], Callable | None]:
     """A getter for `fn`: weak for bound methods (so a dead widget is not kept alive)."""
     if hasattr(fn, "__self__") and hasattr(fn, "__func__"):
-        return weakref.WeakMethod(fn)  # type: ignore[arg-type]
+        try:
+            return weakref.WeakMethod(fn)  # type: ignore[arg-type]
+        except TypeError:
+            pass
     return lambda: fn
 
 
@@ -230,7 +244,10 @@ class Reactive:
         self._queue: deque[_Commit] = deque()
         self._busy: int | None = None
         self._done = self._store.ts
+        """The newest commit processed: live query results are as of this snapshot."""
         self._store.pin(self._done)
+        self._delivered = self._done
+        """The newest commit whose callbacks have all been made (or dispatched)."""
         self._live: dict[tuple, LiveQuery] = {}
         self._by_id: dict[str, set[LiveQuery]] = {}
         self._by_index: dict[tuple, _IndexWatch] = {}
@@ -246,7 +263,7 @@ class Reactive:
             if not self._live and self._busy is None and not self._queue:
                 store.release(self._done)
                 store.pin(ts)
-                self._done = ts
+                self._done = self._delivered = ts
                 return
             store.pin(ts)
             self._queue.append(_Commit(ts, changes, [d[0] for d in docs]))
@@ -257,7 +274,7 @@ class Reactive:
         Called from inside a callback (the processor's own thread), returns at once: the
         running processor will reach the commit after the current one.
         """
-        if self._done >= ts:
+        if self._delivered >= ts:
             return
         if self._become_processor():
             self._drain()
@@ -311,6 +328,7 @@ class Reactive:
         for live in changed:
             for subscriber in list(live.subscribers):
                 subscriber._notify()
+        self._delivered = commit.ts
 
     # -- live queries ----------------------------------------------------------------
 
@@ -321,7 +339,7 @@ class Reactive:
         """Run the query (or join its live twin) and register for its updates.
 
         With `with_ts`, callbacks also get the commit timestamp the result is valid at."""
-        key = (spec, encode_key(kwargs), identity)
+        key = (spec, encode_key(kwargs), _identity_key(identity))
         nested = not self._become_processor()
         try:
             live = self._live.get(key)
