@@ -152,9 +152,12 @@ class Database:
         return result
 
     def _make_visible(self, ts: int, changes: dict, docs: list) -> None:
-        """Publish commit `ts` (durable databases: once it is on disk), in commit order."""
-        self._reactive.committed(ts, changes, docs)
+        """Publish commit `ts` (durable databases: once it is on disk), in commit order.
+
+        Queries see it first, then live queries are told: a callback never gets a result
+        that a `db.query` could not yet see."""
         self._store.publish(ts)
+        self._reactive.committed(ts, changes, docs)
 
     def subscribe(self, fn: Any, args: Mapping[str, Any] | None,
                   on_update: Callable[[Any], Any], *,

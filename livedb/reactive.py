@@ -257,7 +257,9 @@ class Reactive:
     # -- commits ---------------------------------------------------------------------
 
     def committed(self, ts: int, changes: dict, docs: list) -> None:
-        """Called in commit order, before `ts` is published, with the commit's write set."""
+        """Called in commit order, right after `ts` is published, with its write set.
+
+        Before the next commit is published, so no collection can pass `ts` unpinned."""
         store = self._store
         with self._cond:
             if not self._live and self._busy is None and not self._queue:
