@@ -1,10 +1,15 @@
-"""`python -m livedb`: a short demo of a schema, mutations and a live query."""
+"""`python -m livedb`: a short demo of a schema, mutations and a live query (the default),
+and `export` / `import` of a database file to and from a ZIP of JSON Lines."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
+import zipfile
+from typing import Any
 
-from . import Database, define_schema, define_table, mutation, query, v
+from . import Database, LiveDBError, define_schema, define_table, mutation, query, v
 
 schema = define_schema({
     "messages": define_table({"channel": v.string(), "author": v.string(), "body": v.string()})
@@ -43,11 +48,68 @@ def demo() -> None:
         print(f"stats: {db.stats()}")
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m livedb",
+        description="livedb: run the demo (default), or export / import a database file.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("demo", help="a short demo of mutations and a live query")
+    export = commands.add_parser("export", help="write a database to a ZIP of JSON Lines")
+    export.add_argument("database", help="the database file (e.g. app.livedb)")
+    export.add_argument("zip", help="the ZIP file to write")
+    load = commands.add_parser("import", help="load a ZIP written by export into a database")
+    load.add_argument("database", help="the database file (created if missing)")
+    load.add_argument("zip", help="the ZIP file to read")
+    mode = load.add_mutually_exclusive_group()
+    mode.add_argument("--append", action="store_const", const="append", dest="mode",
+                      help="add to tables that already have documents")
+    mode.add_argument("--replace", action="store_const", const="replace", dest="mode",
+                      help="delete the documents of the imported tables first")
+    load.add_argument("--schema", metavar="MODULE:NAME",
+                      help="check the documents against this schema (e.g. myapp.db:schema)")
+    return parser
+
+
+def _load_schema(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise LiveDBError(f"--schema {spec!r}: expected MODULE:NAME, e.g. myapp.db:schema")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise LiveDBError(f"--schema {spec!r}: {e}") from None
+
+
+def _transfer(args: argparse.Namespace) -> str:
+    from .export import TerminalProgress, export_zip, import_zip
+
+    if args.command == "export":
+        progress = TerminalProgress("exporting") if sys.stderr.isatty() else None
+        counts = export_zip(args.database, args.zip, progress=progress)
+        verb = f"exported {args.database} to {args.zip}"
+    else:
+        progress = TerminalProgress("importing") if sys.stderr.isatty() else None
+        mode = args.mode or "refuse"
+        if args.schema:
+            with Database(_load_schema(args.schema), path=args.database) as db:
+                counts = import_zip(db, args.zip, mode=mode, progress=progress)
+        else:
+            counts = import_zip(args.database, args.zip, mode=mode, progress=progress)
+        verb = f"imported {args.zip} into {args.database}"
+    tables = ", ".join(f"{table} {count:,}" for table, count in counts.items()) or "no tables"
+    return f"{verb}: {sum(counts.values()):,} documents ({tables})"
+
+
 def main(argv: list[str]) -> int:
-    if argv and argv[0] not in ("demo",):
-        print(f"usage: python -m livedb [demo]; unknown command {argv[0]!r}", file=sys.stderr)
-        return 2
-    demo()
+    args = _parser().parse_args(argv)
+    if args.command in (None, "demo"):
+        demo()
+        return 0
+    try:
+        print(_transfer(args))
+    except (LiveDBError, OSError, zipfile.BadZipFile) as e:
+        print(f"python -m livedb {args.command}: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
