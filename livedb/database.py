@@ -156,8 +156,10 @@ class Database:
 
         Queries see it first, then live queries are told: a callback never gets a result
         that a `db.query` could not yet see."""
-        self._store.publish(ts)
+        store = self._store
+        store.publish(ts)
         self._reactive.committed(ts, changes, docs)
+        store.tidy()
 
     def subscribe(self, fn: Any, args: Mapping[str, Any] | None,
                   on_update: Callable[[Any], Any], *,

@@ -327,6 +327,7 @@ class Reactive:
         store = self._store
         store.release(self._done)
         self._done = commit.ts
+        store.tidy()
         for live in changed:
             for subscriber in list(live.subscribers):
                 subscriber._notify()

@@ -10,6 +10,7 @@ Versions and index keys that no open snapshot can see are collected after each c
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +18,12 @@ from typing import Any
 from .index import EMPTY, SortedIndex
 
 Version = tuple  # (commit_ts, blob or None when deleted, index keys or None)
+
+
+def _commit_ts(version: Version) -> int:
+    return version[0]
+
+
 IndexName = tuple  # (table, index name)
 IndexChanges = dict  # IndexName -> (position, removed keys, added keys)
 
@@ -35,7 +42,9 @@ class Store:
         self.applied = 0
         """The newest applied commit: what the (single) writer sees; >= `ts`."""
         self.docs: dict[str, Version] = {}
-        self.history: dict[str, tuple[Version, ...]] = {}
+        self.history: dict[str, list[Version]] = {}
+        """Older versions per document, oldest first. A list only ever grows at its end in
+        place; collection replaces it with a shorter copy, so readers never see a shift."""
         self.indexes: dict[IndexName, SortedIndex] = {}
         self._active: list[int] = []
         self._old_versions: deque[tuple[int, str]] = deque()
@@ -79,8 +88,11 @@ class Store:
         if version is None:
             return None
         if version[0] > ts:
-            for old in reversed(self.history.get(doc_id, ())):
-                if old[0] <= ts:
+            older = self.history.get(doc_id)
+            if older:
+                i = bisect_right(older, ts, key=_commit_ts)
+                if i:
+                    old = older[i - 1]
                     return old if old[1] is not None else None
             return None
         return version if version[1] is not None else None
@@ -110,7 +122,11 @@ class Store:
         for doc_id, blob, keys in docs:
             previous = live.get(doc_id)
             if previous is not None:
-                history[doc_id] = history.get(doc_id, ()) + (previous,)
+                older = history.get(doc_id)
+                if older is None:
+                    history[doc_id] = [previous]
+                else:
+                    older.append(previous)
                 old_versions.append((ts, doc_id))
             if blob is None:
                 if previous is not None:
@@ -142,6 +158,10 @@ class Store:
         """
         if ts > self.ts:
             self.ts = ts
+        self.tidy()
+
+    def tidy(self) -> None:
+        """Collect if there is anything to collect and no commit is being applied."""
         if (self._old_versions or self._old_keys) and self._lock.acquire(blocking=False):
             try:
                 self.collect()
@@ -161,12 +181,12 @@ class Store:
             stale: dict[IndexName, list] = {}
             for doc_id, names in written.items():
                 version = live.get(doc_id)
-                older = history.get(doc_id, ())
+                older = list(history.get(doc_id, ()))
                 dropped = []
                 while version is not None and version[0] > after:
                     if version[2] is not None:
                         dropped.append(version[2])
-                    version, older = (older[-1], older[:-1]) if older else (None, ())
+                    version, older = (older[-1], older[:-1]) if older else (None, [])
                 if older:
                     history[doc_id] = older
                 else:
@@ -196,18 +216,22 @@ class Store:
         old_versions = self._old_versions
         live = self.docs
         history = self.history
+        dropped: dict[str, int] = {}
         while old_versions and old_versions[0][0] <= horizon:
             _ts, doc_id = old_versions.popleft()
-            old = history.get(doc_id)
-            if old:
-                if len(old) == 1:
-                    del history[doc_id]
-                else:
-                    history[doc_id] = old[1:]
+            older = history.get(doc_id)
+            if older and dropped.get(doc_id, 0) < len(older):
+                dropped[doc_id] = dropped.get(doc_id, 0) + 1
                 continue
             version = live.get(doc_id)
             if version is not None and version[1] is None and version[0] <= horizon:
                 del live[doc_id]
+        for doc_id, count in dropped.items():
+            older = history[doc_id]
+            if count >= len(older):
+                del history[doc_id]
+            else:
+                history[doc_id] = older[count:]
         old_keys = self._old_keys
         if not old_keys or old_keys[0][0] > horizon:
             return
