@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import LiveDBError
 from .functions import QUERY, Auth, check_args, resolve
-from .reactive import Subscription, same_result
+from .reactive import Subscriber, Subscription, same_result
 from .values import decode, encode, encode_key, type_name
 
 if TYPE_CHECKING:
@@ -95,50 +95,26 @@ class OptimisticStore:
             self._values[key] = value
 
 
-class ClientSubscription:
+class ClientSubscription(Subscriber):
     """A client subscriber: `.result` (the local view), `.unsubscribe()`, context manager."""
 
     def __init__(self, client: Client, query: _ClientQuery, on_update: Callable[[Any], Any],
                  on_error: Callable[[BaseException], Any] | None) -> None:
+        super().__init__(client._dispatch)
         self._client = client
         self._query = query
         self._on_update = on_update
         self._on_error = on_error
-        self._delivered = 0
-        self._pending = False
-        self._lock = threading.Lock()
-        self.active = True
 
     @property
     def result(self) -> Any:
         return self._query.view
 
-    def unsubscribe(self) -> None:
-        if self.active:
-            self.active = False
-            self._client._drop(self)
+    def _remove(self) -> None:
+        self._client._drop(self)
 
-    def __enter__(self) -> ClientSubscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.unsubscribe()
-
-    def _notify(self) -> None:
-        dispatch = self._client._dispatch
-        if dispatch is None:
-            self._client._serially(self._deliver)
-            return
-        with self._lock:
-            if self._pending:
-                return
-            self._pending = True
-        dispatch(self._deliver_pending)
-
-    def _deliver_pending(self) -> None:
-        with self._lock:
-            self._pending = False
-        self._deliver()
+    def _deliver_now(self) -> None:
+        self._client._serially(self._deliver)
 
     def _deliver(self) -> None:
         if not self.active:
@@ -146,10 +122,8 @@ class ClientSubscription:
         query = self._query
         with self._client._lock:
             version, view, error = query.version, query.view, query.error
-        with self._lock:
-            if version <= self._delivered:
-                return
-            self._delivered = version
+        if not self._newer(version):
+            return
         try:
             if error is not None:
                 if self._on_error is not None:

@@ -67,48 +67,33 @@ class LiveQuery:
         self.subscribers: list[Subscription] = []
 
 
-class Subscription:
-    """A live query's subscriber: `.result`, `.unsubscribe()`, usable as a context manager."""
+class Subscriber:
+    """What subscriptions share: delivery through a dispatch, coalesced per subscriber
+    (the thunk reads the newest state when it runs), never older than what was delivered."""
 
-    def __init__(self, reactive: Reactive, live: LiveQuery, on_update: Callable[[Any], Any],
-                 on_error: Callable[[BaseException], Any] | None,
-                 dispatch: Dispatch | None, with_ts: bool = False) -> None:
-        self._reactive = reactive
-        self._with_ts = with_ts
-        self._live = live
-        self._on_update = _weak(on_update)
-        self._on_error = None if on_error is None else _weak(on_error)
+    def __init__(self, dispatch: Dispatch | None) -> None:
         self._dispatch = dispatch
         self._delivered = 0
         self._pending = False
         self._lock = threading.Lock()
         self.active = True
 
-    @property
-    def result(self) -> Any:
-        """The newest result of the query (as of the last commit processed)."""
-        return self._live.state[1]
-
     def unsubscribe(self) -> None:
-        """Stop receiving updates; the live query stops when its last subscriber leaves."""
+        """Stop receiving updates."""
         if self.active:
             self.active = False
-            self._reactive._remove(self)
+            self._remove()
 
-    def __enter__(self) -> Subscription:
+    def __enter__(self) -> Subscriber:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.unsubscribe()
 
-    def __repr__(self) -> str:
-        state = "active" if self.active else "closed"
-        return f"<Subscription {self._live.spec.name} {state}>"
-
     def _notify(self) -> None:
         dispatch = self._dispatch
         if dispatch is None:
-            self._deliver()
+            self._deliver_now()
             return
         with self._lock:
             if self._pending:
@@ -125,15 +110,56 @@ class Subscription:
             self._pending = False
         self._deliver()
 
+    def _newer(self, version: int) -> bool:
+        """Claim delivery of `version` unless this subscriber has seen it or a newer one."""
+        with self._lock:
+            if version <= self._delivered:
+                return False
+            self._delivered = version
+            return True
+
+    def _deliver_now(self) -> None:
+        self._deliver()
+
+    def _deliver(self) -> None:
+        raise NotImplementedError
+
+    def _remove(self) -> None:
+        raise NotImplementedError
+
+
+class Subscription(Subscriber):
+    """A live query's subscriber: `.result`, `.unsubscribe()`, usable as a context manager."""
+
+    def __init__(self, reactive: Reactive, live: LiveQuery, on_update: Callable[[Any], Any],
+                 on_error: Callable[[BaseException], Any] | None,
+                 dispatch: Dispatch | None, with_ts: bool = False) -> None:
+        super().__init__(dispatch)
+        self._reactive = reactive
+        self._with_ts = with_ts
+        self._live = live
+        self._on_update = _weak(on_update)
+        self._on_error = None if on_error is None else _weak(on_error)
+
+    @property
+    def result(self) -> Any:
+        """The newest result of the query (as of the last commit processed)."""
+        return self._live.state[1]
+
+    def _remove(self) -> None:
+        self._reactive._remove(self)
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "closed"
+        return f"<Subscription {self._live.spec.name} {state}>"
+
     def _deliver(self) -> None:
         """Call back with the newest state, if newer than what this subscriber last saw."""
         if not self.active:
             return
         version, result, error, ts = self._live.state
-        with self._lock:
-            if version <= self._delivered:
-                return
-            self._delivered = version
+        if not self._newer(version):
+            return
         callback = (self._on_update if error is None else self._on_error)
         target = callback() if callback is not None else None
         if target is None:
