@@ -11,7 +11,8 @@ import importlib
 
 from .harness import REGISTRY, Workload
 
-MODULES: tuple[str, ...] = ("benchmarks.core", "benchmarks.validation", "benchmarks.reactive")
+MODULES: tuple[str, ...] = ("benchmarks.core", "benchmarks.validation", "benchmarks.reactive",
+                            "benchmarks.durable")
 """Modules that register workloads, imported in this order (their order is the table's)."""
 
 

@@ -13,6 +13,11 @@ def _rate(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:,.0f}"
 
 
+def _target(target: float) -> str:
+    """One decimal, or two when one would round it (0.77 must not read as 0.8)."""
+    return f"{target:.1f}" if round(target, 1) == target else f"{target:.2f}"
+
+
 def _cells(row: Row) -> tuple[str, ...]:
     ratio, met = row.ratio, row.met
     return (
@@ -20,7 +25,7 @@ def _cells(row: Row) -> tuple[str, ...]:
         _rate(row.livedb),
         _rate(row.sqlite),
         "-" if ratio is None else f"{ratio:.2f}x",
-        "-" if row.target is None else f">= {row.target:.1f}x",
+        "-" if row.target is None else f">= {_target(row.target)}x",
         "-" if met is None else ("yes" if met else "NO"),
     )
 

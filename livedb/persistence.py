@@ -431,7 +431,11 @@ class Persistence:
                 ticket.durable = True
             self._to_publish.extend(batch)
             self._flushing = False
+            publish = not self._publishing
+            self._publishing = True
             self._cond.notify_all()
+        if publish:
+            self._publish()
 
     def _write(self, batch: list[Ticket]) -> None:
         """Write a batch of commits as one SQLite transaction (one sync for them all).
@@ -526,28 +530,36 @@ class Persistence:
             self._cond.notify_all()
 
     def _publish(self) -> None:
-        """Make durable commits visible in commit order, until none is left."""
+        """Make durable commits visible in commit order, until none is left.
+
+        The caller has taken the publishing role; this gives it back.
+        """
         cond = self._cond
+        batch: list[Ticket] = []
         try:
             while True:
                 with cond:
+                    for ticket in batch:
+                        ticket.visible = True
                     if not self._to_publish:
+                        self._publishing = False
+                        cond.notify_all()
                         return
                     batch = list(self._to_publish)
                     self._to_publish.clear()
+                    cond.notify_all()
                 for ticket in batch:
                     try:
                         self._made_durable(ticket)
                     except Exception:
                         log.exception("livedb: making commit %d visible failed", ticket.ts)
-                with cond:
-                    for ticket in batch:
-                        ticket.visible = True
-                    cond.notify_all()
-        finally:
+        except BaseException:
             with cond:
+                for ticket in batch:
+                    ticket.visible = True
                 self._publishing = False
                 cond.notify_all()
+            raise
 
     def _made_durable(self, ticket: Ticket) -> None:
         """The one point where a commit, now on disk, becomes visible."""
