@@ -97,6 +97,7 @@ class FileLock:
 
     The OS drops it when the process dies, so a crash never leaves a stale lock. The
     lock file holds the owner's process id, for the error message of the next opener.
+    Callers pass the real path (symlinks resolved): every name of a file shares a lock.
     """
 
     def __init__(self, path: str) -> None:
@@ -124,7 +125,8 @@ class FileLock:
                                       f"({who}); close that one first")
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"{os.getpid()}\n".encode())
         except OSError:
             pass
         self._fd = fd
@@ -157,7 +159,8 @@ def _unlock(fd: int) -> None:
 
 def _read_pid(fd: int) -> int | None:
     try:
-        return int(os.pread(fd, 32, 0).decode().strip())
+        os.lseek(fd, 0, os.SEEK_SET)
+        return int(os.read(fd, 32).decode().strip())
     except (OSError, ValueError, UnicodeDecodeError):
         return None
 
@@ -183,6 +186,8 @@ def _open_error(path: str, error: sqlite3.Error | UnicodeDecodeError) -> LiveDBE
     Text that is not UTF-8 can only come from damage: livedb writes only valid text.
     """
     text = str(error)
+    if _error_name(error).startswith("SQLITE_BUSY"):
+        return DatabaseLockedError(f"{path} is in use by another program ({error})")
     if (isinstance(error, UnicodeDecodeError) or _error_name(error).startswith(_CORRUPT_CODES)
             or "malformed" in text or text.startswith("Could not decode to UTF-8")):
         return CorruptionError(f"{path} is damaged and cannot be trusted ({error}); restore "
@@ -216,7 +221,7 @@ class Persistence:
         self._broken: str | None = None
         self._stored_last_time = 0.0
         self._closed = False
-        self._file_lock = FileLock(path)
+        self._file_lock = FileLock(os.path.realpath(path))
         self._file_lock.acquire(path)
         try:
             self._conn = self._connect()

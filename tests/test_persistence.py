@@ -392,6 +392,10 @@ def test_a_second_database_on_the_same_path_is_refused(path):
             Database(SCHEMA, path=path)
         with pytest.raises(DatabaseLockedError):
             Database(path=os.path.relpath(path))
+        alias = os.path.join(os.path.dirname(path), "alias.livedb")
+        os.symlink(path, alias)
+        with pytest.raises(DatabaseLockedError):
+            Database(path=alias)
         db.mutation(add_task, {"title": "still usable", "rank": 1})
     with Database(SCHEMA, path=path) as db:
         assert len(db.query(all_tasks)) == 1
@@ -669,3 +673,71 @@ def test_an_uncertain_write_failure_refuses_further_writes_until_reopened(path, 
     with Database(SCHEMA, path=path) as db:
         db.mutation(add_task, {"title": "again", "rank": 4})
         assert [d["title"] for d in db.query(all_tasks)] == ["safe", "again"]
+
+
+def test_random_write_failures_leave_exactly_the_successful_mutations(path, monkeypatch):
+    """Three threads patch, insert and delete their own documents while a fifth of the
+    disk writes fail; what remains (in memory, in the index, after reopening) is exactly
+    what the mutations that returned normally wrote."""
+    import random
+
+    original = Persistence._write
+    rng = random.Random(11)
+    lock = threading.Lock()
+
+    def flaky(persistence, batch):
+        with lock:
+            fail = rng.random() < 0.2
+        if fail:
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorname = "SQLITE_FULL"
+            raise error
+        return original(persistence, batch)
+
+    monkeypatch.setattr(Persistence, "_write", flaky)
+    models: list[dict] = [{} for _ in range(3)]
+
+    def work(number):
+        mine = models[number]
+        local = random.Random(number)
+        for step in range(60):
+            choice = local.random()
+            try:
+                if choice < 0.4 or not mine:
+                    doc_id = db.mutation(add_task, {"title": f"{number}", "rank": step})
+                    mine[doc_id] = step
+                elif choice < 0.8:
+                    doc_id = local.choice(sorted(mine))
+                    rank = local.randrange(100)
+                    db.mutation(lambda ctx, d=doc_id, r=rank: ctx.db.patch(d, {"rank": r}))
+                    mine[doc_id] = rank
+                else:
+                    doc_id = local.choice(sorted(mine))
+                    db.mutation(lambda ctx, d=doc_id: ctx.db.delete(d))
+                    del mine[doc_id]
+            except LiveDBError as e:
+                assert "not committed" in str(e)
+
+    def expected():
+        merged = {k: r for model in models for k, r in model.items()}
+        return sorted(merged.items(), key=lambda item: item[1])
+
+    def actual(db):
+        by_id = {d["_id"]: d["rank"] for d in db.query(all_tasks)}
+        ranked = [(d["_id"], d["rank"]) for d in reversed(db.query(tasks_by_rank))]
+        return by_id, ranked
+
+    with Database(SCHEMA, path=path, durability="normal") as db:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        by_id, ranked = actual(db)
+        assert by_id == dict(expected())
+        assert sorted(ranked, key=lambda item: item[1]) == ranked
+        assert sorted(ranked) == sorted(expected())
+    monkeypatch.undo()
+    with Database(SCHEMA, path=path) as db:
+        by_id, ranked = actual(db)
+    assert by_id == dict(expected()) and sorted(ranked) == sorted(expected())
