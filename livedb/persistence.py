@@ -97,7 +97,7 @@ class FileLock:
 
     The OS drops it when the process dies, so a crash never leaves a stale lock. The
     lock file holds the owner's process id, for the error message of the next opener.
-    Callers pass the real path (symlinks resolved): every name of a file shares a lock.
+    Callers resolve a symlinked path, so that every name of a file shares one lock.
     """
 
     def __init__(self, path: str) -> None:
@@ -221,7 +221,7 @@ class Persistence:
         self._broken: str | None = None
         self._stored_last_time = 0.0
         self._closed = False
-        self._file_lock = FileLock(os.path.realpath(path))
+        self._file_lock = FileLock(os.path.realpath(path) if os.path.islink(path) else path)
         self._file_lock.acquire(path)
         try:
             self._conn = self._connect()
