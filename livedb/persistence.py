@@ -1,7 +1,7 @@
 """Durability on SQLite: the file, opening and recovery, locking, and group commit.
 
-A durable database is one SQLite file in WAL mode; SQLite is the log, and its recovery
-is ours. The file holds `documents(id, tbl, creation_time, crc, data)` (`data` is the
+A durable database is one SQLite file in WAL mode: SQLite is the log, and its recovery is
+the recovery. The file holds `documents(id, tbl, creation_time, crc, data)` (`data` is the
 msgpack blob the store keeps, `crc` its CRC-32, since SQLite has no page checksums) and
 `meta(key, crc, value)` (msgpack values, checksummed too); `PRAGMA application_id` marks
 it as livedb's and `PRAGMA user_version` records the format version. Indexes are not
@@ -55,7 +55,6 @@ FORMAT_VERSION = 1
 APPLICATION_ID = 0x6C766462
 """`PRAGMA application_id` of livedb files: "lvdb"."""
 
-SYSTEM_TABLES = ("_scheduled_functions", "_storage")
 _SCHEMA_ERRORS_SHOWN = 5
 _CORRUPT_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _NOT_WRITTEN_CODES = ("SQLITE_FULL", "SQLITE_READONLY")
@@ -237,7 +236,7 @@ class Persistence:
             _create(path)
         elif os.path.isdir(path):
             raise LiveDBError(f"cannot open {path}: it is a directory")
-        elif os.path.getsize(path) == 0 and not os.path.exists(path + "-wal"):
+        elif os.path.getsize(path) == 0:
             raise CorruptionError(f"{path} is empty (0 bytes) but livedb never leaves an "
                                   "empty file: it was truncated; restore it from a backup "
                                   "or delete it to start a new database")
@@ -331,7 +330,7 @@ class Persistence:
                                           f"{doc_id!r} does not match its contents")
                 info = tables.get(table)
                 if info is None:
-                    if strict and table not in SYSTEM_TABLES:
+                    if strict and table[0] != "_":
                         found = unknown.setdefault(table, [0, doc_id])
                         found[0] += 1
                         continue
