@@ -16,6 +16,7 @@ from .errors import (
 from .functions import action, mutation, query
 from .ids import Id
 from .query import PaginationResult
+from .scheduler import Crons
 from .schema import define_schema, define_table
 from .transaction import DELETE_FIELD
 from .validators import v
@@ -26,6 +27,7 @@ __all__ = [
     "AuthError",
     "ConflictError",
     "CorruptionError",
+    "Crons",
     "Database",
     "DatabaseLockedError",
     "DocumentNotFoundError",

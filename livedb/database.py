@@ -32,10 +32,12 @@ from .functions import (
     check_result,
     resolve,
 )
-from .ids import valid_table_name
+from .ids import Id, valid_table_name
 from .persistence import Persistence
 from .reactive import Reactive, Subscription
+from .scheduler import Scheduler
 from .schema import Schema, TableInfo
+from .storage import FileStorage
 from .store import Store
 from .transaction import Transaction, WriteTransaction, next_after
 from .values import type_name
@@ -72,6 +74,8 @@ class Database:
         self._local = threading.local()
         self._last_time = 0.0
         self._closed = False
+        self._scheduler = Scheduler(self, crons, manual=clock is not None)
+        self._files = FileStorage(self, None if path is None else os.fspath(path))
         validate = schema is None or schema.schema_validation
         self._tables: dict[str, TableInfo] = {}
         if schema is not None:
@@ -85,6 +89,12 @@ class Database:
                                         self._write_lock, self._make_visible)
             self._last_time = self._persist.load(schema)
         self._reactive = Reactive(self)
+        try:
+            self._files.open()
+            self._scheduler.open()
+        except BaseException:
+            self.close()
+            raise
 
     # -- public API --------------------------------------------------------------
 
@@ -110,8 +120,12 @@ class Database:
 
     def _mutation(self, fn: Any, args: Mapping[str, Any] | None,
                   identity: UserIdentity | None,
-                  on_commit: Callable[[int], None] | None) -> Any:
-        """`mutation`, telling `on_commit` the commit timestamp before anyone sees it."""
+                  on_commit: Callable[[int], None] | None, *,
+                  before_commit: Callable[[WriteTransaction], Any] | None = None) -> Any:
+        """`mutation`, telling `on_commit` the commit timestamp before anyone sees it.
+
+        `before_commit(txn)` runs after the handler, in its transaction: livedb's own
+        writes that must commit with it (a scheduled call's state, a stored file's row)."""
         spec = resolve(fn, MUTATION)
         kwargs = check_args(spec, args)
         auth = _auth(identity)
@@ -129,6 +143,8 @@ class Database:
             try:
                 result = spec.handler(MutationCtx(txn, auth, None, None), **kwargs)
                 result = check_result(spec, result, txn.trusted)
+                if before_commit is not None:
+                    before_commit(txn)
                 docs, changes = txn.commit_changes()
                 txn.close()
                 persist = self._persist
@@ -158,6 +174,10 @@ class Database:
         that a `db.query` could not yet see."""
         store = self._store
         store.publish(ts)
+        if ("_scheduled_functions", "by_id") in changes:
+            self._scheduler.committed(docs)
+        if ("_storage", "by_id") in changes:
+            self._files.committed(docs)
         self._reactive.committed(ts, changes, docs)
         store.tidy()
 
@@ -225,10 +245,27 @@ class Database:
 
     def close(self) -> None:
         """Close the database; later calls raise `LiveDBError`."""
+        self._scheduler.stop()
         with self._write_lock:
             self._closed = True
         if self._persist is not None:
             self._persist.close()
+
+    # -- scheduled functions and file storage ----------------------------------------
+
+    def run_scheduled(self) -> int:
+        """Run every due scheduled call now, in this thread; returns how many ran.
+
+        With a manual `clock` this is the only way calls run (deterministic tests);
+        otherwise the background runner would run them soon anyway."""
+        self._check_open()
+        return self._scheduler.run_due()
+
+    def store_file(self, data: Any, content_type: str | None = None) -> Id:
+        """Store bytes or a binary file object (streamed in chunks); the `_storage` id."""
+        return self._files.store(data, content_type)
+
+    # -- end of scheduled functions and file storage -----------------------------------
 
     def __enter__(self) -> Database:
         return self

@@ -9,6 +9,9 @@ without a fraction or exponent and a float always has one (`1` vs `1.0`), so int
 floats come back as they went (`{"$integer": ...}` from Convex is read too). User field
 names never start with `$`, so the tags are unambiguous.
 
+Stored files, if any, are in `_storage/`: their metadata rows as `documents.jsonl`, their
+bytes as `files/<id>`; they are imported in the same mutation, checked against their sha256.
+
 Importing runs as one mutation: it validates every document against the target's
 schema and commits all of them or none. A table that already holds documents is left
 alone unless `mode` is "append" (keep them, add the imported ones) or "replace"
@@ -32,6 +35,7 @@ from typing import IO, Any
 from .database import SYSTEM_TABLES, Database
 from .errors import LiveDBError, ValidationError
 from .ids import new_id, parse_id, valid_table_name
+from .storage import FileImport
 from .transaction import Transaction, WriteTransaction
 from .values import KEY_MAX, decode, type_name
 
@@ -155,6 +159,9 @@ def _write_zip(db: Database, out: IO[bytes], progress: Progress | None) -> dict[
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
             for table in tables:
                 counts[table] = _write_table(txn, archive, table, progress)
+            stored = db._files.export_to(txn, archive)
+            if stored:
+                counts["_storage"] = stored
             manifest = {"format": FORMAT, "version": VERSION, "exported_at": time.time(),
                         "tables": counts}
             archive.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -234,6 +241,7 @@ def _tables_in(archive: zipfile.ZipFile) -> dict[str, tuple[str, int | None]]:
 def _import(db: Database, archive: zipfile.ZipFile, tables: dict[str, tuple[str, int | None]],
             mode: str, progress: Progress | None) -> dict[str, int]:
     counts: dict[str, int] = {}
+    files = FileImport(db._files, archive, mode)
 
     def run(ctx: Any) -> None:
         txn: WriteTransaction = ctx.db
@@ -270,8 +278,15 @@ def _import(db: Database, archive: zipfile.ZipFile, tables: dict[str, tuple[str,
             counts[table] = done
             if progress is not None:
                 progress(table, done, done)
+        stored = files.run(txn)
+        if stored is not None:
+            counts["_storage"] = stored
 
-    db.mutation(run)
+    try:
+        db.mutation(run)
+    except BaseException:
+        files.discard()
+        raise
     return counts
 
 

@@ -248,38 +248,83 @@ NO_AUTH = Auth(None)
 class QueryCtx:
     """The context of a query: `db` (read-only), `auth`, `storage`."""
 
-    __slots__ = ("db", "auth", "storage")
+    __slots__ = ("db", "auth", "_storage")
 
-    def __init__(self, db: Any, auth: Auth, storage: Any) -> None:
+    def __init__(self, db: Any, auth: Auth, storage: Any = None) -> None:
         self.db = db
         self.auth = auth
-        self.storage = storage
+        self._storage = storage
+
+    @property
+    def storage(self) -> Any:
+        """File storage as a query sees it: `get_url`, `get_metadata` (built on first use)."""
+        if self._storage is None:
+            from .storage import QueryStorage
+
+            self._storage = QueryStorage(self.db)
+        return self._storage
 
 
 class MutationCtx:
     """The context of a mutation: `db` (reads and writes), `auth`, `storage`, `scheduler`."""
 
-    __slots__ = ("db", "auth", "storage", "scheduler")
+    __slots__ = ("db", "auth", "_storage", "_scheduler")
 
-    def __init__(self, db: Any, auth: Auth, storage: Any, scheduler: Any) -> None:
+    def __init__(self, db: Any, auth: Auth, storage: Any = None, scheduler: Any = None) -> None:
         self.db = db
         self.auth = auth
-        self.storage = storage
-        self.scheduler = scheduler
+        self._storage = storage
+        self._scheduler = scheduler
+
+    @property
+    def storage(self) -> Any:
+        """File storage in this transaction: `get_url`, `get_metadata`, `delete`."""
+        if self._storage is None:
+            from .storage import MutationStorage
+
+            self._storage = MutationStorage(self.db)
+        return self._storage
+
+    @property
+    def scheduler(self) -> Any:
+        """`run_after`, `run_at`, `cancel`: they commit with this mutation or not at all."""
+        if self._scheduler is None:
+            from .scheduler import MutationScheduler
+
+            self._scheduler = MutationScheduler(self.db)
+        return self._scheduler
 
 
 class ActionCtx:
     """The context of an action: `run_query`, `run_mutation`, `run_action`, `auth`, ...."""
 
-    __slots__ = ("_db", "_identity", "auth", "storage", "scheduler")
+    __slots__ = ("_db", "_identity", "auth", "_storage", "_scheduler")
 
-    def __init__(self, db: Any, identity: UserIdentity | None, storage: Any,
-                 scheduler: Any) -> None:
+    def __init__(self, db: Any, identity: UserIdentity | None, storage: Any = None,
+                 scheduler: Any = None) -> None:
         self._db = db
         self._identity = identity
         self.auth = Auth(identity)
-        self.storage = storage
-        self.scheduler = scheduler
+        self._storage = storage
+        self._scheduler = scheduler
+
+    @property
+    def storage(self) -> Any:
+        """File storage: `store`, `get`, `get_url`, `get_metadata`, `delete`."""
+        if self._storage is None:
+            from .storage import ActionStorage
+
+            self._storage = ActionStorage(self._db)
+        return self._storage
+
+    @property
+    def scheduler(self) -> Any:
+        """`run_after`, `run_at`, `cancel`, each committed at once (actions are not atomic)."""
+        if self._scheduler is None:
+            from .scheduler import ActionScheduler
+
+            self._scheduler = ActionScheduler(self._db)
+        return self._scheduler
 
     def run_query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
         """Run a query with the action's identity and return its result."""

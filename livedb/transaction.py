@@ -286,6 +286,56 @@ class WriteTransaction(Transaction):
         if self._pending:
             self._pending.clear()
 
+    # -- system tables: livedb's own writes (scheduler, file storage) ----------------
+
+    def _system_insert(self, table: str, fields: dict, doc_id: str | None = None,
+                       creation_time: float | None = None) -> Id:
+        """Insert into a system table, skipping the user-write refusal and the schema.
+
+        `doc_id` and `creation_time` keep a given identity (import); by default both are new.
+        """
+        info = self._db._tables[table]
+        if doc_id is None or creation_time is None:
+            creation_time = self._db._next_creation_time()
+            doc_id = new_id(table, creation_time)
+        full = {"_id": doc_id, "_creation_time": creation_time}
+        full.update(fields)
+        self._original.setdefault(doc_id, None)
+        self._put(info, doc_id, full, creation_time, None)
+        return Id(doc_id)
+
+    def _system_update(self, id: str, fields: dict | None) -> dict | None:
+        """Shallow-merge `fields` into a system document, or delete it when `fields` is None.
+
+        Returns the document as it was before, or None (and writes nothing) if it is absent.
+        """
+        doc_id = str(id)
+        self.read_ids.add(doc_id)
+        written = self._writes.get(doc_id)
+        if written is not None:
+            blob, keys = written[1], written[2]
+        else:
+            version = self._store.read(doc_id, self._ts)
+            if version is None:
+                return None
+            blob, keys = version[1], version[2]
+            self._original[doc_id] = keys
+        if blob is None:
+            return None
+        current = decode(blob)
+        table = doc_id[:doc_id.index(":")]
+        if fields is None:
+            self._writes[doc_id] = (table, None, None)
+            if self._pending:
+                self._pending.clear()
+        else:
+            merged = dict(current)
+            merged.update(fields)
+            self._put(self._db._tables[table], doc_id, merged, merged["_creation_time"], keys)
+        return current
+
+    # -- end of system-table writes --------------------------------------------------
+
     # -- internals ---------------------------------------------------------------
 
     def _existing(self, id: Any, op: str) -> tuple[str, str, dict, tuple]:
