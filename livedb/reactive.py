@@ -404,6 +404,8 @@ class Reactive:
         version, old_result, old_error, _ts = live.state
         if version:
             self.reruns += 1
+            if self._live.get(live.key) is not live:
+                return False
         self._file(live, txn.read_ranges, txn.read_ids)
         if version and error is None and old_error is None and same_result(result, old_result):
             live.state = (version, old_result, None, ts)

@@ -303,6 +303,25 @@ def test_unsubscribe_from_inside_the_callback(db):
     assert db.stats()["subscriptions"] == 0
 
 
+def test_unsubscribed_while_re_running_stops_re_running(db):
+    """E.g. a finalizer run by the garbage collector inside a re-run unsubscribes."""
+    subs: list = []
+
+    @query
+    def drops_itself(ctx):
+        EXECUTIONS["drops_itself"] += 1
+        if EXECUTIONS["drops_itself"] == 2:
+            subs[0].unsubscribe()
+        return len(_channel(ctx, "c").collect())
+
+    subs.append(db.subscribe(drops_itself, None, lambda r: None))
+    db.subscribe(count_in, {"channel": "c"}, lambda r: None)  # keeps reactivity busy
+    for ts in range(3):
+        db.mutation(send, {"channel": "c", "ts": ts})
+    assert EXECUTIONS["drops_itself"] == 2
+    assert db.stats()["live_queries"] == 1
+
+
 def test_subscription_as_context_manager(db):
     calls = []
     with db.subscribe(count_in, {"channel": "c"}, calls.append) as sub:
@@ -340,6 +359,19 @@ def test_recovery_to_the_result_from_before_the_error_is_delivered(db):
     db.mutation(set_counter, {"name": "x", "value": 1})
     assert calls == [1, 1]
     assert [e.data for e in errors] == [{"negative": -1}]
+
+
+def test_a_first_run_that_raises(db):
+    db.mutation(set_counter, {"name": "x", "value": -1})
+    with pytest.raises(AppError) as raised:
+        db.subscribe(checked_counter, {"name": "x"}, lambda r: None)
+    assert raised.value.data == {"negative": -1}
+    assert db.stats()["live_queries"] == 0
+    calls, errors = [], []
+    db.subscribe(checked_counter, {"name": "x"}, calls.append, on_error=errors.append)
+    assert calls == [] and [e.data for e in errors] == [{"negative": -1}]
+    db.mutation(set_counter, {"name": "x", "value": 2})
+    assert calls == [2]
 
 
 def test_a_raising_query_harms_neither_the_commit_nor_other_subscribers(db):
@@ -785,6 +817,46 @@ def test_identical_live_queries_share_one_execution(db):
     assert db.stats()["live_queries"] == 0
 
 
+def test_no_update_is_lost_between_the_first_run_and_listening(db):
+    """A commit landing while subscribe computes the first result is still delivered."""
+    db.mutation(set_counter, {"name": "x", "value": 0})
+    writers: list[threading.Thread] = []
+
+    @query
+    def racing(ctx):
+        value = counter_value.handler(ctx, name="x")
+        if not writers:  # the first run only: a commit lands after our read
+            writer = threading.Thread(target=db.mutation, args=(increment, {"name": "x"}))
+            writers.append(writer)
+            writer.start()
+            deadline = time.monotonic() + 5
+            while db.query(counter_value, {"name": "x"}) != 1:
+                assert time.monotonic() < deadline, "the concurrent commit never landed"
+                time.sleep(0.001)
+        return value
+
+    calls = []
+    db.subscribe(racing, None, calls.append)
+    writers[0].join(5)
+    assert not writers[0].is_alive()
+    assert calls == [0, 1]
+
+
+def test_subscribing_from_inside_a_callback(db):
+    inner: list = []
+    subs: list = []
+
+    def outer(result):
+        if result == 1 and not subs:
+            subs.append(db.subscribe(timestamps, {"channel": "c"}, inner.append))
+
+    db.subscribe(counter_value, {"name": "x"}, outer)
+    db.mutation(increment, {"name": "x"})
+    assert inner == [[]]
+    db.mutation(send, {"channel": "c", "ts": 1})
+    assert inner == [[], [1]]
+
+
 def test_a_late_subscriber_joins_with_the_current_result(db):
     early, late = [], []
     db.subscribe(count_in, {"channel": "c"}, early.append)
@@ -1182,6 +1254,56 @@ def test_watch_reports_nothing_for_unrelated_writes():
     asyncio.run(main())
 
 
+def test_two_watches_of_one_query_share_its_execution():
+    db = Database(SCHEMA)
+
+    async def main():
+        first = db.watch(count_in, {"channel": "c"})
+        second = db.watch(count_in, {"channel": "c"})
+        assert await asyncio.wait_for(first.__anext__(), 5) == 0
+        assert await asyncio.wait_for(second.__anext__(), 5) == 0
+        db.mutation(send, {"channel": "c", "ts": 1})
+        assert await asyncio.wait_for(first.__anext__(), 5) == 1
+        assert await asyncio.wait_for(second.__anext__(), 5) == 1
+
+    asyncio.run(main())
+    assert EXECUTIONS["count_in"] == 2
+
+
+# =======================================================================================
+# Durable databases take the same path
+# =======================================================================================
+
+@pytest.mark.usefixtures("_frequent_thread_switches")
+def test_live_queries_on_a_durable_database(tmp_path):
+    with Database(SCHEMA, path=str(tmp_path / "live.livedb"), durability="normal") as db:
+        db.mutation(set_counter, {"name": "x", "value": 0})
+        seen: list = []
+        lags: list = []
+        db.subscribe(counter_value, {"name": "x"}, seen.append)
+
+        def writer():
+            for _ in range(30):
+                n = db.mutation(increment, {"name": "x"})
+                if seen[-1] < n:
+                    lags.append((n, seen[-1]))
+
+        _run_threads([writer] * 3)
+        assert seen == list(range(91))
+        assert lags == []
+        executions = EXECUTIONS["counter_value"]
+
+        @mutation
+        def write_then_fail(ctx):
+            increment.handler(ctx, name="x")
+            raise AppError("no")
+
+        with pytest.raises(AppError):
+            db.mutation(write_then_fail)
+        assert EXECUTIONS["counter_value"] == executions
+        assert seen[-1] == db.query(counter_value, {"name": "x"}) == 90
+
+
 # =======================================================================================
 # Stateful: every live subscription's last result equals a fresh run of its query
 # =======================================================================================
@@ -1212,6 +1334,22 @@ def m_range(ctx, lo, hi):
 def m_from(ctx, lo, n):
     return [d["_id"] for d in
             ctx.db.query("items").with_index("by_k", lambda q: q.gte("k", lo)).take(n)]
+
+
+@query(args={"tag": v.string(), "n": v.int64()})
+def m_iterate(ctx, tag, n):
+    """Iteration stopped early: the range read ends at the last document looked at."""
+    out = []
+    for doc in _by_tag(ctx, tag).order("desc"):
+        if len(out) == n:
+            break
+        out.append([doc["k"], doc["w"]])
+    return out
+
+
+@query(args={"lo": v.int64()})
+def m_first(ctx, lo):
+    return ctx.db.query("items").with_index("by_k", lambda q: q.gt("k", lo)).first()
 
 
 @query(args={"id": v.id("items")})
@@ -1285,6 +1423,8 @@ SHAPES = st.one_of(
     st.tuples(st.just("page"), st.sampled_from(TAGS), st.integers(1, 3)),
     st.tuples(st.just("even"), st.integers(1, 3)),
     st.tuples(st.just("sum"), st.sampled_from(TAGS)),
+    st.tuples(st.just("iterate"), st.sampled_from(TAGS), st.integers(0, 3)),
+    st.tuples(st.just("first"), st.integers(-1, 10)),
 )
 KEYS = st.integers(0, 10)
 WEIGHTS = st.integers(0, 13)
@@ -1326,7 +1466,8 @@ class LiveQueriesMachine(RuleBasedStateMachine):
         self.ids: list = []  # every id ever inserted, deleted ones included
         self.live: list[_Live] = []
         self.closed: list[_Live] = []
-        self.ids.append(self.db.mutation(m_insert, {"tag": "a", "k": 1, "w": 2}))
+        for tag, k, w in (("a", 1, 2), ("b", 5, 3), ("a", 7, 4), ("c", 3, 1)):
+            self.ids.append(self.db.mutation(m_insert, {"tag": tag, "k": k, "w": w}))
 
     def _id(self, i):
         return self.ids[i % len(self.ids)]
@@ -1380,6 +1521,8 @@ class LiveQueriesMachine(RuleBasedStateMachine):
             "page": lambda: (m_page, {"tag": shape[1], "n": shape[2]}),
             "even": lambda: (m_even_weights, {"n": shape[1]}),
             "sum": lambda: (m_sum, {"tag": shape[1]}),
+            "iterate": lambda: (m_iterate, {"tag": shape[1], "n": shape[2]}),
+            "first": lambda: (m_first, {"lo": shape[1]}),
         }[kind]()
         live = _Live(fn, args, identity)
         live.sub = self.db.subscribe(fn, args, live.on_update, on_error=live.on_error,
@@ -1430,7 +1573,7 @@ class DispatchedLiveQueriesMachine(LiveQueriesMachine):
     dispatching = True
 
 
-_MACHINE_SETTINGS = settings(max_examples=40, stateful_step_count=30, deadline=None,
+_MACHINE_SETTINGS = settings(max_examples=100, stateful_step_count=30, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
 TestLiveQueries = LiveQueriesMachine.TestCase
 TestLiveQueries.settings = _MACHINE_SETTINGS
