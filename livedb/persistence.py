@@ -19,6 +19,7 @@ returns once its commit is visible. Readers therefore only ever see commits on d
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -68,9 +69,9 @@ _TABLES = {
             "value BLOB NOT NULL) WITHOUT ROWID",
 }
 _LAST_TIME = "last_creation_time"
-_UPSERT = "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?)"
-_DELETE = "DELETE FROM documents WHERE id = ?"
 _SET_META = "INSERT OR REPLACE INTO meta VALUES (?, ?, ?)"
+_ROWS_PER_STATEMENT = 1000
+"""Rows per multi-row statement (5,000 parameters, below SQLite's limit of 32,766)."""
 
 OnDurable = Callable[[int, dict, list], None]
 """Called with `(ts, index changes, docs)` of each commit once it is on disk, in order."""
@@ -211,7 +212,9 @@ class Persistence:
         self._store = store
         self._tables = tables
         self._write_lock = write_lock
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        self._waiters = 0
         self._pending: list[Ticket] = []
         self._to_publish: deque[Ticket] = deque()
         self._last: Ticket | None = None
@@ -383,7 +386,7 @@ class Persistence:
         Called under the database's writer lock, so commits arrive in timestamp order.
         """
         ticket = Ticket(ts, docs, changes, last_time)
-        with self._cond:
+        with self._mutex:
             self._pending.append(ticket)
             self._last = ticket
         return ticket
@@ -399,9 +402,8 @@ class Persistence:
         Raises the `LiveDBError` of a failed write. While it waits, the thread takes on
         whichever role is free and needed: writing the pending commits, or publishing.
         """
-        cond = self._cond
         while True:
-            with cond:
+            with self._mutex:
                 while True:
                     if ticket.error is not None:
                         raise _copy_error(ticket.error)
@@ -416,11 +418,17 @@ class Persistence:
                         self._flushing = True
                         batch, self._pending = self._pending, []
                         break
-                    cond.wait()
+                    self._waiters += 1
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._waiters -= 1
             if batch is None:
                 self._publish()
             else:
                 self._flush(batch)
+            if ticket.visible:
+                return
 
     def _flush(self, batch: list[Ticket]) -> None:
         try:
@@ -430,22 +438,25 @@ class Persistence:
             if not isinstance(e, Exception):
                 raise
             return
-        with self._cond:
+        with self._mutex:
             for ticket in batch:
                 ticket.durable = True
             self._to_publish.extend(batch)
             self._flushing = False
             publish = not self._publishing
             self._publishing = True
-            self._cond.notify_all()
+            self._notify()
         if publish:
             self._publish()
 
     def _write(self, batch: list[Ticket]) -> None:
         """Write a batch of commits as one SQLite transaction (one sync for them all).
 
-        The newest creation time handed out is recorded only along with deletes: until a
-        document is deleted, a stored row carries it.
+        Rows go in as multi-row statements, and a batch that fits one statement runs it
+        alone (a statement is atomic): few calls into SQLite, each of which must win the
+        GIL back from the threads running mutations meanwhile. The newest creation time
+        handed out is recorded only along with deletes: until a document is deleted, a
+        stored row carries it.
         """
         if self._broken is not None:
             raise LiveDBError(self._broken)
@@ -459,29 +470,30 @@ class Persistence:
                 for entry in ticket.docs:
                     latest[entry[0]] = entry
             final = latest.values()
-        upserts = []
-        deletes = []
+        upserts: list = []
+        deletes: list = []
         crc32 = zlib.crc32
         for doc_id, blob, keys in final:
             if blob is None:
-                deletes.append((doc_id,))
+                deletes.append(doc_id)
             else:
-                tie = keys[0][-1]
-                upserts.append((doc_id, doc_id[:doc_id.index(":")], tie[1], crc32(blob), blob))
+                upserts += (doc_id, doc_id[:doc_id.index(":")], keys[0][-1][1], crc32(blob),
+                            blob)
+        statements = _chunked(_upsert_sql, upserts, 5) + _chunked(_delete_sql, deletes, 1)
         last_time = batch[-1].last_time
+        record_time = bool(deletes) and last_time > self._stored_last_time
+        if record_time:
+            value = encode(last_time)
+            statements.append((_SET_META, (_LAST_TIME, zlib.crc32(value), value)))
         conn = self._conn
-        conn.execute("BEGIN")
-        if len(upserts) == 1:
-            conn.execute(_UPSERT, upserts[0])
-        elif upserts:
-            conn.executemany(_UPSERT, upserts)
-        if deletes:
-            conn.executemany(_DELETE, deletes)
-            if last_time > self._stored_last_time:
-                value = encode(last_time)
-                conn.execute(_SET_META, (_LAST_TIME, zlib.crc32(value), value))
-        conn.execute("COMMIT")
-        if deletes and last_time > self._stored_last_time:
+        if len(statements) == 1:
+            conn.execute(*statements[0])
+        else:
+            conn.execute("BEGIN")
+            for statement in statements:
+                conn.execute(*statement)
+            conn.execute("COMMIT")
+        if record_time:
             self._stored_last_time = last_time
 
     def _fail(self, batch: list[Ticket], error: BaseException) -> None:
@@ -506,7 +518,7 @@ class Persistence:
                             "uncertain; close the database and open it again")
         tables = self._tables
         with self._write_lock:
-            with self._cond:
+            with self._mutex:
                 failed = batch + self._pending
                 self._pending = []
                 self._last = None
@@ -524,46 +536,51 @@ class Persistence:
             reason = str(error)
         else:
             reason = f"could not write to {self.path}: {error}"
-        with self._cond:
+        with self._mutex:
             for ticket in failed:
                 ticket.error = LiveDBError(
                     f"{reason}; the mutation was not committed (commits acknowledged "
                     "before it are safe on disk)")
                 ticket.error.__cause__ = error
             self._flushing = False
-            self._cond.notify_all()
+            self._notify()
 
     def _publish(self) -> None:
         """Make durable commits visible in commit order, until none is left.
 
         The caller has taken the publishing role; this gives it back.
         """
-        cond = self._cond
+        mutex = self._mutex
         batch: list[Ticket] = []
         try:
             while True:
-                with cond:
+                with mutex:
                     for ticket in batch:
                         ticket.visible = True
                     if not self._to_publish:
                         self._publishing = False
-                        cond.notify_all()
+                        self._notify()
                         return
                     batch = list(self._to_publish)
                     self._to_publish.clear()
-                    cond.notify_all()
+                    self._notify()
                 for ticket in batch:
                     try:
                         self._made_durable(ticket)
                     except Exception:
                         log.exception("livedb: making commit %d visible failed", ticket.ts)
         except BaseException:
-            with cond:
+            with mutex:
                 for ticket in batch:
                     ticket.visible = True
                 self._publishing = False
-                cond.notify_all()
+                self._notify()
             raise
+
+    def _notify(self) -> None:
+        """Wake the waiting threads, if any (the caller holds the mutex)."""
+        if self._waiters:
+            self._cond.notify_all()
 
     def _made_durable(self, ticket: Ticket) -> None:
         """The one point where a commit, now on disk, becomes visible."""
@@ -573,7 +590,7 @@ class Persistence:
 
     def close(self) -> None:
         """Write what is still pending, close the file and release the lock."""
-        with self._cond:
+        with self._mutex:
             if self._closed:
                 return
             last = self._last
@@ -582,9 +599,13 @@ class Persistence:
                 self.wait(last, visible=False)
             except LiveDBError:
                 pass
-        with self._cond:
+        with self._mutex:
             while self._flushing:
-                self._cond.wait()
+                self._waiters += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiters -= 1
             self._closed = True
         try:
             self._conn.close()
@@ -592,6 +613,23 @@ class Persistence:
             raise LiveDBError(f"could not close {self.path}: {e}") from None
         finally:
             self._file_lock.release()
+
+
+@functools.cache
+def _upsert_sql(rows: int) -> str:
+    return "INSERT OR REPLACE INTO documents VALUES " + ",".join(["(?,?,?,?,?)"] * rows)
+
+
+@functools.cache
+def _delete_sql(rows: int) -> str:
+    return f"DELETE FROM documents WHERE id IN ({','.join(['?'] * rows)})"
+
+
+def _chunked(sql: Callable[[int], str], values: list, width: int) -> list[tuple[str, list]]:
+    """Statements for `values` (`width` per row), at most `_ROWS_PER_STATEMENT` rows each."""
+    step = _ROWS_PER_STATEMENT * width
+    return [(sql(len(values[i:i + step]) // width), values[i:i + step])
+            for i in range(0, len(values), step)]
 
 
 def _copy_error(error: BaseException) -> BaseException:
