@@ -289,7 +289,7 @@ class CronExpression:
         self.weekdays = frozenset(d % 7 for d in weekdays)
         self._any_day = fields[2].startswith("*")
         self._any_weekday = fields[4].startswith("*")
-        if self._any_weekday or not self._any_day:
+        if self._any_weekday:
             longest = max(_MAX_DAYS[m - 1] for m in self.months)
             if min(self.days) > longest:
                 raise ScheduleError(f"cron expression {text!r} never matches: no month it "
@@ -535,7 +535,8 @@ class Scheduler:
         self._due: list[tuple[float, str]] = []
         self._queued: set[str] = set()
         self._expiring: list[tuple[float, str]] = []
-        self._running: set[str] = set()
+        self._running: dict[str, float] = {}
+        """Calls being run now (by any thread), with the time they were due."""
         self._wake_at = math.inf
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -637,56 +638,78 @@ class Scheduler:
         return when
 
     def _take_due(self, now: float) -> tuple[list[str], list[str]]:
-        """Pop the calls due at `now` (in time order) and the rows expired. Holds `_cond`."""
+        """Pop and claim the calls due at `now` (in time order); pop the rows expired.
+
+        Holds `_cond`. A claimed call is in `_running` until `_release`: popping and
+        claiming at once means a due call is always either queued or running.
+        """
         due = []
         while self._due and self._due[0][0] <= now:
-            doc_id = heapq.heappop(self._due)[1]
+            when, doc_id = heapq.heappop(self._due)
             self._queued.discard(doc_id)
-            due.append(doc_id)
+            if doc_id not in self._running:
+                self._running[doc_id] = when
+                due.append(doc_id)
         expired = []
         while self._expiring and self._expiring[0][0] <= now:
             expired.append(heapq.heappop(self._expiring)[1])
         return due, expired
 
-    def _claim(self, doc_id: str) -> bool:
+    def _requeue(self, doc_ids: list[str]) -> None:
+        """Give claimed calls that were not run back to the queue."""
         with self._cond:
-            if doc_id in self._running:
-                return False
-            self._running.add(doc_id)
-            return True
+            for doc_id in doc_ids:
+                when = self._running.pop(doc_id)
+                if doc_id not in self._queued:
+                    self._queued.add(doc_id)
+                    heapq.heappush(self._due, (when, doc_id))
+            self._cond.notify_all()
 
     def _release(self, doc_id: str) -> None:
         with self._cond:
-            self._running.discard(doc_id)
+            self._running.pop(doc_id, None)
             self._cond.notify_all()
 
     # -- running -----------------------------------------------------------------------
 
     def run_due(self) -> int:
-        """Run every due call in this thread, including ones they make due; how many ran."""
+        """Run every due call in this thread, including ones they make due; how many ran.
+
+        Due calls another thread is running already (the runner's pool, another
+        `run_scheduled`) are waited for, then what they made due is run too.
+        """
         ran = 0
-        for _ in range(MAX_ROUNDS):
+        rounds = 0
+        worker = getattr(self._local, "worker", False)
+        while True:
             now = _now(self._db)
             with self._cond:
                 due, expired = self._take_due(now)
-            if not due and not expired:
-                break
-            for doc_id in due:
-                if self._claim(doc_id):
+            if due or expired:
+                rounds += 1
+                if rounds > MAX_ROUNDS:
+                    self._requeue(due)
+                    raise LiveDBError(f"run_scheduled: calls kept becoming due for {MAX_ROUNDS} "
+                                      "rounds (does a function schedule itself with no delay?)")
+                for i, doc_id in enumerate(due):
                     try:
                         ran += self._execute(doc_id)
+                    except BaseException:
+                        self._requeue(due[i + 1:])
+                        raise
                     finally:
                         self._release(doc_id)
-            if expired:
-                self._collect(expired)
-        else:
-            raise LiveDBError(f"run_scheduled: calls kept becoming due for {MAX_ROUNDS} rounds "
-                              "(does a function schedule itself with no delay?)")
-        if not getattr(self._local, "worker", False):
+                if expired:
+                    self._collect(expired)
+                continue
+            if worker:
+                return ran
             with self._cond:
-                while self._running:
+                elsewhere = [i for i, when in self._running.items() if when <= now]
+                if not elsewhere:
+                    return ran
+                while any(i in self._running for i in elsewhere):
                     self._cond.wait()
-        return ran
 
     def _runner(self) -> None:
         """The background thread: sleep until the next due time, hand due calls to the pool."""
@@ -709,15 +732,15 @@ class Scheduler:
                                 self._expiring[0][0] if self._expiring else math.inf)
                     self._wake_at = first
                     cond.wait(None if first == math.inf else min(first - now, MAX_SLEEP))
-            for doc_id in due:
-                if self._claim(doc_id):
-                    if self._pool is None:
-                        self._pool = ThreadPoolExecutor(WORKERS, "livedb-scheduled")
-                    try:
-                        self._pool.submit(self._work, doc_id)
-                    except RuntimeError:
-                        self._release(doc_id)
-                        return
+            for i, doc_id in enumerate(due):
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(WORKERS, "livedb-scheduled")
+                try:
+                    self._pool.submit(self._work, doc_id)
+                except RuntimeError:
+                    for unrun in due[i:]:
+                        self._release(unrun)
+                    return
             if expired:
                 try:
                     self._collect(expired)
@@ -847,10 +870,6 @@ class Scheduler:
             thread.join()
         if self._pool is not None:
             self._pool.shutdown(wait=not inside)
-
-    def stats(self) -> dict[str, int]:
-        with self._cond:
-            return {"scheduled_pending": len(self._queued), "scheduled_running": len(self._running)}
 
 
 __all__ = ["Crons", "CronExpression", "ActionScheduler", "MutationScheduler", "Scheduler",

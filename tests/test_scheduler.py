@@ -242,6 +242,12 @@ def test_run_scheduled_stops_a_function_that_reschedules_itself_forever(monkeypa
     db.mutation(lambda ctx: ctx.scheduler.run_after(0, forever, {}))
     with pytest.raises(LiveDBError, match="kept becoming due"):
         db.run_scheduled()
+    [pending] = [r for r in db.query(calls) if r["state"]["kind"] == "pending"]
+    monkeypatch.setattr(scheduler_module, "MAX_ROUNDS", 1)
+    with pytest.raises(LiveDBError, match="kept becoming due"):
+        db.run_scheduled()
+    assert [r["_id"] for r in db.query(calls) if r["state"]["kind"] == "pending"] != [
+        pending["_id"]]
 
 
 # -- cancel ---------------------------------------------------------------------------------
