@@ -296,17 +296,17 @@ class Client:
             changed = self._recompute() if optimistic_update is not None else []
         for subscriber in changed:
             subscriber._notify()
-        self._worker.submit(self._run_mutation, fn, args, pending, future)
+        self._worker.submit(self._run_mutation, fn, args, pending, future, self.identity)
         return future
 
     def _run_mutation(self, fn: Any, args: dict | None, pending: _Pending,
-                      future: Future) -> None:
+                      future: Future, identity: UserIdentity | None = None) -> None:
         def on_commit(ts: int) -> None:
             pending.commit_ts = ts
 
         outcome: tuple[bool, Any]
         try:
-            outcome = (True, self._db._mutation(fn, args, self.identity, on_commit))
+            outcome = (True, self._db._mutation(fn, args, identity, on_commit))
         except BaseException as e:  # noqa: BLE001 - handed to the future
             outcome = (False, e)
         with self._lock:
@@ -325,6 +325,32 @@ class Client:
             self._serially(settle)
         else:
             self._dispatch(settle)
+
+    # -- identity ----------------------------------------------------------------------
+
+    def set_identity(self, identity: UserIdentity | None) -> None:
+        """Act as `identity` from now on (None: signed out): every subscription of the
+        client re-runs with it, and mutations submitted from now on carry it."""
+        from .database import _auth
+
+        self._check_open()
+        auth = _auth(identity)
+        with self._lock:
+            self.identity, self._auth = identity, auth
+            queries = list(self._queries.values())
+        for query in queries:
+            old = query.source
+            if old is not None:
+                old.unsubscribe()
+            query.source = self._db._reactive.subscribe(
+                query.spec, query.kwargs, auth, identity,
+                lambda result, ts, query=query: self._server_update(query, result, None, ts),
+                lambda error, ts, query=query: self._server_update(query, None, error, ts),
+                None, with_ts=True)
+            with self._lock:
+                dropped = self._queries.get(query.key) is not query
+            if dropped:
+                query.source.unsubscribe()
 
     # -- pagination --------------------------------------------------------------------
 

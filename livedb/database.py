@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .auth import UserIdentity
+from .auth import UserIdentity, auth_tables
 from .errors import LiveDBError, ValidationError
 from .functions import (
     ACTION,
@@ -37,6 +37,7 @@ from .persistence import Persistence
 from .reactive import Reactive, Subscription
 from .scheduler import Scheduler
 from .schema import Schema, TableInfo
+from .search import Indexes
 from .storage import FileStorage
 from .store import Store
 from .transaction import Transaction, WriteTransaction, next_after
@@ -85,9 +86,13 @@ class Database:
             self._tables[name] = TableInfo(name, None, False)
         self._persist: Persistence | None = None
         if path is not None:
+            stored_auth = _known_auth_tables(self._tables)
             self._persist = Persistence(os.fspath(path), durability, self._store, self._tables,
                                         self._write_lock, self._make_visible)
             self._last_time = self._persist.load(schema)
+            _forget_empty_auth_tables(self._tables, self._store, stored_auth)
+        self._search: Indexes | None = Indexes.build(self._store, self._tables)
+        self._store.search = self._search
         self._reactive = Reactive(self)
         try:
             self._files.open()
@@ -320,7 +325,38 @@ class Database:
 
     def _vector_search(self, table: str, index: str, vector: Any, limit: int,
                        filter: Any) -> list[dict]:
-        raise LiveDBError("vector search is not available in this version of livedb")
+        """`ctx.vector_search`: the documents nearest `vector` by cosine similarity."""
+        self._check_open()
+        found = None if self._search is None else self._search.vector.get((table, index))
+        if found is None:
+            info = self._table_for_read(table, "vector_search")
+            known = ", ".join(info.definition.vector_indexes) if info.definition else ""
+            raise ValidationError(f"vector_search: table {table!r} has no vector index "
+                                  f"{index!r} (vector indexes: {known or 'none'})")
+        return found.search(self._store, vector, limit, filter)
+
+
+# -- PasswordAuth's tables (livedb.auth) -------------------------------------------------
+
+
+def _known_auth_tables(tables: dict[str, TableInfo]) -> dict[str, TableInfo]:
+    """Register PasswordAuth's tables before a load, so that a strict schema accepts them."""
+    added = {}
+    for name, definition in auth_tables().items():
+        if name not in tables:
+            tables[name] = added[name] = TableInfo(name, definition, True)
+    return added
+
+
+def _forget_empty_auth_tables(tables: dict[str, TableInfo], store: Store,
+                              added: dict[str, TableInfo]) -> None:
+    """Unregister the tables `_known_auth_tables` added that the file did not hold."""
+    for name, info in added.items():
+        if tables.get(name) is info and (name, "by_id") not in store.indexes:
+            del tables[name]
+
+
+# -- end of PasswordAuth's tables ------------------------------------------------------
 
 
 def _auth(identity: UserIdentity | None) -> Auth:

@@ -192,14 +192,23 @@ class Query:
         return self
 
     def with_search_index(self, name: str, search: Callable[[Any], Any]) -> Query:
-        """Full-text search through a search index (results in relevance order)."""
+        """Full-text search through a search index (results in relevance order).
+
+        `search(q)` calls `q.search(field, text)`, then optionally `.eq(field, value)` on
+        the index's filter fields."""
+        from .search import search_plan
+
         self._advance(1, "with_search_index")
-        raise LiveDBError("full-text search is not available in this version of livedb")
+        self._search = search_plan(self._txn, self._table, self._info, name, search)
+        return self
 
     def order(self, order: str) -> Query:
         """`"asc"` (default) or `"desc"` along the index."""
         if order not in ("asc", "desc"):
             raise ValidationError(f"order: expected 'asc' or 'desc', got {order!r}")
+        if self._search is not None:
+            raise ValidationError(f"query on {self._table!r}: search results come in "
+                                  "relevance order; order() cannot follow with_search_index")
         self._advance(2, "order")
         self._reverse = order == "desc"
         return self
@@ -243,6 +252,8 @@ class Query:
 
     def __iter__(self) -> Iterator[dict]:
         self._advance(9, "iteration")
+        if self._search is not None:
+            return iter(self._search.collect(self._txn, self._filters, None))
         return self._iterate(self._start, self._end)
 
     def paginate(self, num_items: int | dict, cursor: str | None = None, *,
@@ -266,6 +277,9 @@ class Query:
             raise ValidationError(f"paginate: num_items must be an int >= 1, got "
                                   f"{num_items!r}")
         self._advance(9, "paginate")
+        if self._search is not None:
+            return self._search.paginate(self._txn, self._filters, num_items, cursor,
+                                         end_cursor)
         start, end, reverse = self._start, self._end, self._reverse
         fingerprint = self._fingerprint()
         if cursor is not None:
@@ -299,6 +313,8 @@ class Query:
 
     def _run(self, limit: int | None) -> list[dict]:
         self._advance(9, "the terminal")
+        if self._search is not None:
+            return self._search.collect(self._txn, self._filters, limit)
         out: list[dict] = []
         self._fill(self._start, self._end, limit, out)
         return out

@@ -50,6 +50,8 @@ class Store:
         self._old_versions: deque[tuple[int, str]] = deque()
         self._old_keys: deque[tuple[int, IndexName, int, tuple, str]] = deque()
         self._lock = threading.Lock()
+        self.search: Any = None
+        """Full-text and vector indexes (search.Indexes) told of every commit, or None."""
 
     def writer_snapshot(self) -> int:
         """Register a snapshot of the newest applied commit, for the writer (serialized)."""
@@ -116,6 +118,9 @@ class Store:
     def _apply(self, docs: Iterable[tuple[str, bytes | None, tuple | None]],
                changes: IndexChanges) -> int:
         ts = self.applied + 1
+        if self.search is not None:
+            docs = list(docs)
+            self.search.apply(ts, docs, changes)
         live = self.docs
         history = self.history
         old_versions = self._old_versions
@@ -208,6 +213,8 @@ class Store:
                 old_versions.pop()
             while old_keys and old_keys[-1][0] > after:
                 old_keys.pop()
+            if self.search is not None:
+                self.search.rollback(written)
 
     def collect(self) -> None:
         """Drop versions and index keys that no open or future snapshot can see."""
@@ -232,6 +239,8 @@ class Store:
                 del history[doc_id]
             else:
                 history[doc_id] = older[count:]
+        if self.search is not None:
+            self.search.collect(horizon)
         old_keys = self._old_keys
         if not old_keys or old_keys[0][0] > horizon:
             return

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import DocumentNotFoundError, ValidationError
 from .ids import Id, new_id, parse_id
+from .search import check_vectors
 from .validators import Mismatch, check_any, check_field_name
 from .values import MAX_DOCUMENT_BYTES, check_size, decode, encode, type_name
 
@@ -383,6 +384,9 @@ class WriteTransaction(Transaction):
 
     def _put(self, info: TableInfo, doc_id: str, full: dict, creation_time: float,
              old_keys: tuple | None) -> None:
+        definition = info.definition
+        if definition is not None and definition.vector_indexes:
+            check_vectors(info.name, definition.vector_indexes, full)
         blob = encode(full)
         if len(blob) > MAX_DOCUMENT_BYTES:
             check_size(blob, info.name)

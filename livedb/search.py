@@ -1,0 +1,924 @@
+"""Full-text and vector indexes, kept up to date on every commit and read at a snapshot.
+
+Both kinds follow the store's superset rule (see index.py): a commit adds what its new
+document versions need at once, and what old versions needed is dropped only when no
+snapshot can see those versions any more. A reader checks each candidate against the
+document version its snapshot sees: an index entry counts only if it was made from
+exactly that version (the same stored blob object).
+
+Full text: per search index, `postings` maps a term to the ids of documents having it in
+some kept version, `vocab` keeps the terms sorted (for the prefix term) and `entries`
+holds per document the analysis of each kept version: `(blob, term frequencies, length,
+filter keys, creation time)`. Relevance is BM25 whose statistics (document count,
+average length, document frequencies) are taken over the matching documents: the
+visible documents that pass the `eq` filters and hold a query term. A result therefore
+depends on nothing but those documents, which is exactly what a live search query
+watches: writes to documents of that table that hold (or held) one of its terms.
+
+Vectors: per vector index, one row per kept document version, normalized, in a numpy
+matrix when numpy is importable (else tuples of floats); a search scores every row (or
+the rows its filter selects) and keeps the best rows visible at its snapshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import math
+import re
+from collections import deque
+from collections.abc import Callable, Iterable
+from operator import mul
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .errors import ValidationError
+from .ids import Id
+from .index import SortedIndex
+from .validators import Mismatch, check_any
+from .values import KEY_MAX, decode, encode, encode_key, field_getter, type_name
+
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover - exercised by monkeypatching np to None
+    np = None
+
+if TYPE_CHECKING:
+    from .schema import SearchIndexDefinition, TableInfo, VectorIndexDefinition
+    from .store import Store
+    from .transaction import Transaction
+
+MAX_TERMS = 16
+"""A search text may hold at most this many distinct terms."""
+MAX_RESULTS = 1024
+"""A search query ranks at most this many documents."""
+MAX_VECTOR_RESULTS = 256
+K1 = 1.2
+B = 0.75
+PREFIX_WEIGHT = 0.5
+"""A word the last term only begins counts half as much as the word itself."""
+
+_TOKEN = re.compile(r"\w+")
+_TERM_END = "\U0010ffff"
+"""Sorts after every character a token may hold: `p <= t < p + _TERM_END` for prefix p."""
+_CURSOR_VERSION = "s1"
+_MAX_MASKED_FILTERS = 3
+"""Up to this many filter fields, live searches are filed by any subset of their eqs;
+beyond it, by the leading filter fields they fix (fewer keys per write)."""
+_ABSENT = object()
+
+
+def tokenize(text: str) -> list[str]:
+    """The terms of a text: runs of letters, digits and '_', case-folded."""
+    return _TOKEN.findall(text.casefold())
+
+
+def _raw_getter(path: tuple[str, ...]) -> Callable[[dict], Any]:
+    """A function reading a (possibly dotted) field path's raw value, `_ABSENT` if none."""
+
+    def get(doc: dict) -> Any:
+        value: Any = doc
+        for name in path:
+            if value.__class__ is not dict:
+                return _ABSENT
+            value = value.get(name, _ABSENT)
+            if value is _ABSENT:
+                return _ABSENT
+        return value
+
+    return get
+
+
+def _kept_blobs(store: Store, doc_id: str) -> list[bytes]:
+    """The blobs of every version of `doc_id` the store still keeps."""
+    blobs = [v[1] for v in store.history.get(doc_id, ()) if v[1] is not None]
+    version = store.docs.get(doc_id)
+    if version is not None and version[1] is not None:
+        blobs.append(version[1])
+    return blobs
+
+
+def _is_kept(blob: bytes, kept: list[bytes]) -> bool:
+    for other in kept:
+        if other is blob:
+            return True
+    return False
+
+
+# -- full-text search ----------------------------------------------------------------
+
+
+class SearchIndex:
+    """The inverted index of one search index (writer side serialized by the store)."""
+
+    def __init__(self, table: str, definition: SearchIndexDefinition) -> None:
+        self.table = table
+        self.name = definition.name
+        self.field = definition.search_field
+        self.filter_fields = definition.filter_fields
+        self.pseudo = (table, "search:" + definition.name)
+        """The index name live queries file this index's read ranges under."""
+        self._text = _raw_getter(tuple(definition.search_field.split(".")))
+        self._filters = tuple(field_getter(tuple(f.split("."))) for f in self.filter_fields)
+        count = len(self.filter_fields)
+        if count <= _MAX_MASKED_FILTERS:
+            masks = [tuple(i for i in range(count) if bits >> i & 1)
+                     for bits in range(1 << count)]
+        else:
+            masks = [tuple(range(j)) for j in range(count + 1)]
+        self.masks: list[tuple[int, ...]] = masks
+        """The sets of filter positions live searches are filed under (see `write`)."""
+        self.postings: dict[str, set[str]] = {}
+        self.vocab = SortedIndex()
+        self.entries: dict[str, tuple[tuple, ...]] = {}
+
+    def analyze(self, blob: bytes, doc: dict) -> tuple | None:
+        """The entry of one document version, or None if its search field holds no term."""
+        text = self._text(doc)
+        if not isinstance(text, str):
+            return None
+        tokens = tokenize(text)
+        if not tokens:
+            return None
+        tf: dict[str, int] = {}
+        for term in tokens:
+            tf[term] = tf.get(term, 0) + 1
+        return (blob, tf, len(tokens), tuple([g(doc) for g in self._filters]),
+                doc["_creation_time"])
+
+    def entry(self, doc_id: str, blob: bytes) -> tuple | None:
+        """The entry made from exactly this blob, if any."""
+        for entry in self.entries.get(doc_id, ()):
+            if entry[0] is blob:
+                return entry
+        return None
+
+    def write(self, doc_id: str, old_blob: bytes | None, blob: bytes | None,
+              doc: dict | None, keys: set) -> bool:
+        """Index a new version; add to `keys` the pseudo-index keys of old and new version.
+
+        A key is `(mask number, the filter keys of that mask..., (4, term))`, once per term
+        and mask: a live search files its ranges under the largest mask its `eq`s cover, so
+        a write wakes only searches whose filters the old or new version passes.
+
+        Returns whether an older entry may now need collecting."""
+        old = None if old_blob is None else self.entry(doc_id, old_blob)
+        new = None if doc is None else self.analyze(blob, doc)  # type: ignore[arg-type]
+        if new is not None:
+            self.entries[doc_id] = self.entries.get(doc_id, ()) + (new,)
+            postings = self.postings
+            for term in new[1]:
+                ids = postings.get(term)
+                if ids is None:
+                    postings[term] = {doc_id}
+                    self.vocab.add((term,))
+                else:
+                    ids.add(doc_id)
+        masks = self.masks
+        for entry in (old, new):
+            if entry is not None:
+                filters = entry[3]
+                prefixes = [(number, *[filters[i] for i in mask])
+                            for number, mask in enumerate(masks)]
+                for term in entry[1]:
+                    element = (4, term)
+                    for prefix in prefixes:
+                        keys.add((*prefix, element))
+        entries = self.entries.get(doc_id)
+        return bool(entries) and (new is None or len(entries) > 1)
+
+    def clean(self, doc_id: str, kept: list[bytes]) -> None:
+        """Drop the entries (and postings) of versions the store no longer keeps."""
+        entries = self.entries.get(doc_id)
+        if not entries:
+            return
+        keep = tuple(e for e in entries if _is_kept(e[0], kept))
+        if len(keep) == len(entries):
+            return
+        if keep:
+            self.entries[doc_id] = keep
+        else:
+            del self.entries[doc_id]
+        still: set[str] = set()
+        for entry in keep:
+            still.update(entry[1])
+        postings = self.postings
+        for entry in entries:
+            if entry in keep:
+                continue
+            for term in entry[1]:
+                if term in still:
+                    continue
+                ids = postings.get(term)
+                if ids is None:
+                    continue
+                ids.discard(doc_id)
+                if not ids:
+                    del postings[term]
+                    self.vocab.discard((term,))
+
+
+class SearchFilter:
+    """The `q` of `with_search_index(name, lambda q: q.search(field, text).eq(f, x))`."""
+
+    __slots__ = ("_index", "_text", "_eqs")
+
+    def __init__(self, index: SearchIndex) -> None:
+        self._index = index
+        self._text: str | None = None
+        self._eqs: dict[int, tuple] = {}
+
+    def search(self, field: str, text: str) -> SearchFilter:
+        """Match documents whose `field` holds any term of `text` (the last as a prefix)."""
+        name = self._index.name
+        if self._text is not None:
+            raise ValidationError(f"with_search_index({name!r}): search may be called once")
+        if field != self._index.field:
+            raise ValidationError(f"with_search_index({name!r}).search({field!r}, ...): the "
+                                  f"index searches {self._index.field!r}")
+        if not isinstance(text, str):
+            raise ValidationError(f"with_search_index({name!r}).search: the text must be a "
+                                  f"str, got {type_name(text)}")
+        self._text = text
+        return self
+
+    def eq(self, field: str, value: Any) -> SearchFilter:
+        """Keep only documents whose filter field `field` equals `value`."""
+        index = self._index
+        name = index.name
+        if self._text is None:
+            raise ValidationError(f"with_search_index({name!r}).eq({field!r}): call "
+                                  "search(field, text) first")
+        if field not in index.filter_fields:
+            known = ", ".join(repr(f) for f in index.filter_fields) or "none"
+            raise ValidationError(f"with_search_index({name!r}).eq({field!r}): not a filter "
+                                  f"field of the index (filter fields: {known})")
+        position = index.filter_fields.index(field)
+        if position in self._eqs:
+            raise ValidationError(f"with_search_index({name!r}).eq({field!r}): this field "
+                                  "already has an eq")
+        try:
+            check_any(value, 1)
+        except Mismatch as e:
+            raise ValidationError(f"with_search_index({name!r}).eq({field!r}, ...): "
+                                  f"{e.render('value')}") from None
+        self._eqs[position] = encode_key(value)
+        return self
+
+
+class SearchPlan:
+    """A validated search: what to match and which pseudo-index ranges that reads."""
+
+    __slots__ = ("index", "exact", "prefix", "eqs", "ranges", "fingerprint")
+
+    def __init__(self, index: SearchIndex, text: str, eqs: dict[int, tuple]) -> None:
+        terms = list(dict.fromkeys(tokenize(text)))
+        if len(terms) > MAX_TERMS:
+            raise ValidationError(f"with_search_index({index.name!r}): the search text has "
+                                  f"{len(terms)} terms; the limit is {MAX_TERMS}")
+        self.index = index
+        self.exact = terms[:-1]
+        self.prefix: str | None = terms[-1] if terms else None
+        self.eqs = sorted(eqs.items())
+        number, mask = max(((n, m) for n, m in enumerate(index.masks) if set(m) <= set(eqs)),
+                           key=lambda found: len(found[1]))
+        lead = (number, *[eqs[i] for i in mask])
+        ranges = []
+        for term in self.exact:
+            start = (*lead, (4, term))
+            ranges.append((index.pseudo, start, (*start, KEY_MAX)))
+        if self.prefix is not None:
+            ranges.append((index.pseudo, (*lead, (4, self.prefix)),
+                           (*lead, (4, self.prefix + _TERM_END))))
+        self.ranges = ranges
+        text_key = repr((index.table, index.name, terms, self.eqs))
+        self.fingerprint = hashlib.blake2b(text_key.encode(), digest_size=8).hexdigest()
+
+    def ranked(self, txn: Transaction) -> list[tuple[tuple, bytes, str]]:
+        """The best `MAX_RESULTS` matches at the snapshot: `(sort key, blob, doc id)`.
+
+        The sort key is `(-score, -creation time, id)`: relevance, then newest first.
+        """
+        txn.read_ranges.extend(self.ranges)
+        prefix = self.prefix
+        if prefix is None:
+            return []
+        index = self.index
+        exact = self.exact
+        postings = index.postings
+        candidates: set[str] = set()
+        for term in exact:
+            ids = postings.get(term)
+            if ids:
+                candidates.update(ids)
+        for (term,) in index.vocab.irange((prefix,), (prefix + _TERM_END,)):
+            ids = postings.get(term)
+            if ids:
+                candidates.update(ids)
+        pending = []
+        writes = txn._writes
+        if writes:
+            table = index.table
+            for doc_id, (written_table, blob, _keys) in writes.items():
+                if written_table == table:
+                    candidates.discard(doc_id)
+                    if blob is not None:
+                        entry = index.analyze(blob, decode(blob))
+                        if entry is not None:
+                            pending.append((doc_id, entry))
+        store = txn._store
+        docs = store.docs
+        read = store.read
+        ts = txn._ts
+        entries = index.entries
+        eqs = self.eqs
+        matched = []
+
+        def consider(doc_id: str, entry: tuple) -> None:
+            if eqs:
+                filters = entry[3]
+                for position, key in eqs:
+                    if filters[position] != key:
+                        return
+            tf = entry[1]
+            hits = [t for t in exact if t in tf]
+            partial = 0.0
+            for term, count in tf.items():
+                if term.startswith(prefix):
+                    partial += count if term == prefix else PREFIX_WEIGHT * count
+            if hits or partial:
+                matched.append((doc_id, entry, hits, partial))
+
+        for doc_id in candidates:
+            version = docs.get(doc_id)
+            if version is None:
+                continue
+            if version[0] > ts:
+                version = read(doc_id, ts)
+                if version is None:
+                    continue
+            blob = version[1]
+            if blob is None:
+                continue
+            entry = None
+            for found in entries.get(doc_id, ()):
+                if found[0] is blob:
+                    entry = found
+                    break
+            if entry is None:
+                entry = index.analyze(blob, decode(blob))
+                if entry is None:
+                    continue
+            consider(doc_id, entry)
+        for doc_id, entry in pending:
+            consider(doc_id, entry)
+        return _rank(matched)
+
+    def collect(self, txn: Transaction, filters: list, limit: int | None) -> list[dict]:
+        """The matching documents in relevance order that pass `filters`, at most `limit`."""
+        out: list[dict] = []
+        if limit is not None and limit <= 0:
+            return out
+        trusted = txn.trusted
+        for _key, blob, doc_id in self.ranked(txn):
+            doc = decode(blob)
+            doc["_id"] = Id(doc_id)
+            if filters and not all(p(doc) for p in filters):
+                continue
+            trusted[id(doc)] = (doc, tuple(doc), tuple(doc.values()), len(blob))
+            out.append(doc)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def paginate(self, txn: Transaction, filters: list, num_items: int,
+                 cursor: str | None, end_cursor: str | None) -> Any:
+        """One page of the ranking after `cursor` (to `end_cursor` if given)."""
+        from .query import PaginationResult
+
+        after = self._decode_cursor(cursor) if cursor is not None else None
+        until = self._decode_cursor(end_cursor) if end_cursor is not None else None
+        items = self.ranked(txn)
+        if after == "end":
+            return PaginationResult([], True, self._encode_cursor(None))
+        page: list[dict] = []
+        position: tuple | None = None
+        more = False
+        trusted = txn.trusted
+        for key, blob, doc_id in items:
+            if after is not None and key <= after:
+                continue
+            if until is not None:
+                if until != "end" and key > until:
+                    more = True
+                    break
+            elif len(page) >= num_items:
+                more = True
+                break
+            position = key
+            doc = decode(blob)
+            doc["_id"] = Id(doc_id)
+            if filters and not all(p(doc) for p in filters):
+                continue
+            trusted[id(doc)] = (doc, tuple(doc), tuple(doc.values()), len(blob))
+            page.append(doc)
+        if end_cursor is not None:
+            return PaginationResult(page, not more, end_cursor)
+        if more:
+            return PaginationResult(page, False, self._encode_cursor(position))
+        return PaginationResult(page, True, self._encode_cursor(None))
+
+    def _encode_cursor(self, position: tuple | None) -> str:
+        raw = encode([_CURSOR_VERSION, self.fingerprint,
+                      None if position is None else list(position)])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _decode_cursor(self, cursor: Any) -> Any:
+        if not isinstance(cursor, str):
+            raise ValidationError(f"paginate: a cursor is a str, got {type_name(cursor)}")
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            version, mark, position = msgspec.msgpack.decode(raw)
+        except Exception:
+            raise ValidationError("paginate: the cursor is not one livedb made") from None
+        if version != _CURSOR_VERSION or mark != self.fingerprint:
+            raise ValidationError("paginate: the cursor belongs to a different query (another "
+                                  "table, index, search text or filter)")
+        if position is None:
+            return "end"
+        if (position.__class__ is not list or len(position) != 3
+                or position[0].__class__ is not float or position[1].__class__ is not float
+                or position[2].__class__ is not str):
+            raise ValidationError("paginate: the cursor is not one livedb made")
+        return tuple(position)
+
+
+def _rank(matched: list) -> list[tuple[tuple, bytes, str]]:
+    """BM25 over the matching documents; the best `MAX_RESULTS`, best first.
+
+    The last (prefix) term is one term whose occurrences are the document's words it
+    begins, each counting 1 if equal to it and `PREFIX_WEIGHT` otherwise."""
+    n = len(matched)
+    if not n:
+        return []
+    total = 0
+    df: dict[str, int] = {}
+    with_prefix = 0
+    for _doc_id, entry, hits, partial in matched:
+        total += entry[2]
+        for term in hits:
+            df[term] = df.get(term, 0) + 1
+        if partial:
+            with_prefix += 1
+    log = math.log
+    idf = {term: log(1.0 + (n - count + 0.5) / (count + 0.5)) for term, count in df.items()}
+    prefix_idf = log(1.0 + (n - with_prefix + 0.5) / (with_prefix + 0.5))
+    average = total / n
+    k1p = K1 + 1.0
+    ranking = []
+    for doc_id, entry, hits, partial in matched:
+        tf = entry[1]
+        norm = K1 * (1.0 - B + B * entry[2] / average)
+        score = 0.0
+        for term in hits:
+            f = tf[term]
+            score += idf[term] * f * k1p / (f + norm)
+        if partial:
+            score += prefix_idf * partial * k1p / (partial + norm)
+        ranking.append(((-score, -entry[4], doc_id), entry[0], doc_id))
+    if n > MAX_RESULTS:
+        return heapq.nsmallest(MAX_RESULTS, ranking)
+    ranking.sort()
+    return ranking
+
+
+def search_plan(txn: Transaction, table: str, info: TableInfo, name: Any,
+                build: Callable[[SearchFilter], Any]) -> SearchPlan:
+    """Validate `with_search_index(name, build)` on `table` and plan the search."""
+    definition = info.definition
+    known = definition.search_indexes if definition is not None else {}
+    indexes = txn._db._search
+    index = None
+    if isinstance(name, str) and name in known and indexes is not None:
+        index = indexes.search.get((table, name))
+    if index is None:
+        listed = ", ".join(known) or "none"
+        raise ValidationError(f"with_search_index: table {table!r} has no search index "
+                              f"{name!r} (search indexes: {listed})")
+    if not callable(build):
+        raise TypeError(f"with_search_index({name!r}, ...): expected a function of q, got "
+                        f"{type_name(build)}")
+    q = SearchFilter(index)
+    result = build(q)
+    if result is not q and result is not None:
+        raise ValidationError(f"with_search_index({name!r}, ...): the function must return q "
+                              "(chain q.search(...).eq(...))")
+    if q._text is None:
+        raise ValidationError(f"with_search_index({name!r}, ...): call q.search(field, text)")
+    return SearchPlan(index, q._text, q._eqs)
+
+
+# -- vector search -------------------------------------------------------------------
+
+
+def _as_vector(value: Any, dimensions: int) -> list[float] | None:
+    """`value` as a list of `dimensions` finite floats, or None if it is not one."""
+    if value.__class__ is not list and value.__class__ is not tuple:
+        if np is None or not isinstance(value, np.ndarray):
+            return None
+        value = value.tolist()
+    if len(value) != dimensions:
+        return None
+    out = []
+    for x in value:
+        cls = x.__class__
+        if cls is float or cls is int:
+            x = float(x)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            x = float(x)
+        else:
+            return None
+        if x - x != 0.0:
+            return None
+        out.append(x)
+    return out
+
+
+def check_vectors(table: str, indexes: dict[str, VectorIndexDefinition], doc: dict) -> None:
+    """Raise `ValidationError` if a vector-indexed field holds anything but a vector of the
+    index's dimensions (a missing field, or null, leaves the document out of the index)."""
+    for definition in indexes.values():
+        value = _raw_getter(tuple(definition.vector_field.split(".")))(doc)
+        if value is _ABSENT or value is None:
+            continue
+        if _as_vector(value, definition.dimensions) is None:
+            got = (f"an array of {len(value)} values" if value.__class__ is list
+                   else type_name(value))
+            raise ValidationError(f"{table}.{definition.vector_field}: expected an array of "
+                                  f"{definition.dimensions} finite numbers for vector index "
+                                  f"{definition.name!r}, got {got}")
+
+
+class _Expr:
+    """A vector search filter: the set of `(filter position, key)` pairs any of which holds."""
+
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: tuple[tuple[int, tuple], ...]) -> None:
+        self.terms = terms
+
+
+class VectorFilter:
+    """The `q` of `filter=lambda q: q.or_(q.eq("genre", "comedy"), q.eq("genre", "drama"))`."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: VectorIndex) -> None:
+        self._index = index
+
+    def eq(self, field: str, value: Any) -> _Expr:
+        """Documents whose filter field `field` equals `value`."""
+        index = self._index
+        if field not in index.filter_fields:
+            known = ", ".join(repr(f) for f in index.filter_fields) or "none"
+            raise ValidationError(f"vector_search filter: {field!r} is not a filter field of "
+                                  f"vector index {index.name!r} (filter fields: {known})")
+        try:
+            check_any(value, 1)
+        except Mismatch as e:
+            raise ValidationError(f"vector_search filter eq({field!r}, ...): "
+                                  f"{e.render('value')}") from None
+        return _Expr(((index.filter_fields.index(field), encode_key(value)),))
+
+    def or_(self, *exprs: _Expr) -> _Expr:
+        """Documents matching any of `exprs`."""
+        for expr in exprs:
+            if not isinstance(expr, _Expr):
+                raise ValidationError(f"vector_search filter: or_ takes q.eq(...) or "
+                                      f"q.or_(...) expressions, got {type_name(expr)}")
+        return _Expr(tuple(t for expr in exprs for t in expr.terms))
+
+
+_sumprod = getattr(math, "sumprod", None)
+
+
+def _py_dot(a: tuple, b: tuple) -> float:
+    return _sumprod(a, b) if _sumprod is not None else sum(map(mul, a, b))
+
+
+class VectorIndex:
+    """Rows of normalized vectors, one per kept document version (writer serialized)."""
+
+    _GROW = 1024
+
+    def __init__(self, table: str, definition: VectorIndexDefinition) -> None:
+        self.table = table
+        self.name = definition.name
+        self.dimensions = definition.dimensions
+        self.filter_fields = definition.filter_fields
+        self._vector = _raw_getter(tuple(definition.vector_field.split(".")))
+        self._filters = tuple(field_getter(tuple(f.split("."))) for f in self.filter_fields)
+        self.use_numpy = np is not None
+        self.rows: list[tuple | None] = []
+        """Per row: `(doc id, blob, filter keys)`, or None for a free row."""
+        self.free: list[int] = []
+        self.doc_rows: dict[str, tuple[int, ...]] = {}
+        self.by_filter: list[dict[tuple, set[int]]] = [{} for _ in self.filter_fields]
+        self.size = 0
+        if self.use_numpy:
+            self.matrix = np.zeros((0, self.dimensions), dtype=np.float32)
+        else:
+            self.vectors: list[tuple | None] = []
+
+    def write(self, doc_id: str, old_blob: bytes | None, blob: bytes | None,
+              doc: dict | None) -> bool:
+        """Add a row for a new version; returns whether an older row may need collecting."""
+        had = doc_id in self.doc_rows
+        if doc is None:
+            return had
+        vector = _as_vector(self._vector(doc), self.dimensions)
+        if vector is None:
+            return had
+        norm = math.sqrt(math.fsum(x * x for x in vector))
+        filters = tuple([g(doc) for g in self._filters])
+        if self.free:
+            row = self.free.pop()
+        else:
+            row = self.size
+            if self.use_numpy and row >= self.matrix.shape[0]:
+                grown = np.zeros((max(self._GROW, 2 * row), self.dimensions), dtype=np.float32)
+                grown[:row] = self.matrix[:row]
+                self.matrix = grown
+        if self.use_numpy:
+            values = np.asarray(vector, dtype=np.float64)
+            self.matrix[row] = values / norm if norm else 0.0
+        else:
+            normalized = tuple(x / norm for x in vector) if norm else (0.0,) * self.dimensions
+            if row == len(self.vectors):
+                self.vectors.append(normalized)
+            else:
+                self.vectors[row] = normalized
+        if row == len(self.rows):
+            self.rows.append((doc_id, blob, filters))
+        else:
+            self.rows[row] = (doc_id, blob, filters)
+        if row == self.size:
+            self.size = row + 1
+        for position, key in enumerate(filters):
+            rows = self.by_filter[position].get(key)
+            if rows is None:
+                self.by_filter[position][key] = {row}
+            else:
+                rows.add(row)
+        self.doc_rows[doc_id] = self.doc_rows.get(doc_id, ()) + (row,)
+        return had
+
+    def clean(self, doc_id: str, kept: list[bytes]) -> None:
+        """Free the rows of versions the store no longer keeps."""
+        rows = self.doc_rows.get(doc_id)
+        if not rows:
+            return
+        keep = []
+        for row in rows:
+            entry = self.rows[row]
+            if entry is not None and _is_kept(entry[1], kept):
+                keep.append(row)
+                continue
+            self.rows[row] = None
+            if entry is not None:
+                for position, key in enumerate(entry[2]):
+                    members = self.by_filter[position].get(key)
+                    if members is not None:
+                        members.discard(row)
+                        if not members:
+                            del self.by_filter[position][key]
+            if self.use_numpy:
+                self.matrix[row] = 0.0
+            else:
+                self.vectors[row] = None
+            self.free.append(row)
+        if keep:
+            self.doc_rows[doc_id] = tuple(keep)
+        else:
+            del self.doc_rows[doc_id]
+
+    def search(self, store: Store, vector: Any, limit: Any, filter: Any) -> list[dict]:
+        """The `limit` documents most similar to `vector`, at the newest snapshot."""
+        where = f"vector_search({self.table!r}, {self.name!r})"
+        if limit.__class__ is not int or not 1 <= limit <= MAX_VECTOR_RESULTS:
+            raise ValidationError(f"{where}: limit must be an int from 1 to "
+                                  f"{MAX_VECTOR_RESULTS}, got {limit!r}")
+        query = _as_vector(vector, self.dimensions)
+        if query is None:
+            if isinstance(vector, (list, tuple)) or (np is not None
+                                                     and isinstance(vector, np.ndarray)):
+                if len(vector) != self.dimensions:
+                    raise ValidationError(f"{where}: the vector has {len(vector)} dimensions; "
+                                          f"the index has {self.dimensions}")
+                raise ValidationError(f"{where}: the vector must hold finite numbers only")
+            raise ValidationError(f"{where}: the vector must be a list of "
+                                  f"{self.dimensions} numbers, got {type_name(vector)}")
+        selected = None
+        if filter is not None:
+            if not callable(filter):
+                raise TypeError(f"{where}: filter must be a function of q, got "
+                                f"{type_name(filter)}")
+            expr = filter(VectorFilter(self))
+            if not isinstance(expr, _Expr):
+                raise ValidationError(f"{where}: the filter must return q.eq(...) or "
+                                      f"q.or_(...), got {type_name(expr)}")
+            selected = set()
+            for position, key in expr.terms:
+                rows = self.by_filter[position].get(key)
+                if rows:
+                    selected.update(rows)
+        norm = math.sqrt(math.fsum(x * x for x in query))
+        ts = store.snapshot()
+        try:
+            if self.use_numpy:
+                found = self._search_numpy(store, ts, query, norm, limit, selected)
+            else:
+                found = self._search_python(store, ts, query, norm, limit, selected)
+        finally:
+            store.release(ts)
+        return [{"_id": Id(doc_id), "_score": score} for score, doc_id in found]
+
+    def _visible(self, store: Store, ts: int, row: int) -> str | None:
+        entry = self.rows[row]
+        if entry is None:
+            return None
+        doc_id = entry[0]
+        version = store.read(doc_id, ts)
+        if version is None or version[1] is not entry[1]:
+            return None
+        return doc_id
+
+    def _search_numpy(self, store: Store, ts: int, query: list[float], norm: float,
+                      limit: int, selected: set[int] | None) -> list[tuple[float, str]]:
+        matrix = self.matrix
+        n = min(self.size, matrix.shape[0])
+        q = np.asarray(query, dtype=np.float32)
+        if norm:
+            q = q / np.float32(norm)
+        if selected is None:
+            rows = None
+            scores = matrix[:n] @ q
+        else:
+            rows = np.fromiter((r for r in selected if r < n), dtype=np.int64)
+            rows.sort()
+            scores = matrix[rows] @ q if len(rows) else np.zeros(0, dtype=np.float32)
+        total = len(scores)
+        k = min(total, limit + max(0, len(self.rows) - len(self.doc_rows)) + 8)
+        while True:
+            if k <= 0:
+                return []
+            if k < total:
+                top = np.argpartition(-scores, k - 1)[:k]
+            else:
+                top = np.arange(total)
+            top = top[np.lexsort((top, -scores[top]))]
+            found = []
+            for position in top.tolist():
+                row = position if rows is None else int(rows[position])
+                doc_id = self._visible(store, ts, row)
+                if doc_id is not None:
+                    found.append((float(scores[position]), doc_id))
+                    if len(found) == limit:
+                        return found
+            if k >= total:
+                return found
+            k = min(total, 2 * k)
+
+    def _search_python(self, store: Store, ts: int, query: list[float], norm: float,
+                       limit: int, selected: set[int] | None) -> list[tuple[float, str]]:
+        q = tuple(x / norm for x in query) if norm else tuple(query)
+        vectors = self.vectors
+        rows: Iterable[int] = range(len(vectors)) if selected is None else sorted(selected)
+        scored = []
+        for row in rows:
+            vector = vectors[row] if row < len(vectors) else None
+            if vector is not None:
+                scored.append((-_py_dot(vector, q), row))
+        scored.sort()
+        found = []
+        for negative, row in scored:
+            doc_id = self._visible(store, ts, row)
+            if doc_id is not None:
+                found.append((-negative, doc_id))
+                if len(found) == limit:
+                    break
+        return found
+
+
+# -- the registry the store and database use ---------------------------------------------
+
+
+class Indexes:
+    """Every search and vector index of a database, maintained through the store's hooks.
+
+    `Store._apply` calls `apply` with each commit (before it replaces any version),
+    `Store.collect` calls `collect` with its horizon, `Store.rollback` calls `rollback`.
+    """
+
+    def __init__(self, store: Store, tables: dict[str, TableInfo]) -> None:
+        self._store = store
+        self.search: dict[tuple[str, str], SearchIndex] = {}
+        self.vector: dict[tuple[str, str], VectorIndex] = {}
+        self.by_table: dict[str, tuple[list[SearchIndex], list[VectorIndex]]] = {}
+        for name, info in tables.items():
+            definition = info.definition
+            if definition is None:
+                continue
+            texts = [SearchIndex(name, d) for d in definition.search_indexes.values()]
+            vectors = [VectorIndex(name, d) for d in definition.vector_indexes.values()]
+            for index in texts:
+                self.search[(name, index.name)] = index
+            for vector_index in vectors:
+                self.vector[(name, vector_index.name)] = vector_index
+            if texts or vectors:
+                self.by_table[name] = (texts, vectors)
+        self._old: deque[tuple[int, str]] = deque()
+
+    @classmethod
+    def build(cls, store: Store, tables: dict[str, TableInfo]) -> Indexes | None:
+        """The indexes of `tables`, filled from the store's documents; None if there are none."""
+        indexes = cls(store, tables)
+        if not indexes.by_table:
+            return None
+        by_table = indexes.by_table
+        for doc_id, version in store.docs.items():
+            blob = version[1]
+            if blob is None:
+                continue
+            found = by_table.get(doc_id[:doc_id.index(":")])
+            if found is not None:
+                indexes._write(found, doc_id, None, blob, {})
+        return indexes
+
+    def _write(self, found: tuple, doc_id: str, old_blob: bytes | None, blob: bytes | None,
+               per_index: dict) -> bool:
+        doc = None if blob is None else decode(blob)
+        stale = False
+        texts, vectors = found
+        for index in texts:
+            written = per_index.get(index.pseudo)
+            if written is None:
+                written = per_index[index.pseudo] = set()
+            stale = index.write(doc_id, old_blob, blob, doc, written) or stale
+        for vector_index in vectors:
+            stale = vector_index.write(doc_id, old_blob, blob, doc) or stale
+        return stale
+
+    def apply(self, ts: int, docs: list, changes: dict) -> None:
+        """Index a commit's new versions; record its search keys in `changes` for live
+        queries (as written-in-place keys of a pseudo-index, which the store skips)."""
+        by_table = self.by_table
+        live = self._store.docs
+        per_index: dict[tuple, set] = {}
+        old = self._old
+        for doc_id, blob, _keys in docs:
+            found = by_table.get(doc_id[:doc_id.index(":")])
+            if found is None:
+                continue
+            previous = live.get(doc_id)
+            old_blob = None if previous is None else previous[1]
+            if self._write(found, doc_id, old_blob, blob, per_index):
+                old.append((ts, doc_id))
+        for name, keys in per_index.items():
+            if keys:
+                changes[name] = (-1, [], [], list(keys))
+
+    def collect(self, horizon: int) -> None:
+        """Drop entries of versions the store has collected (up to `horizon`)."""
+        old = self._old
+        while old and old[0][0] <= horizon:
+            _ts, doc_id = old.popleft()
+            self._clean(doc_id)
+
+    def rollback(self, doc_ids: Iterable[str]) -> None:
+        """Drop entries of versions a rollback removed."""
+        for doc_id in doc_ids:
+            self._clean(doc_id)
+
+    def _clean(self, doc_id: str) -> None:
+        found = self.by_table.get(doc_id[:doc_id.index(":")])
+        if found is None:
+            return
+        kept = _kept_blobs(self._store, doc_id)
+        texts, vectors = found
+        for index in texts:
+            index.clean(doc_id, kept)
+        for vector_index in vectors:
+            vector_index.clean(doc_id, kept)
+
+    def stats(self) -> dict[str, int]:
+        return {"search_terms": sum(len(i.postings) for i in self.search.values()),
+                "search_entries": sum(len(e) for i in self.search.values()
+                                      for e in i.entries.values()),
+                "vector_rows": sum(len(i.rows) - len(i.free) for i in self.vector.values())}
+
+
+__all__ = ["Indexes", "SearchFilter", "SearchPlan", "VectorFilter", "check_vectors",
+           "search_plan", "tokenize"]
