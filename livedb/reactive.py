@@ -37,23 +37,24 @@ log = logging.getLogger("livedb")
 Dispatch = Callable[[Callable[[], None]], Any]
 
 
-def same_result(a: Any, b: Any) -> bool:
-    """Equal results, compared encoded: kinds count (`1`, `1.0` and `True` differ) and a
+def fingerprint(result: Any) -> bytes:
+    """A result encoded for comparison: kinds count (`1`, `1.0` and `True` differ) and a
     NaN equals itself."""
-    if a.__class__ is PaginationResult:
-        if b.__class__ is not PaginationResult:
-            return False
-        return (a.is_done == b.is_done and a.continue_cursor == b.continue_cursor
-                and same_result(a.page, b.page))
-    if b.__class__ is PaginationResult:
-        return False
-    return a is b or encode(a) == encode(b)
+    if result.__class__ is PaginationResult:
+        return encode((result.page, result.is_done, result.continue_cursor, 1))
+    return encode(result)
+
+
+def same_result(a: Any, b: Any) -> bool:
+    """Whether two results are the same value (see `fingerprint`)."""
+    return a is b or fingerprint(a) == fingerprint(b)
 
 
 class LiveQuery:
     """One shared execution of a query (function, args, identity) and its subscribers."""
 
-    __slots__ = ("key", "spec", "kwargs", "auth", "state", "ranges", "ids", "subscribers")
+    __slots__ = ("key", "spec", "kwargs", "auth", "state", "encoded", "ranges", "ids",
+                 "subscribers")
 
     def __init__(self, key: tuple, spec: Function, kwargs: dict, auth: Auth) -> None:
         self.key = key
@@ -62,6 +63,8 @@ class LiveQuery:
         self.auth = auth
         self.state: tuple[int, Any, BaseException | None, int] = (0, None, None, 0)
         """(version, result, error, commit ts), replaced whole so readers see it whole."""
+        self.encoded = b""
+        """`fingerprint` of the current result, to tell a changed result from an equal one."""
         self.ranges: list[tuple[tuple, tuple, tuple]] = []
         self.ids: set[str] = set()
         self.subscribers: list[Subscription] = []
@@ -407,9 +410,11 @@ class Reactive:
             if self._live.get(live.key) is not live:
                 return False
         self._file(live, txn.read_ranges, txn.read_ids)
-        if version and error is None and old_error is None and same_result(result, old_result):
+        encoded = fingerprint(result) if error is None else b""
+        if version and error is None and old_error is None and encoded == live.encoded:
             live.state = (version, old_result, None, ts)
             return False
+        live.encoded = encoded
         live.state = (version + 1, result, error, ts)
         return True
 
