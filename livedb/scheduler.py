@@ -556,8 +556,7 @@ class Scheduler:
         with self._cond:
             for row in rows:
                 self._track(row)
-        stale = [row for row in rows if row["state"]["kind"] == "in_progress"]
-        if stale or rows or self._jobs:
+        if rows or self._jobs:
             system_mutation(db, "opening the scheduler", lambda txn: self._recover(txn, rows))
 
     def _recover(self, txn: WriteTransaction, rows: list[dict]) -> None:
@@ -678,6 +677,8 @@ class Scheduler:
         Due calls another thread is running already (the runner's pool, another
         `run_scheduled`) are waited for, then what they made due is run too.
         """
+        if getattr(self._db._local, "writing", False):
+            raise LiveDBError("run_scheduled cannot be called from inside a mutation")
         ran = 0
         rounds = 0
         worker = getattr(self._local, "worker", False)
@@ -771,16 +772,17 @@ class Scheduler:
         if fn is None or fn.kind not in (MUTATION, ACTION):
             error = (f"cannot find {row['name']}: no mutation or action of that name can be "
                      "imported")
-            self._finish(row, "pending", {"kind": "failed", "error": error})
-            return True
+            return self._finish(row, "pending", {"kind": "failed", "error": error})
         if fn.kind == MUTATION:
-            self._run_mutation(row, fn)
-        else:
-            self._run_action(row, fn)
-        return True
+            return self._run_mutation(row, fn)
+        return self._run_action(row, fn)
 
-    def _run_mutation(self, row: dict, fn: Function) -> None:
-        """Run a scheduled mutation; its row turns `success` in the same transaction."""
+    def _run_mutation(self, row: dict, fn: Function) -> bool:
+        """Run a scheduled mutation; its row turns `success` in the same transaction.
+
+        Whether the row is still pending is judged at the transaction's snapshot, not
+        through its own writes: a mutation that cancels its own row still runs once.
+        """
         doc_id = row["_id"]
 
         def succeed(txn: WriteTransaction) -> None:
@@ -796,17 +798,18 @@ class Scheduler:
         try:
             self._db._mutation(fn, row["args"], None, None, before_commit=succeed)
         except _Skip:
-            return
+            return False
         except Exception as e:
             if self._db._closed:
                 raise
             log.warning("livedb: scheduled mutation %s failed: %s", row["name"], _describe(e))
-            self._finish(row, "pending", {"kind": "failed", "error": _describe(e)})
+            return self._finish(row, "pending", {"kind": "failed", "error": _describe(e)})
+        return True
 
-    def _run_action(self, row: dict, fn: Function) -> None:
+    def _run_action(self, row: dict, fn: Function) -> bool:
         """Run a scheduled action after marking it `in_progress` in a commit of its own."""
         if not self._finish(row, "pending", {"kind": "in_progress"}, final=False):
-            return
+            return False
         try:
             self._db.action(fn, row["args"])
             state: dict = {"kind": "success"}
@@ -816,6 +819,7 @@ class Scheduler:
             log.warning("livedb: scheduled action %s failed: %s", row["name"], _describe(e))
             state = {"kind": "failed", "error": _describe(e)}
         self._finish(row, "in_progress", state)
+        return True
 
     def _finish(self, row: dict, expected: str, state: dict, final: bool = True) -> bool:
         """Move a row from state `expected` to `state`; False if it had moved on already."""
@@ -869,7 +873,7 @@ class Scheduler:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         if self._pool is not None:
-            self._pool.shutdown(wait=not inside)
+            self._pool.shutdown(wait=not inside, cancel_futures=True)
 
 
 __all__ = ["Crons", "CronExpression", "ActionScheduler", "MutationScheduler", "Scheduler",

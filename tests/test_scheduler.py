@@ -578,3 +578,18 @@ def test_close_waits_for_a_running_call(tmp_path):
     with Database(path=path, clock=lambda: time.time() + 3600) as db:
         assert db.query(tags) == ["closing"]
         assert row(db, call_id)["state"] == {"kind": "success"}
+
+
+def test_run_scheduled_with_a_running_runner_returns_once_due_calls_are_done():
+    with Database() as db:
+        for i in range(30):
+            db.mutation(schedule_record, {"seconds": 0, "tag": str(i)})
+            db.run_scheduled()
+            assert db.query(tags)[-1] == str(i)
+        assert len(db.query(tags)) == 30
+
+
+def test_run_scheduled_inside_a_mutation_is_refused():
+    db, _clock = manual_db()
+    with pytest.raises(LiveDBError, match="inside a mutation"):
+        db.mutation(lambda ctx: db.run_scheduled())
