@@ -1,0 +1,186 @@
+"""Dispatchers that hand live-query callbacks to a UI toolkit's own thread.
+
+Pass one as `Database(..., dispatch=...)`. A dispatcher is given a zero-argument function
+(a delivery thunk) by whichever thread committed; it must run that function later on the
+UI thread and return at once. It never blocks the committing thread, never runs the thunk
+inside the commit, and never needs a lock of ours. Coalescing is the subscription's own:
+a thunk reads the newest result when it runs, so a slow UI sees the latest state rather
+than a backlog, and results never go backwards.
+
+No toolkit is imported until its dispatcher is asked for, and none is a dependency of
+livedb (`pip install "livedb[textual]"` or `"livedb[qt]"`; Tk comes with Python).
+
+    asyncio   loop.call_soon_threadsafe                    asyncio_dispatch(loop)
+    Tk        a queue drained by root.after() polling      tk_dispatch(root)
+    Qt        a queued signal onto the main thread         qt_dispatch()
+    Textual   app.call_later (thread-safe post_message)    textual_dispatch(app)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("livedb")
+
+Thunk = Callable[[], Any]
+Dispatch = Callable[[Thunk], Any]
+
+
+def _run(fn: Thunk) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("livedb: a dispatched callback raised")
+
+
+# -- asyncio ---------------------------------------------------------------------------
+
+
+def asyncio_dispatch(loop: asyncio.AbstractEventLoop | None = None) -> Dispatch:
+    """Deliver on `loop`'s thread (default: the running loop) via `call_soon_threadsafe`.
+
+    Once the loop is closed, deliveries are dropped: nobody is left to see them."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    target = loop
+
+    def dispatch(fn: Thunk) -> None:
+        try:
+            target.call_soon_threadsafe(_run, fn)
+        except RuntimeError:
+            if not target.is_closed():
+                raise
+
+    return dispatch
+
+
+# -- Tk --------------------------------------------------------------------------------
+
+
+class TkDispatch:
+    """A thread-safe queue of thunks that the Tk thread drains every `interval_ms`.
+
+    Tk is not thread-safe: other threads may not even call `root.after`, so they only put
+    thunks on the queue, and a poll that `after` re-arms on the Tk thread runs them in
+    order. Polling stops with the root window (or `stop()`)."""
+
+    def __init__(self, root: Any, interval_ms: int = 10) -> None:
+        import tkinter
+
+        if interval_ms < 1:
+            raise ValueError("tk_dispatch: interval_ms must be >= 1")
+        self._tcl_error = tkinter.TclError
+        self._root = root
+        self._interval = int(interval_ms)
+        self._queue: queue.SimpleQueue[Thunk] = queue.SimpleQueue()
+        self._after: str | None = None
+        self._stopped = False
+        self._schedule()
+
+    def __call__(self, fn: Thunk) -> None:
+        self._queue.put(fn)
+
+    def _schedule(self) -> None:
+        try:
+            self._after = self._root.after(self._interval, self._poll)
+        except self._tcl_error:
+            self._stopped = True
+
+    def _poll(self) -> None:
+        self._after = None
+        self.drain()
+        if not self._stopped:
+            self._schedule()
+
+    def drain(self) -> int:
+        """Run the thunks queued so far (on the calling thread, which must be Tk's);
+        thunks they queue wait for the next poll. Returns how many ran."""
+        count = self._queue.qsize()
+        for _ in range(count):
+            _run(self._queue.get_nowait())
+        return count
+
+    def stop(self) -> None:
+        """Stop polling (queued thunks are not run)."""
+        self._stopped = True
+        if self._after is not None:
+            try:
+                self._root.after_cancel(self._after)
+            except self._tcl_error:
+                pass
+            self._after = None
+
+
+def tk_dispatch(root: Any, interval_ms: int = 10) -> TkDispatch:
+    """Deliver on the Tk thread: call this on that thread, with the root `Tk()`."""
+    return TkDispatch(root, interval_ms)
+
+
+# -- Qt --------------------------------------------------------------------------------
+
+
+def _qt_core() -> Any:
+    try:
+        from PySide6 import QtCore
+    except ImportError:
+        try:
+            from PyQt6 import QtCore  # type: ignore[no-redef]
+        except ImportError:
+            raise ImportError('qt_dispatch needs PySide6 or PyQt6: pip install "livedb[qt]"'
+                              ) from None
+    return QtCore
+
+
+def qt_dispatch() -> Dispatch:
+    """Deliver on the Qt main thread through a queued signal (PySide6, else PyQt6).
+
+    Create the `QApplication` first. The signal is connected with a queued connection,
+    so a thunk dispatched even from the main thread runs later from its event loop,
+    never inside the commit. Once the application is gone, deliveries are dropped."""
+    QtCore = _qt_core()
+    app = QtCore.QCoreApplication.instance()
+    if app is None:
+        raise RuntimeError("qt_dispatch: create the QApplication before the dispatcher")
+    signal = getattr(QtCore, "Signal", None) or QtCore.pyqtSignal
+
+    class _Invoker(QtCore.QObject):  # type: ignore[misc, name-defined]
+        call = signal(object)
+
+        def _run(self, fn: Thunk) -> None:
+            _run(fn)
+
+    invoker = _Invoker()
+    if QtCore.QThread.currentThread() != app.thread():
+        invoker.moveToThread(app.thread())
+    invoker.call.connect(invoker._run, QtCore.Qt.ConnectionType.QueuedConnection)
+
+    def dispatch(fn: Thunk) -> None:
+        try:
+            invoker.call.emit(fn)
+        except RuntimeError:
+            log.debug("livedb: Qt is shut down; an update was dropped")
+
+    return dispatch
+
+
+# -- Textual ---------------------------------------------------------------------------
+
+
+def textual_dispatch(app: Any) -> Dispatch:
+    """Deliver on a Textual app's thread, as `app.call_later` callbacks.
+
+    `call_later` posts a message, which Textual makes thread-safe and which never waits
+    (unlike `call_from_thread`, which blocks its caller and refuses the app's own thread).
+    Subscribe once the app runs (e.g. in `on_mount`); once it closes, updates are dropped."""
+
+    def dispatch(fn: Thunk) -> None:
+        app.call_later(_run, fn)
+
+    return dispatch
+
+
+__all__ = ["TkDispatch", "asyncio_dispatch", "qt_dispatch", "textual_dispatch", "tk_dispatch"]

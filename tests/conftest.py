@@ -1,0 +1,72 @@
+"""Shared fixtures: a real X display (Xvfb) for the Tk tests, and `examples` importable."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def start_xvfb(size: str = "1024x768x24") -> tuple[subprocess.Popen, str]:
+    """Start Xvfb on a display it picks itself (`-displayfd`); return it and `:N`."""
+    binary = shutil.which("Xvfb")
+    if binary is None:
+        raise RuntimeError("Xvfb is not installed (apt-get install -y xvfb; .ci/run does it)")
+    read, write = os.pipe()
+    proc = subprocess.Popen([binary, "-displayfd", str(write), "-screen", "0", size,
+                             "-nolisten", "tcp", "-noreset"],
+                            pass_fds=(write,), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.close(write)
+    data = b""
+    deadline = time.monotonic() + 20
+    try:
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or proc.poll() is not None:
+                raise RuntimeError("Xvfb did not start")
+            ready, _, _ = select.select([read], [], [], left)
+            if ready:
+                chunk = os.read(read, 16)
+                if not chunk:
+                    raise RuntimeError("Xvfb did not report its display")
+                data += chunk
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        os.close(read)
+    return proc, f":{int(data.strip())}"
+
+
+@pytest.fixture(scope="session")
+def xvfb_display() -> Iterator[str]:
+    """A private X display for the session; DISPLAY points at it while tests run."""
+    proc, display = start_xvfb()
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = display
+    try:
+        yield display
+    finally:
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
