@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import shutil
@@ -70,3 +71,14 @@ def xvfb_display() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def collect_tk_garbage(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a Tk test, collect its dead widgets and interpreters on this (Tk's) thread.
+
+    A Tk interpreter freed by the garbage collector in another thread (say, a database
+    writer's) aborts the process, and Tk roots always sit in reference cycles."""
+    yield
+    if "xvfb_display" in request.fixturenames:
+        gc.collect()
