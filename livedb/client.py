@@ -476,6 +476,13 @@ class PaginatedView:
                 return "loading_more"
             return "exhausted" if self._pages[-1]["result"].is_done else "can_load_more"
 
+    @property
+    def page_args(self) -> list[dict]:
+        """The args each loaded page's query runs with, in order: what an optimistic update
+        passes to `store.get_query` / `set_query` to change a page (e.g. the first)."""
+        with self._lock:
+            return [self._page_args(page) for page in self._pages]
+
     def load_more(self, num_items: int) -> bool:
         """Add a page of `num_items` after the last one; False if there is nothing more."""
         if num_items.__class__ is not int or num_items < 1:
