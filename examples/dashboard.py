@@ -41,7 +41,7 @@ schema = define_schema({
 _MESSAGES = {
     "orders": ["order #{n} paid", "order #{n} shipped", "order #{n} refunded"],
     "signups": ["user{n}@example.com joined", "user{n}@example.com verified"],
-    "errors": ["timeout talking to payments ({n})", "disk 9{n}% full", "retry storm ({n})"],
+    "errors": ["timeout talking to payments ({n})", "disk {n}% full", "retry storm ({n})"],
     "deploys": ["deploy v1.{n} started"],
 }
 
