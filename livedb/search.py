@@ -2,22 +2,23 @@
 
 Both kinds follow the store's superset rule (see index.py): a commit adds what its new
 document versions need at once, and what old versions needed is dropped only when no
-snapshot can see those versions any more. A reader checks each candidate against the
-document version its snapshot sees: an index entry counts only if it was made from
-exactly that version (the same stored blob object).
+snapshot can see those versions any more; a reader keeps only what its snapshot sees.
 
-Full text: per search index, `postings` maps a term to the ids of documents having it in
-some kept version, `vocab` keeps the terms sorted (for the prefix term) and `entries`
-holds per document the analysis of each kept version: `(blob, term frequencies, length,
-filter keys, creation time)`. Relevance is BM25 whose statistics (document count,
-average length, document frequencies) are taken over the matching documents: the
-visible documents that pass the `eq` filters and hold a query term. A result therefore
-depends on nothing but those documents, which is exactly what a live search query
-watches: writes to documents of that table that hold (or held) one of its terms.
+Full text: per search index, `entries` holds per document the analysis of each kept
+version (term counts, length, filter keys) with the commits that made and replaced it,
+so a reader tells visibility from the entry alone. Postings (term -> entries) and the
+sorted vocabulary (for the prefix term) are numpy arrays when numpy is importable, so a
+query ranks whole posting lists at once; otherwise Python sets walked term at a time.
+Both paths compute the same scores, bit for bit. Relevance is BM25 whose statistics
+(document count, average length, document frequencies) are taken over the matching
+documents: the visible documents that pass the `eq` filters and hold a query term. A
+result therefore depends on nothing but those documents, which is exactly what a live
+search watches: writes to documents of that table that hold (or held) one of its terms.
 
 Vectors: per vector index, one row per kept document version, normalized, in a numpy
 matrix when numpy is importable (else tuples of floats); a search scores every row (or
-the rows its filter selects) and keeps the best rows visible at its snapshot.
+the rows its filter selects) and keeps the best rows whose version (the same stored blob
+object) is the one its snapshot sees.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
+from numbers import Real
 from operator import mul
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +63,10 @@ PREFIX_WEIGHT = 0.5
 """A word the last term only begins counts half as much as the word itself."""
 
 _TOKEN = re.compile(r"\w+")
+_REBUILD_AT = 4096
+"""With numpy, columns are rebuilt once this many (and half of all) entries are dead."""
+_FOREVER = 1 << 62
+"""The end of a version nothing has replaced yet."""
 _TERM_END = "\U0010ffff"
 """Sorts after every character a token may hold: `p <= t < p + _TERM_END` for prefix p."""
 _CURSOR_VERSION = "s1"
@@ -110,8 +116,113 @@ def _is_kept(blob: bytes, kept: list[bytes]) -> bool:
 # -- full-text search ----------------------------------------------------------------
 
 
+class _Columns:
+    """A search index's postings as numpy arrays, for fast ranking (writer serialized).
+
+    Every indexed version (an entry) gets a number, `eid`, under which arrays hold its
+    visibility (`start`, `end`), length, creation time and filter codes;
+    `postings[term]` is `[eids, counts, n]`, filled up to `n` (Python lists while short).
+    A reader reads a term's posting before the arrays, so every eid it finds is in them.
+    Entries no snapshot can see are left in place (`dead`) until there are as many as live
+    ones; then the index builds fresh columns from its live entries and swaps them in.
+    """
+
+    _SHORT = 32
+
+    def __init__(self, filters: int, capacity: int = 1024) -> None:
+        self.size = 0
+        self.dead = 0
+        self.start = np.zeros(capacity, dtype=np.int64)
+        self.end = np.zeros(capacity, dtype=np.int64)
+        self.length = np.zeros(capacity, dtype=np.float64)
+        self.ctime = np.zeros(capacity, dtype=np.float64)
+        self.fcodes = [np.zeros(capacity, dtype=np.int64) for _ in range(filters)]
+        self.codes: list[dict[tuple, int]] = [{} for _ in range(filters)]
+        self.doc_ids: list[str] = []
+        self.blobs: list[bytes] = []
+        self.postings: dict[str, list] = {}
+        self.vocab = SortedIndex()
+
+    def add(self, doc_id: str, entry: list) -> int:
+        """Number a new entry and append it to its terms' postings; returns its eid."""
+        eid = self.size
+        if eid == len(self.start):
+            self._grow()
+        self.start[eid] = entry[5]
+        self.end[eid] = entry[6]
+        self.length[eid] = entry[2]
+        self.ctime[eid] = entry[4]
+        for position, key in enumerate(entry[3]):
+            codes = self.codes[position]
+            code = codes.get(key)
+            if code is None:
+                code = codes[key] = len(codes)
+            self.fcodes[position][eid] = code
+        self.doc_ids.append(doc_id)
+        self.blobs.append(entry[0])
+        self.size = eid + 1
+        postings = self.postings
+        for term, count in entry[1].items():
+            posting = postings.get(term)
+            if posting is None:
+                postings[term] = [[eid], [float(count)], 1]
+                self.vocab.add((term,))
+                continue
+            eids, counts, n = posting
+            if eids.__class__ is list:
+                eids.append(eid)
+                counts.append(float(count))
+                if n + 1 == self._SHORT:
+                    posting[0] = np.array(eids, dtype=np.int64)
+                    posting[1] = np.array(counts, dtype=np.float64)
+            else:
+                if n == len(eids):
+                    grown = np.empty(2 * n, dtype=np.int64)
+                    grown[:n] = eids
+                    more = np.empty(2 * n, dtype=np.float64)
+                    more[:n] = counts
+                    posting[0], posting[1] = eids, counts = grown, more
+                eids[n] = eid
+                counts[n] = count
+            posting[2] = n + 1
+        return eid
+
+    def _grow(self) -> None:
+        capacity = 2 * len(self.start)
+        for name in ("start", "end", "length", "ctime"):
+            old = getattr(self, name)
+            new = np.zeros(capacity, dtype=old.dtype)
+            new[:len(old)] = old
+            setattr(self, name, new)
+        fcodes = []
+        for old in self.fcodes:
+            new = np.zeros(capacity, dtype=np.int64)
+            new[:len(old)] = old
+            fcodes.append(new)
+        self.fcodes = fcodes
+
+
+def _segment(posting: list | None) -> tuple | None:
+    """A posting's `(eids, counts)` arrays as far as they are filled."""
+    if posting is None:
+        return None
+    eids, counts, n = posting[0], posting[1], posting[2]
+    n = min(n, len(eids), len(counts))
+    if not n:
+        return None
+    if eids.__class__ is list:
+        return np.array(eids[:n], dtype=np.int64), np.array(counts[:n], dtype=np.float64)
+    return eids[:n], counts[:n]
+
+
 class SearchIndex:
-    """The inverted index of one search index (writer side serialized by the store)."""
+    """The inverted index of one search index (writer side serialized by the store).
+
+    `entries[doc id]` holds the analysis of each kept version: `[blob, term counts,
+    length, filter keys, creation time, start, end, eid]` (`start` the commit that made the
+    version, `end` the one that replaced it). With numpy, postings live in `columns`;
+    without, `postings` maps each term to the ids of documents having it in some entry.
+    """
 
     def __init__(self, table: str, definition: SearchIndexDefinition) -> None:
         self.table = table
@@ -130,12 +241,14 @@ class SearchIndex:
             masks = [tuple(range(j)) for j in range(count + 1)]
         self.masks: list[tuple[int, ...]] = masks
         """The sets of filter positions live searches are filed under (see `write`)."""
+        self.entries: dict[str, tuple[list, ...]] = {}
+        self.columns = _Columns(count) if np is not None else None
         self.postings: dict[str, set[str]] = {}
         self.vocab = SortedIndex()
-        self.entries: dict[str, tuple[tuple, ...]] = {}
 
-    def analyze(self, blob: bytes, doc: dict) -> tuple | None:
-        """The entry of one document version, or None if its search field holds no term."""
+    def analyze(self, blob: bytes, doc: dict, start: int) -> list | None:
+        """The entry of one document version committed at `start`, or None if its search
+        field holds no term (`end` is set when a later commit replaces the version)."""
         text = self._text(doc)
         if not isinstance(text, str):
             return None
@@ -145,37 +258,34 @@ class SearchIndex:
         tf: dict[str, int] = {}
         for term in tokens:
             tf[term] = tf.get(term, 0) + 1
-        return (blob, tf, len(tokens), tuple([g(doc) for g in self._filters]),
-                doc["_creation_time"])
+        return [blob, tf, len(tokens), tuple([g(doc) for g in self._filters]),
+                doc["_creation_time"], start, _FOREVER, -1]
 
-    def entry(self, doc_id: str, blob: bytes) -> tuple | None:
-        """The entry made from exactly this blob, if any."""
-        for entry in self.entries.get(doc_id, ()):
-            if entry[0] is blob:
-                return entry
-        return None
+    def write(self, ts: int, doc_id: str, blob: bytes | None, doc: dict | None,
+              keys: set) -> bool:
+        """Index the version commit `ts` wrote (None: a delete); end the one it replaces.
 
-    def write(self, doc_id: str, old_blob: bytes | None, blob: bytes | None,
-              doc: dict | None, keys: set) -> bool:
-        """Index a new version; add to `keys` the pseudo-index keys of old and new version.
+        Adds to `keys` the pseudo-index keys of the old and new version: `(mask number,
+        the filter keys of that mask..., (4, term))` once per term and mask. A live search
+        files its ranges under the largest mask its `eq`s cover, so a write wakes only
+        searches whose filters the old or new version passes.
 
-        A key is `(mask number, the filter keys of that mask..., (4, term))`, once per term
-        and mask: a live search files its ranges under the largest mask its `eq`s cover, so
-        a write wakes only searches whose filters the old or new version passes.
-
-        Returns whether an older entry may now need collecting."""
-        old = None if old_blob is None else self.entry(doc_id, old_blob)
-        new = None if doc is None else self.analyze(blob, doc)  # type: ignore[arg-type]
+        Returns whether an entry was ended (and will need collecting)."""
+        found = self.entries.get(doc_id, ())
+        columns = self.columns
+        old = None
+        if found and found[-1][6] == _FOREVER:
+            old = found[-1]
+            old[6] = ts
+            if columns is not None:
+                columns.end[old[7]] = ts
+        new = None if doc is None else self.analyze(blob, doc, ts)  # type: ignore[arg-type]
         if new is not None:
-            self.entries[doc_id] = self.entries.get(doc_id, ()) + (new,)
-            postings = self.postings
-            for term in new[1]:
-                ids = postings.get(term)
-                if ids is None:
-                    postings[term] = {doc_id}
-                    self.vocab.add((term,))
-                else:
-                    ids.add(doc_id)
+            self.entries[doc_id] = (*found, new)
+            if columns is not None:
+                new[7] = columns.add(doc_id, new)
+            else:
+                self._post(doc_id, new)
         masks = self.masks
         for entry in (old, new):
             if entry is not None:
@@ -186,27 +296,60 @@ class SearchIndex:
                     element = (4, term)
                     for prefix in prefixes:
                         keys.add((*prefix, element))
-        entries = self.entries.get(doc_id)
-        return bool(entries) and (new is None or len(entries) > 1)
+        return old is not None
 
-    def clean(self, doc_id: str, kept: list[bytes]) -> None:
-        """Drop the entries (and postings) of versions the store no longer keeps."""
+    def _post(self, doc_id: str, entry: list) -> None:
+        postings = self.postings
+        for term in entry[1]:
+            ids = postings.get(term)
+            if ids is None:
+                postings[term] = {doc_id}
+                self.vocab.add((term,))
+            else:
+                ids.add(doc_id)
+
+    def clean(self, doc_id: str, horizon: int) -> None:
+        """Drop the entries (and postings) of versions replaced at or before `horizon`:
+        no snapshot can see them any more."""
+        entries = self.entries.get(doc_id)
+        if entries:
+            self._keep(doc_id, entries, tuple(e for e in entries if e[6] > horizon))
+
+    def rollback(self, doc_id: str, after: int) -> None:
+        """Forget what commits after `after` did to `doc_id` (they were rolled back)."""
         entries = self.entries.get(doc_id)
         if not entries:
             return
-        keep = tuple(e for e in entries if _is_kept(e[0], kept))
+        columns = self.columns
+        keep = tuple(e for e in entries if e[5] <= after)
+        for entry in entries:
+            if entry[5] > after:
+                entry[6] = -1
+            elif entry[6] > after:
+                entry[6] = _FOREVER
+            if columns is not None:
+                columns.end[entry[7]] = entry[6]
+        self._keep(doc_id, entries, keep)
+
+    def _keep(self, doc_id: str, entries: tuple, keep: tuple) -> None:
         if len(keep) == len(entries):
             return
         if keep:
             self.entries[doc_id] = keep
         else:
             del self.entries[doc_id]
+        columns = self.columns
+        if columns is not None:
+            columns.dead += len(entries) - len(keep)
+            if columns.dead >= _REBUILD_AT and 2 * columns.dead > columns.size:
+                self.rebuild()
+            return
         still: set[str] = set()
         for entry in keep:
             still.update(entry[1])
         postings = self.postings
         for entry in entries:
-            if entry in keep:
+            if any(entry is k for k in keep):
                 continue
             for term in entry[1]:
                 if term in still:
@@ -218,6 +361,14 @@ class SearchIndex:
                 if not ids:
                     del postings[term]
                     self.vocab.discard((term,))
+
+    def rebuild(self) -> None:
+        """Fresh columns holding only the kept entries (readers go on with the old ones)."""
+        columns = _Columns(len(self.filter_fields), max(1024, 2 * len(self.entries)))
+        for doc_id, entries in self.entries.items():
+            for entry in entries:
+                entry[7] = columns.add(doc_id, entry)
+        self.columns = columns
 
 
 class SearchFilter:
@@ -296,85 +447,181 @@ class SearchPlan:
         text_key = repr((index.table, index.name, terms, self.eqs))
         self.fingerprint = hashlib.blake2b(text_key.encode(), digest_size=8).hexdigest()
 
-    def ranked(self, txn: Transaction) -> list[tuple[tuple, bytes, str]]:
-        """The best `MAX_RESULTS` matches at the snapshot: `(sort key, blob, doc id)`.
+    def ranked(self, txn: Transaction, best: int = MAX_RESULTS) -> list[tuple]:
+        """The `best` (at most `MAX_RESULTS`) matches at the snapshot, best first, as
+        `(-score, -creation time, doc id, blob)`: relevance, then newest first.
 
-        The sort key is `(-score, -creation time, id)`: relevance, then newest first.
+        Term at a time: each posting list is walked once; a document is checked against
+        its snapshot (version and filters) the first time it turns up.
         """
         txn.read_ranges.extend(self.ranges)
         prefix = self.prefix
         if prefix is None:
             return []
         index = self.index
-        exact = self.exact
+        columns = index.columns
+        if columns is not None:
+            return self._ranked_columns(txn, columns, min(best, MAX_RESULTS))
         postings = index.postings
-        candidates: set[str] = set()
-        for term in exact:
+        exact = self.exact
+        lists = []
+        for slot, term in enumerate(exact):
             ids = postings.get(term)
             if ids:
-                candidates.update(ids)
+                lists.append((slot + 2, term, 1.0, list(ids)))
         for (term,) in index.vocab.irange((prefix,), (prefix + _TERM_END,)):
             ids = postings.get(term)
             if ids:
-                candidates.update(ids)
-        pending = []
-        writes = txn._writes
-        if writes:
-            table = index.table
-            for doc_id, (written_table, blob, _keys) in writes.items():
-                if written_table == table:
-                    candidates.discard(doc_id)
-                    if blob is not None:
-                        entry = index.analyze(blob, decode(blob))
-                        if entry is not None:
-                            pending.append((doc_id, entry))
-        store = txn._store
-        docs = store.docs
-        read = store.read
+                lists.append((1, term, 1.0 if term == prefix else PREFIX_WEIGHT, list(ids)))
         ts = txn._ts
         entries = index.entries
         eqs = self.eqs
-        matched = []
+        blank = [0.0] * (len(exact) + 1)
+        seen: dict[str, list | None] = {}
+        writes = txn._writes
+        if writes:
+            self._pending(writes, seen, blank)
 
-        def consider(doc_id: str, entry: tuple) -> None:
-            if eqs:
-                filters = entry[3]
-                for position, key in eqs:
-                    if filters[position] != key:
-                        return
+        def admit(doc_id: str) -> list | None:
+            for entry in entries.get(doc_id, ()):
+                if entry[5] <= ts < entry[6]:
+                    if eqs and not _passes(entry[3], eqs):
+                        return None
+                    return [entry, *blank]
+            return None
+
+        for slot, term, weight, ids in lists:
+            for doc_id in ids:
+                record = seen.get(doc_id, 0)
+                if record == 0:
+                    record = seen[doc_id] = admit(doc_id)
+                if record is None:
+                    continue
+                count = record[0][1].get(term)
+                if count:
+                    if slot == 1:
+                        record[1] += weight * count
+                    else:
+                        record[slot] = count
+        return _rank(seen, len(exact), min(best, MAX_RESULTS))
+
+    def _ranked_columns(self, txn: Transaction, columns: _Columns, best: int) -> list[tuple]:
+        """`ranked` with numpy: the same BM25, bit for bit, over whole posting arrays."""
+        prefix = self.prefix
+        assert prefix is not None
+        exact = self.exact
+        postings = columns.postings
+        segments = []
+        for slot, term in enumerate(exact):
+            found = _segment(postings.get(term))
+            if found is not None:
+                segments.append((slot + 1, 1.0, *found))
+        for (term,) in columns.vocab.irange((prefix,), (prefix + _TERM_END,)):
+            found = _segment(postings.get(term))
+            if found is not None:
+                segments.append((0, 1.0 if term == prefix else PREFIX_WEIGHT, *found))
+        pending: dict[str, list | None] = {}
+        if txn._writes:
+            self._pending(txn._writes, pending, [0.0] * (len(exact) + 1))
+        extra = [r for r in pending.values() if r is not None]
+        if not segments and not extra:
+            return []
+        ts = txn._ts
+        doc_ids, blobs = columns.doc_ids, columns.blobs
+        start, end = columns.start, columns.end
+        length, ctime, fcodes = columns.length, columns.ctime, columns.fcodes
+        if segments:
+            eids = np.concatenate([segment[2] for segment in segments])
+            visible = (start[eids] <= ts) & (end[eids] > ts)
+            for position, key in self.eqs:
+                code = columns.codes[position].get(key)
+                if code is None:
+                    visible[:] = False
+                    break
+                visible &= fcodes[position][eids] == code
+        else:
+            eids = np.zeros(0, dtype=np.int64)
+            visible = np.zeros(0, dtype=bool)
+        unique, rows = np.unique(eids[visible], return_inverse=True)
+        found_ids = [doc_ids[e] for e in unique.tolist()]
+        found_blobs = [blobs[e] for e in unique.tolist()]
+        lengths = length[unique]
+        times = ctime[unique]
+        counts = np.zeros((len(unique) + len(extra), len(exact) + 1))
+        offset = 0
+        prefix_rows, prefix_weights = [], []
+        for slot, weight, _eids, values in segments:
+            chosen = visible[offset:offset + len(values)]
+            offset += len(values)
+            taken = rows[:int(chosen.sum())]
+            rows = rows[len(taken):]
+            if slot:
+                counts[taken, slot] = values[chosen]
+            else:
+                prefix_rows.append(taken)
+                prefix_weights.append(weight * values[chosen])
+        if prefix_rows:
+            counts[:len(unique), 0] = np.bincount(np.concatenate(prefix_rows),
+                                                  weights=np.concatenate(prefix_weights),
+                                                  minlength=len(unique))
+        if extra:
+            base_row = len(unique)
+            for i, record in enumerate(extra):
+                counts[base_row + i] = record[1:]
+            lengths = np.concatenate([lengths, [r[0][2] for r in extra]])
+            times = np.concatenate([times, [r[0][4] for r in extra]])
+            found_ids += [d for d, r in pending.items() if r is not None]
+            found_blobs += [r[0][0] for r in extra]
+        keep = counts.any(axis=1)
+        if pending:
+            keep[:len(unique)] &= np.array([d not in pending for d in found_ids[:len(unique)]],
+                                           dtype=bool)
+        if not keep.all():
+            where = np.flatnonzero(keep).tolist()
+            counts, lengths, times = counts[keep], lengths[keep], times[keep]
+            found_ids = [found_ids[i] for i in where]
+            found_blobs = [found_blobs[i] for i in where]
+        n = len(found_ids)
+        if not n:
+            return []
+        total = int(lengths.sum())
+        log = math.log
+        df = (counts > 0).sum(axis=0).tolist()
+        scale = K1 * B * n / total
+        norm = K1 * (1.0 - B) + scale * lengths
+        k1p = K1 + 1.0
+        score = np.zeros(n)
+        for slot, count in enumerate(df):
+            if count:
+                idf = log(1.0 + (n - count + 0.5) / (count + 0.5))
+                column = counts[:, slot]
+                score += idf * column * k1p / (column + norm)
+        order = np.lexsort((-times, -score))[:best].tolist()
+        return [(-float(score[i]), -float(times[i]), found_ids[i], found_blobs[i])
+                for i in order]
+
+    def _pending(self, writes: dict, seen: dict, blank: list) -> None:
+        """File a mutation's own writes of this table in `seen` (they replace the index's
+        view of those documents)."""
+        index = self.index
+        table = index.table
+        prefix = self.prefix
+        assert prefix is not None
+        for doc_id, (written_table, blob, _keys) in writes.items():
+            if written_table != table:
+                continue
+            seen[doc_id] = None
+            entry = None if blob is None else index.analyze(blob, decode(blob), 0)
+            if entry is None or not _passes(entry[3], self.eqs):
+                continue
             tf = entry[1]
-            hits = [t for t in exact if t in tf]
-            partial = 0.0
+            record = [entry, *blank]
+            for slot, term in enumerate(self.exact):
+                record[slot + 2] = tf.get(term, 0)
             for term, count in tf.items():
                 if term.startswith(prefix):
-                    partial += count if term == prefix else PREFIX_WEIGHT * count
-            if hits or partial:
-                matched.append((doc_id, entry, hits, partial))
-
-        for doc_id in candidates:
-            version = docs.get(doc_id)
-            if version is None:
-                continue
-            if version[0] > ts:
-                version = read(doc_id, ts)
-                if version is None:
-                    continue
-            blob = version[1]
-            if blob is None:
-                continue
-            entry = None
-            for found in entries.get(doc_id, ()):
-                if found[0] is blob:
-                    entry = found
-                    break
-            if entry is None:
-                entry = index.analyze(blob, decode(blob))
-                if entry is None:
-                    continue
-            consider(doc_id, entry)
-        for doc_id, entry in pending:
-            consider(doc_id, entry)
-        return _rank(matched)
+                    record[1] += count if term == prefix else PREFIX_WEIGHT * count
+            seen[doc_id] = record
 
     def collect(self, txn: Transaction, filters: list, limit: int | None) -> list[dict]:
         """The matching documents in relevance order that pass `filters`, at most `limit`."""
@@ -382,7 +629,8 @@ class SearchPlan:
         if limit is not None and limit <= 0:
             return out
         trusted = txn.trusted
-        for _key, blob, doc_id in self.ranked(txn):
+        best = limit if limit is not None and not filters else MAX_RESULTS
+        for _score, _time, doc_id, blob in self.ranked(txn, best):
             doc = decode(blob)
             doc["_id"] = Id(doc_id)
             if filters and not all(p(doc) for p in filters):
@@ -407,7 +655,8 @@ class SearchPlan:
         position: tuple | None = None
         more = False
         trusted = txn.trusted
-        for key, blob, doc_id in items:
+        for item in items:
+            key, doc_id, blob = item[:3], item[2], item[3]
             if after is not None and key <= after:
                 continue
             if until is not None:
@@ -455,41 +704,49 @@ class SearchPlan:
         return tuple(position)
 
 
-def _rank(matched: list) -> list[tuple[tuple, bytes, str]]:
-    """BM25 over the matching documents; the best `MAX_RESULTS`, best first.
+def _passes(filters: tuple, eqs: list[tuple[int, tuple]]) -> bool:
+    for position, key in eqs:
+        if filters[position] != key:
+            return False
+    return True
 
-    The last (prefix) term is one term whose occurrences are the document's words it
-    begins, each counting 1 if equal to it and `PREFIX_WEIGHT` otherwise."""
+
+def _rank(seen: dict[str, list | None], terms: int, best: int) -> list[tuple]:
+    """BM25 over the matching documents of `seen`; the `best` first.
+
+    A record is `[entry, prefix count, count of each exact term...]`. The last (prefix)
+    term is one term whose occurrences are the document's words it begins, each
+    counting 1 if equal to it and `PREFIX_WEIGHT` otherwise."""
+    matched = [(doc_id, record) for doc_id, record in seen.items()
+               if record is not None and any(record[1:])]
     n = len(matched)
     if not n:
         return []
     total = 0
-    df: dict[str, int] = {}
-    with_prefix = 0
-    for _doc_id, entry, hits, partial in matched:
-        total += entry[2]
-        for term in hits:
-            df[term] = df.get(term, 0) + 1
-        if partial:
-            with_prefix += 1
+    df = [0] * (terms + 2)
+    for _doc_id, record in matched:
+        total += record[0][2]
+        for slot in range(1, terms + 2):
+            if record[slot]:
+                df[slot] += 1
     log = math.log
-    idf = {term: log(1.0 + (n - count + 0.5) / (count + 0.5)) for term, count in df.items()}
-    prefix_idf = log(1.0 + (n - with_prefix + 0.5) / (with_prefix + 0.5))
-    average = total / n
+    idf = [log(1.0 + (n - count + 0.5) / (count + 0.5)) for count in df]
+    slots = range(1, terms + 2)
+    base = K1 * (1.0 - B)
+    scale = K1 * B * n / total
     k1p = K1 + 1.0
     ranking = []
-    for doc_id, entry, hits, partial in matched:
-        tf = entry[1]
-        norm = K1 * (1.0 - B + B * entry[2] / average)
+    for doc_id, record in matched:
+        entry = record[0]
+        norm = base + scale * entry[2]
         score = 0.0
-        for term in hits:
-            f = tf[term]
-            score += idf[term] * f * k1p / (f + norm)
-        if partial:
-            score += prefix_idf * partial * k1p / (partial + norm)
-        ranking.append(((-score, -entry[4], doc_id), entry[0], doc_id))
-    if n > MAX_RESULTS:
-        return heapq.nsmallest(MAX_RESULTS, ranking)
+        for slot in slots:
+            count = record[slot]
+            if count:
+                score += idf[slot] * count * k1p / (count + norm)
+        ranking.append((-score, -entry[4], doc_id, entry[0]))
+    if n > best:
+        return heapq.nsmallest(best, ranking)
     ranking.sort()
     return ranking
 
@@ -524,26 +781,36 @@ def search_plan(txn: Transaction, table: str, info: TableInfo, name: Any,
 
 
 def _as_vector(value: Any, dimensions: int) -> list[float] | None:
-    """`value` as a list of `dimensions` finite floats, or None if it is not one."""
+    """`value` as a list of `dimensions` floats whose squares sum to a finite number, or
+    None if it is not one (booleans are not numbers)."""
     if value.__class__ is not list and value.__class__ is not tuple:
-        if np is None or not isinstance(value, np.ndarray):
+        if np is None or not isinstance(value, np.ndarray) or value.ndim != 1:
             return None
         value = value.tolist()
     if len(value) != dimensions:
         return None
-    out = []
-    for x in value:
-        cls = x.__class__
-        if cls is float or cls is int:
-            x = float(x)
-        elif isinstance(x, (int, float)) and not isinstance(x, bool):
-            x = float(x)
-        else:
+    kinds = set(map(type, value))
+    if kinds == _FLOAT:
+        values = value if value.__class__ is list else list(value)
+    elif kinds <= _NUMBER:
+        values = [float(x) for x in value]
+    else:
+        for x in value:
+            if not isinstance(x, Real) or isinstance(x, bool):
+                return None
+        try:
+            values = [float(x) for x in value]
+        except OverflowError:
             return None
-        if x - x != 0.0:
-            return None
-        out.append(x)
-    return out
+    try:
+        total = sum(map(mul, values, values))
+    except OverflowError:
+        return None
+    return values if math.isfinite(total) else None
+
+
+_FLOAT = {float}
+_NUMBER = {float, int}
 
 
 def check_vectors(table: str, indexes: dict[str, VectorIndexDefinition], doc: dict) -> None:
@@ -632,8 +899,7 @@ class VectorIndex:
         else:
             self.vectors: list[tuple | None] = []
 
-    def write(self, doc_id: str, old_blob: bytes | None, blob: bytes | None,
-              doc: dict | None) -> bool:
+    def write(self, doc_id: str, blob: bytes | None, doc: dict | None) -> bool:
         """Add a row for a new version; returns whether an older row may need collecting."""
         had = doc_id in self.doc_rows
         if doc is None:
@@ -641,7 +907,7 @@ class VectorIndex:
         vector = _as_vector(self._vector(doc), self.dimensions)
         if vector is None:
             return had
-        norm = math.sqrt(math.fsum(x * x for x in vector))
+        norm = math.sqrt(sum(map(mul, vector, vector)))
         filters = tuple([g(doc) for g in self._filters])
         if self.free:
             row = self.free.pop()
@@ -734,7 +1000,7 @@ class VectorIndex:
                 rows = self.by_filter[position].get(key)
                 if rows:
                     selected.update(rows)
-        norm = math.sqrt(math.fsum(x * x for x in query))
+        norm = math.sqrt(sum(map(mul, query, query)))
         ts = store.snapshot()
         try:
             if self.use_numpy:
@@ -818,8 +1084,10 @@ class VectorIndex:
 class Indexes:
     """Every search and vector index of a database, maintained through the store's hooks.
 
-    `Store._apply` calls `apply` with each commit (before it replaces any version),
-    `Store.collect` calls `collect` with its horizon, `Store.rollback` calls `rollback`.
+    `Store._apply` calls `apply` with each commit, `Store.collect` calls `collect` with its
+    horizon, `Store.rollback` calls `rollback`. Text entries carry the commits that made and
+    replaced their version, so a search checks visibility without the store; vector rows
+    keep their version's blob and are checked against the store (only the best few).
     """
 
     def __init__(self, store: Store, tables: dict[str, TableInfo]) -> None:
@@ -854,64 +1122,64 @@ class Indexes:
                 continue
             found = by_table.get(doc_id[:doc_id.index(":")])
             if found is not None:
-                indexes._write(found, doc_id, None, blob, {})
+                indexes._write(found, version[0], doc_id, blob, {})
         return indexes
 
-    def _write(self, found: tuple, doc_id: str, old_blob: bytes | None, blob: bytes | None,
+    def _write(self, found: tuple, ts: int, doc_id: str, blob: bytes | None,
                per_index: dict) -> bool:
         doc = None if blob is None else decode(blob)
-        stale = False
+        ended = False
         texts, vectors = found
         for index in texts:
             written = per_index.get(index.pseudo)
             if written is None:
                 written = per_index[index.pseudo] = set()
-            stale = index.write(doc_id, old_blob, blob, doc, written) or stale
+            ended = index.write(ts, doc_id, blob, doc, written) or ended
         for vector_index in vectors:
-            stale = vector_index.write(doc_id, old_blob, blob, doc) or stale
-        return stale
+            ended = vector_index.write(doc_id, blob, doc) or ended
+        return ended
 
     def apply(self, ts: int, docs: list, changes: dict) -> None:
-        """Index a commit's new versions; record its search keys in `changes` for live
+        """Index commit `ts`'s new versions; record its search keys in `changes` for live
         queries (as written-in-place keys of a pseudo-index, which the store skips)."""
         by_table = self.by_table
-        live = self._store.docs
         per_index: dict[tuple, set] = {}
         old = self._old
         for doc_id, blob, _keys in docs:
             found = by_table.get(doc_id[:doc_id.index(":")])
-            if found is None:
-                continue
-            previous = live.get(doc_id)
-            old_blob = None if previous is None else previous[1]
-            if self._write(found, doc_id, old_blob, blob, per_index):
+            if found is not None and self._write(found, ts, doc_id, blob, per_index):
                 old.append((ts, doc_id))
         for name, keys in per_index.items():
             if keys:
                 changes[name] = (-1, [], [], list(keys))
 
     def collect(self, horizon: int) -> None:
-        """Drop entries of versions the store has collected (up to `horizon`)."""
+        """Drop what only versions replaced at or before `horizon` needed (the store has
+        collected those versions)."""
         old = self._old
         while old and old[0][0] <= horizon:
             _ts, doc_id = old.popleft()
-            self._clean(doc_id)
+            found = self.by_table[doc_id[:doc_id.index(":")]]
+            texts, vectors = found
+            for index in texts:
+                index.clean(doc_id, horizon)
+            if vectors:
+                kept = _kept_blobs(self._store, doc_id)
+                for vector_index in vectors:
+                    vector_index.clean(doc_id, kept)
 
-    def rollback(self, doc_ids: Iterable[str]) -> None:
-        """Drop entries of versions a rollback removed."""
+    def rollback(self, doc_ids: Iterable[str], after: int) -> None:
+        """Forget what the rolled-back commits after `after` did to `doc_ids`."""
         for doc_id in doc_ids:
-            self._clean(doc_id)
-
-    def _clean(self, doc_id: str) -> None:
-        found = self.by_table.get(doc_id[:doc_id.index(":")])
-        if found is None:
-            return
-        kept = _kept_blobs(self._store, doc_id)
-        texts, vectors = found
-        for index in texts:
-            index.clean(doc_id, kept)
-        for vector_index in vectors:
-            vector_index.clean(doc_id, kept)
+            found = self.by_table.get(doc_id[:doc_id.index(":")])
+            if found is None:
+                continue
+            texts, vectors = found
+            for index in texts:
+                index.rollback(doc_id, after)
+            kept = _kept_blobs(self._store, doc_id)
+            for vector_index in vectors:
+                vector_index.clean(doc_id, kept)
 
     def stats(self) -> dict[str, int]:
         return {"search_terms": sum(len(i.postings) for i in self.search.values()),

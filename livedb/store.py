@@ -214,7 +214,7 @@ class Store:
             while old_keys and old_keys[-1][0] > after:
                 old_keys.pop()
             if self.search is not None:
-                self.search.rollback(written)
+                self.search.rollback(written, after)
 
     def collect(self) -> None:
         """Drop versions and index keys that no open or future snapshot can see."""

@@ -18,7 +18,8 @@ from livedb import (
     query,
     v,
 )
-from livedb.transaction import Transaction
+from livedb import search as search_module
+from livedb.transaction import Transaction, WriteTransaction
 
 SCHEMA = define_schema({
     "messages": define_table({"channel": v.string(), "kind": v.optional(v.string()),
@@ -30,9 +31,15 @@ SCHEMA = define_schema({
 })
 
 
-@pytest.fixture
-def db():
-    return Database(SCHEMA)
+@pytest.fixture(params=["numpy", "python"])
+def db(request, monkeypatch):
+    """A database whose search indexes rank with numpy, or with the pure-Python fallback."""
+    if request.param == "python":
+        monkeypatch.setattr(search_module, "np", None)
+    database = Database(SCHEMA)
+    index = database._search.search[("messages", "search_body")]
+    assert (index.columns is not None) == (request.param == "numpy")
+    return database
 
 
 def insert(db, *bodies, channel="general", kind=None):
@@ -265,17 +272,50 @@ def test_patches_replaces_and_deletes_are_reflected(db):
     assert search(db, "delta") == []
 
 
-def test_old_versions_leave_the_index_once_collected(db):
+def test_old_versions_leave_the_index_once_collected(db, monkeypatch):
+    monkeypatch.setattr(search_module, "_REBUILD_AT", 8)
     (doc,) = insert(db, "version zero")
+    (other,) = insert(db, "other document")
     for n in range(1, 50):
         db.mutation(lambda ctx, n=n: ctx.db.patch(doc, {"body": f"version word{n}"}))
+        assert search(db, f"word{n}") == [f"version word{n}"]
+        assert search(db, "version") == [f"version word{n}"]
     index = db._search.search[("messages", "search_body")]
-    assert len(index.entries[doc]) == 1
-    assert "word1" not in index.postings and "zero" not in index.postings
-    assert set(index.postings) == {"version", "word49"}
-    assert [k[0] for k in index.vocab] == ["version", "word49"]
+    assert len(index.entries[doc]) == 1 and len(index.entries[other]) == 1
+    columns = index.columns
+    if columns is None:
+        assert set(index.postings) == {"version", "word49", "other", "document"}
+        assert len(index.vocab) == 4
+    else:
+        assert columns.size - columns.dead == 2 and columns.size < 20
+        assert len(columns.vocab) < 20
     db.mutation(lambda ctx: ctx.db.delete(doc))
-    assert index.entries == {} and index.postings == {} and len(index.vocab) == 0
+    assert set(index.entries) == {other}
+    assert search(db, "version") == [] and search(db, "other") == ["other document"]
+    if columns is None:
+        assert set(index.postings) == {"other", "document"}
+
+
+def test_rolled_back_commits_leave_the_index(db):
+    """A durable commit that fails to reach the disk is rolled back in the store."""
+    (doc,) = insert(db, "kept words")
+    txn = WriteTransaction(db)
+    txn.patch(doc, {"body": "lost words"})
+    txn.insert("messages", {"channel": "general", "body": "lost too"})
+    docs, changes = txn.commit_changes()
+    txn.close()
+    store = db._store
+    with db._write_lock:
+        ts = store.commit(docs, changes, publish=False)
+        info = db._tables["messages"]
+        store.rollback(ts - 1, {d[0]: [("messages", n) for n in info.index_names]
+                                for d in docs})
+    assert search(db, "words") == ["kept words"]
+    assert search(db, "lost") == []
+    index = db._search.search[("messages", "search_body")]
+    assert len(index.entries) == 1 and len(index.entries[doc]) == 1
+    db.mutation(lambda ctx: ctx.db.patch(doc, {"body": "kept again"}))
+    assert search(db, "kept") == ["kept again"]
 
 
 def test_a_search_sees_its_snapshot_and_not_later_commits(db):

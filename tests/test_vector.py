@@ -184,6 +184,10 @@ def test_numpy_arrays_are_accepted_as_queries():
     rows = fill(db, 40)
     query = np.linspace(-1, 1, DIMS)
     assert_matches(vector_search(db, query, 5), reference(rows, query.tolist(), 5))
+    scalars = [np.float32(x) for x in query]
+    assert_matches(vector_search(db, scalars, 5), reference(rows, query.tolist(), 5))
+    with pytest.raises(ValidationError, match="the vector has 2 dimensions"):
+        vector_search(db, np.ones((2, DIMS)), 5)
 
 
 def test_a_durable_database_rebuilds_its_vector_index(tmp_path, db):
