@@ -12,13 +12,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthError, ValidationError
+from .errors import AuthError, SchemaError, ValidationError
 from .functions import mutation, query
 from .ids import Id
+from .schema import TableDefinition, TableInfo, define_table
+from .validators import v
 
 if TYPE_CHECKING:
     from .database import Database
-    from .schema import TableDefinition
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,6 @@ def auth_tables() -> dict[str, TableDefinition]:
     declare them in a schema (e.g. to add optional profile fields to users), spread these
     definitions into it: `define_schema({**auth_tables(), "messages": ...})`.
     """
-    from .schema import define_table
-    from .validators import v
-
     password = v.object({"algorithm": v.literal("scrypt"), "n": v.int64(), "r": v.int64(),
                          "p": v.int64(), "salt": v.bytes(), "hash": v.bytes()})
     return {
@@ -253,9 +251,6 @@ class PasswordAuth:
         db._token_identity = self.identity  # type: ignore[attr-defined]
 
     def _register_tables(self) -> None:
-        from .errors import SchemaError
-        from .schema import TableInfo
-
         tables = self._db._tables
         for name, definition in auth_tables().items():
             info = tables.get(name)

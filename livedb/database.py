@@ -282,6 +282,8 @@ class Database:
         """Counts for monitoring: documents, versions kept, open snapshots, tables."""
         stats = self._store.stats()
         stats.update(self._reactive.stats())
+        if self._search is not None:
+            stats.update(self._search.stats())
         stats["tables"] = sorted(n for n in self._tables if not n.startswith("_"))
         return stats
 

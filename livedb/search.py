@@ -1182,8 +1182,8 @@ class Indexes:
                 vector_index.clean(doc_id, kept)
 
     def stats(self) -> dict[str, int]:
-        return {"search_terms": sum(len(i.postings) for i in self.search.values()),
-                "search_entries": sum(len(e) for i in self.search.values()
+        """Sizes for `db.stats()`: indexed versions (text entries, vector rows)."""
+        return {"search_entries": sum(len(e) for i in self.search.values()
                                       for e in i.entries.values()),
                 "vector_rows": sum(len(i.rows) - len(i.free) for i in self.vector.values())}
 

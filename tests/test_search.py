@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import random
 import re
+import threading
+import time
 
 import pytest
 
@@ -505,3 +507,44 @@ def test_random_writes_keep_live_and_fresh_results_equal_to_a_reference(db):
             expected = reference_search(docs, text, channel)
             assert db.query(live_ids, {"text": text, "channel": channel}) == expected
             assert sub.result == expected
+
+
+def test_searches_in_other_threads_see_whole_commits(db):
+    """Each commit rewrites every document at once; a reader must never see a mix."""
+    ids = insert(db, *[f"stable round0 filler{i}" for i in range(30)])
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def rewrite():
+        round_number = 0
+        while not stop.is_set():
+            round_number += 1
+            words = f"round{round_number}"
+
+            def run(ctx, words=words):
+                for n, doc in enumerate(ids):
+                    ctx.db.patch(doc, {"body": f"stable {words} filler{n}"})
+
+            db.mutation(run)
+
+    def read():
+        while not stop.is_set():
+            bodies = search(db, "stable")
+            rounds = {b.split()[1] for b in bodies}
+            if len(bodies) != 30 or len(rounds) != 1:
+                problems.append(f"{len(bodies)} results from rounds {sorted(rounds)}")
+                return
+
+    threads = [threading.Thread(target=rewrite)] + [threading.Thread(target=read)
+                                                     for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert problems == []
+    insert(db, "a commit once the readers are gone collects what they kept")
+    index = db._search.search[("messages", "search_body")]
+    assert all(len(entries) == 1 for entries in index.entries.values())
+    assert db.stats()["search_entries"] == 31
