@@ -65,6 +65,9 @@ class UserIdentity:
 USERS = "auth_users"
 ACCOUNTS = "auth_accounts"
 SESSIONS = "auth_sessions"
+AUTH_TABLE_NAMES = frozenset((USERS, ACCOUNTS, SESSIONS))
+"""Tables every database knows, strict schema or not, with `auth_tables()`' definitions
+unless its schema declares them."""
 
 _WRONG = "invalid email or password"
 _LOCKED = "too many failed sign-in attempts; try again later"
@@ -76,7 +79,7 @@ _MAX_UNKNOWN = 10_000
 def auth_tables() -> dict[str, TableDefinition]:
     """The tables `PasswordAuth` keeps: users, accounts and sessions.
 
-    A database creates them when `PasswordAuth(db)` first runs, whatever its schema. To
+    Every database knows them, whatever its schema (they appear once first used). To
     declare them in a schema (e.g. to add optional profile fields to users), spread these
     definitions into it: `define_schema({**auth_tables(), "messages": ...})`.
     """

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .auth import UserIdentity, auth_tables
+from .auth import AUTH_TABLE_NAMES, UserIdentity, auth_tables
 from .errors import LiveDBError, ValidationError
 from .functions import (
     ACTION,
@@ -307,6 +307,8 @@ class Database:
         if not valid_table_name(table):
             raise ValidationError(f"{op}: {table!r} is not a valid table name (letters, "
                                   "digits and '_', starting with a letter)")
+        if table in AUTH_TABLE_NAMES:
+            return self._tables.setdefault(table, TableInfo(table, auth_tables()[table], True))
         schema = self._schema
         if schema is not None and schema.strict_table_names:
             known = ", ".join(sorted(schema.tables)) or "none"

@@ -384,6 +384,20 @@ def test_a_strict_schema_still_lets_password_auth_keep_its_tables(tmp_path):
         assert db.stats()["tables"] == ["messages"]
 
 
+def test_accounts_survive_an_export_and_import_into_a_strict_database(tmp_path):
+    from livedb.export import export_zip, import_zip
+
+    source = Database(SCHEMA)
+    session = PasswordAuth(source, **FAST).sign_up("ada@example.com", PASSWORD)
+    export_zip(source, tmp_path / "backup.zip")
+    target = Database(SCHEMA)
+    import_zip(target, tmp_path / "backup.zip")
+    assert target.query(lambda ctx: ctx.db.get(session.user_id)["email"]) == "ada@example.com"
+    auth = PasswordAuth(target, **FAST)
+    assert auth.identity(session.token).subject == session.user_id
+    assert auth.sign_in("ada@example.com", PASSWORD).user_id == session.user_id
+
+
 def test_auth_tables_can_be_declared_in_a_schema():
     tables = auth_tables()
     tables[USERS] = define_table({"email": v.string(), "name": v.optional(v.string())}).index(
