@@ -492,8 +492,8 @@ class SearchPlan:
 
         for slot, term, weight, ids in lists:
             for doc_id in ids:
-                record = seen.get(doc_id, 0)
-                if record == 0:
+                record = seen.get(doc_id, _ABSENT)
+                if record is _ABSENT:
                     record = seen[doc_id] = admit(doc_id)
                 if record is None:
                     continue
