@@ -388,24 +388,36 @@ class Query:
 
     @staticmethod
     def _encode_cursor(fingerprint: bytes, position: tuple) -> str:
-        raw = encode([_CURSOR_VERSION, fingerprint, position])
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return encode_cursor(_CURSOR_VERSION, fingerprint, position)
 
     def _decode_cursor(self, cursor: Any, fingerprint: bytes) -> tuple:
-        if not isinstance(cursor, str):
-            raise ValidationError(f"paginate: a cursor is a str, got {type_name(cursor)}")
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            version, mark, position = msgspec.msgpack.decode(raw)
-        except Exception:
-            raise ValidationError("paginate: the cursor is not one livedb made") from None
-        if version != _CURSOR_VERSION or mark != fingerprint:
-            raise ValidationError("paginate: the cursor belongs to a different query (another "
-                                  "table, index, range or order)")
+        position = decode_cursor(cursor, _CURSOR_VERSION, fingerprint,
+                                 "another table, index, range or order")
         key = _as_tuple(position)
         if key.__class__ is not tuple or not all(is_key_element(e) for e in key):
             raise ValidationError("paginate: the cursor is not one livedb made")
         return key
+
+
+def encode_cursor(version: Any, fingerprint: bytes, position: Any) -> str:
+    """An opaque cursor: a format version, the query's fingerprint and a position."""
+    raw = encode([version, fingerprint, position])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: Any, version: Any, fingerprint: bytes, other: str) -> Any:
+    """The position in a cursor `encode_cursor` made for this query; `ValidationError`
+    naming what makes queries `other`wise different when it belongs to another one."""
+    if not isinstance(cursor, str):
+        raise ValidationError(f"paginate: a cursor is a str, got {type_name(cursor)}")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        found, mark, position = msgspec.msgpack.decode(raw)
+    except Exception:
+        raise ValidationError("paginate: the cursor is not one livedb made") from None
+    if found != version or mark != fingerprint:
+        raise ValidationError(f"paginate: the cursor belongs to a different query ({other})")
+    return position
 
 
 def _as_tuple(value: Any) -> Any:

@@ -23,7 +23,6 @@ object) is the one its snapshot sees.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import heapq
 import math
@@ -34,13 +33,12 @@ from numbers import Real
 from operator import mul
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from .errors import ValidationError
 from .ids import Id
 from .index import SortedIndex
+from .query import PaginationResult, decode_cursor, encode_cursor
 from .validators import Mismatch, check_any
-from .values import KEY_MAX, decode, encode, encode_key, field_getter, type_name
+from .values import KEY_MAX, decode, encode_key, field_getter, type_name
 
 try:
     import numpy as np
@@ -644,8 +642,6 @@ class SearchPlan:
     def paginate(self, txn: Transaction, filters: list, num_items: int,
                  cursor: str | None, end_cursor: str | None) -> Any:
         """One page of the ranking after `cursor` (to `end_cursor` if given)."""
-        from .query import PaginationResult
-
         after = self._decode_cursor(cursor) if cursor is not None else None
         until = self._decode_cursor(end_cursor) if end_cursor is not None else None
         items = self.ranked(txn)
@@ -680,21 +676,12 @@ class SearchPlan:
         return PaginationResult(page, True, self._encode_cursor(None))
 
     def _encode_cursor(self, position: tuple | None) -> str:
-        raw = encode([_CURSOR_VERSION, self.fingerprint,
-                      None if position is None else list(position)])
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return encode_cursor(_CURSOR_VERSION, self.fingerprint,
+                             None if position is None else list(position))
 
     def _decode_cursor(self, cursor: Any) -> Any:
-        if not isinstance(cursor, str):
-            raise ValidationError(f"paginate: a cursor is a str, got {type_name(cursor)}")
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            version, mark, position = msgspec.msgpack.decode(raw)
-        except Exception:
-            raise ValidationError("paginate: the cursor is not one livedb made") from None
-        if version != _CURSOR_VERSION or mark != self.fingerprint:
-            raise ValidationError("paginate: the cursor belongs to a different query (another "
-                                  "table, index, search text or filter)")
+        position = decode_cursor(cursor, _CURSOR_VERSION, self.fingerprint,
+                                 "another table, index, search text or filter")
         if position is None:
             return "end"
         if (position.__class__ is not list or len(position) != 3
