@@ -38,7 +38,7 @@ from .ids import Id
 from .index import SortedIndex
 from .query import PaginationResult, decode_cursor, encode_cursor
 from .validators import Mismatch, check_any
-from .values import KEY_MAX, decode, encode_key, field_getter, type_name
+from .values import ABSENT, KEY_MAX, decode, encode_key, field_getter, type_name, value_getter
 
 try:
     import numpy as np
@@ -71,28 +71,11 @@ _CURSOR_VERSION = "s1"
 _MAX_MASKED_FILTERS = 3
 """Up to this many filter fields, live searches are filed by any subset of their eqs;
 beyond it, by the leading filter fields they fix (fewer keys per write)."""
-_ABSENT = object()
 
 
 def tokenize(text: str) -> list[str]:
     """The terms of a text: runs of letters, digits and '_', case-folded."""
     return _TOKEN.findall(text.casefold())
-
-
-def _raw_getter(path: tuple[str, ...]) -> Callable[[dict], Any]:
-    """A function reading a (possibly dotted) field path's raw value, `_ABSENT` if none."""
-
-    def get(doc: dict) -> Any:
-        value: Any = doc
-        for name in path:
-            if value.__class__ is not dict:
-                return _ABSENT
-            value = value.get(name, _ABSENT)
-            if value is _ABSENT:
-                return _ABSENT
-        return value
-
-    return get
 
 
 def _kept_blobs(store: Store, doc_id: str) -> list[bytes]:
@@ -229,7 +212,7 @@ class SearchIndex:
         self.filter_fields = definition.filter_fields
         self.pseudo = (table, "search:" + definition.name)
         """The index name live queries file this index's read ranges under."""
-        self._text = _raw_getter(tuple(definition.search_field.split(".")))
+        self._text = value_getter(tuple(definition.search_field.split(".")))
         self._filters = tuple(field_getter(tuple(f.split("."))) for f in self.filter_fields)
         count = len(self.filter_fields)
         if count <= _MAX_MASKED_FILTERS:
@@ -490,8 +473,8 @@ class SearchPlan:
 
         for slot, term, weight, ids in lists:
             for doc_id in ids:
-                record = seen.get(doc_id, _ABSENT)
-                if record is _ABSENT:
+                record = seen.get(doc_id, ABSENT)
+                if record is ABSENT:
                     record = seen[doc_id] = admit(doc_id)
                 if record is None:
                     continue
@@ -804,8 +787,8 @@ def check_vectors(table: str, indexes: dict[str, VectorIndexDefinition], doc: di
     """Raise `ValidationError` if a vector-indexed field holds anything but a vector of the
     index's dimensions (a missing field, or null, leaves the document out of the index)."""
     for definition in indexes.values():
-        value = _raw_getter(tuple(definition.vector_field.split(".")))(doc)
-        if value is _ABSENT or value is None:
+        value = value_getter(tuple(definition.vector_field.split(".")))(doc)
+        if value is ABSENT or value is None:
             continue
         if _as_vector(value, definition.dimensions) is None:
             got = (f"an array of {len(value)} values" if value.__class__ is list
@@ -872,7 +855,7 @@ class VectorIndex:
         self.name = definition.name
         self.dimensions = definition.dimensions
         self.filter_fields = definition.filter_fields
-        self._vector = _raw_getter(tuple(definition.vector_field.split(".")))
+        self._vector = value_getter(tuple(definition.vector_field.split(".")))
         self._filters = tuple(field_getter(tuple(f.split("."))) for f in self.filter_fields)
         self.use_numpy = np is not None
         self.rows: list[tuple | None] = []

@@ -114,25 +114,38 @@ def field_getter(path: tuple[str, ...]):
         name = path[0]
 
         def get_one(doc: dict) -> tuple:
-            value = doc.get(name, _ABSENT)
-            return MISSING_KEY if value is _ABSENT else encode_key(value)
+            value = doc.get(name, ABSENT)
+            return MISSING_KEY if value is ABSENT else encode_key(value)
 
         return get_one
 
+    raw = value_getter(path)
+
     def get_nested(doc: dict) -> tuple:
-        value: Any = doc
-        for name in path:
-            if value.__class__ is not dict:
-                return MISSING_KEY
-            value = value.get(name, _ABSENT)
-            if value is _ABSENT:
-                return MISSING_KEY
-        return encode_key(value)
+        value = raw(doc)
+        return MISSING_KEY if value is ABSENT else encode_key(value)
 
     return get_nested
 
 
-_ABSENT = object()
+def value_getter(path: tuple[str, ...]):
+    """A function reading a (possibly dotted) field path's value, `ABSENT` if it has none."""
+
+    def get(doc: dict) -> Any:
+        value: Any = doc
+        for name in path:
+            if value.__class__ is not dict:
+                return ABSENT
+            value = value.get(name, ABSENT)
+            if value is ABSENT:
+                return ABSENT
+        return value
+
+    return get
+
+
+ABSENT: Any = object()
+"""What `value_getter` returns for a field a document does not have."""
 
 
 def is_key_element(e: Any) -> bool:
