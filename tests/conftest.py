@@ -82,3 +82,12 @@ def collect_tk_garbage(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "xvfb_display" in request.fixturenames:
         gc.collect()
+
+
+@pytest.fixture
+def frequent_thread_switches() -> Iterator[None]:
+    """Switch threads every 10 us instead of 5 ms so interleavings are many and varied."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(old)

@@ -14,7 +14,6 @@ import gc
 import logging
 import queue
 import random
-import sys
 import threading
 import time
 import weakref
@@ -31,6 +30,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from threadkit import run_threads
 
 from livedb import (
     AppError,
@@ -993,44 +993,11 @@ def test_unsubscribe_drops_pending_deliveries():
 # Consistency under threads
 # =======================================================================================
 
-@pytest.fixture
-def _frequent_thread_switches():
-    """Switch threads every 10 µs instead of 5 ms so interleavings are many and varied."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    yield
-    sys.setswitchinterval(old)
-
-
-def _run_threads(targets: list, timeout: float = 30.0) -> None:
-    """Start one thread per target, join them all, and re-raise the first failure."""
-    errors: list[BaseException] = []
-
-    def wrap(fn):
-        def run():
-            try:
-                fn()
-            except BaseException as e:  # noqa: BLE001 - re-raised in the test thread
-                errors.append(e)
-
-        return run
-
-    threads = [threading.Thread(target=wrap(t), daemon=True) for t in targets]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    assert not any(t.is_alive() for t in threads), "threads did not finish in time"
-    if errors:
-        raise errors[0]
-
-
 def _strictly_increasing(values: list) -> bool:
     return all(a < b for a, b in zip(values, values[1:], strict=False))
 
 
-@pytest.mark.usefixtures("_frequent_thread_switches")
+@pytest.mark.usefixtures("frequent_thread_switches")
 def test_queue_dispatch_under_concurrent_commits():
     q: queue.Queue = queue.Queue()
     db = Database(SCHEMA, dispatch=q.put)
@@ -1086,7 +1053,7 @@ def test_queue_dispatch_under_concurrent_commits():
             subscribe(counter_copy, {"name": "x", "copy": copy})
             time.sleep(0.001)
 
-    _run_threads([writer] * writers + [late_subscriber])
+    run_threads([writer] * writers + [late_subscriber])
     q.join()
     q.put(None)
     consumer.join(10)
@@ -1143,7 +1110,7 @@ def _default_dispatch_run(callback_work: bool, writers: int = 4, per_writer: int
             if seen_max["value"] < n or seen_max["copy"] < n:
                 writer_lags.append((n, dict(seen_max)))
 
-    _run_threads([writer] * writers)
+    run_threads([writer] * writers)
     total = writers * per_writer
     values = [r for name, r in deliveries if name == "value"]
     copies = [r for name, r in deliveries if name == "copy"]
@@ -1154,7 +1121,7 @@ def _default_dispatch_run(callback_work: bool, writers: int = 4, per_writer: int
     return writer_lags, callback_lags
 
 
-@pytest.mark.usefixtures("_frequent_thread_switches")
+@pytest.mark.usefixtures("frequent_thread_switches")
 @pytest.mark.parametrize("callback_work", [False, True])
 def test_default_dispatch_mutation_returns_after_its_subscribers_saw_it(callback_work):
     for _ in range(3):
@@ -1162,14 +1129,14 @@ def test_default_dispatch_mutation_returns_after_its_subscribers_saw_it(callback
         assert writer_lags == [], "db.mutation returned before its subscribers saw its result"
 
 
-@pytest.mark.usefixtures("_frequent_thread_switches")
+@pytest.mark.usefixtures("frequent_thread_switches")
 def test_default_dispatch_delivers_only_commits_visible_to_queries():
     for _ in range(4):
         _, callback_lags = _default_dispatch_run(False)
         assert callback_lags == [], "a callback got a result db.query could not see yet"
 
 
-@pytest.mark.usefixtures("_frequent_thread_switches")
+@pytest.mark.usefixtures("frequent_thread_switches")
 def test_subscriptions_updated_for_one_commit_see_that_commit():
     db = Database(SCHEMA)
     db.mutation(increment_both)
@@ -1182,7 +1149,7 @@ def test_subscriptions_updated_for_one_commit_see_that_commit():
         for _ in range(100):
             db.mutation(increment_both)
 
-    _run_threads([writer] * 3)
+    run_threads([writer] * 3)
     assert a_seen == b_seen == list(range(1, 302))
     assert pairs == [[n, n] for n in range(1, 302)]
 
@@ -1274,7 +1241,7 @@ def test_two_watches_of_one_query_share_its_execution():
 # Durable databases take the same path
 # =======================================================================================
 
-@pytest.mark.usefixtures("_frequent_thread_switches")
+@pytest.mark.usefixtures("frequent_thread_switches")
 def test_live_queries_on_a_durable_database(tmp_path):
     with Database(SCHEMA, path=str(tmp_path / "live.livedb"), durability="normal") as db:
         db.mutation(set_counter, {"name": "x", "value": 0})
@@ -1288,7 +1255,7 @@ def test_live_queries_on_a_durable_database(tmp_path):
                 if seen[-1] < n:
                     lags.append((n, seen[-1]))
 
-        _run_threads([writer] * 3)
+        run_threads([writer] * 3)
         assert seen == list(range(91))
         assert lags == []
         executions = EXECUTIONS["counter_value"]

@@ -4,14 +4,16 @@ never block writers."""
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
 
 import pytest
+from threadkit import run_threads
 
 import livedb
 from livedb import AppError, define_schema, define_table, mutation, query, v
+
+pytestmark = pytest.mark.usefixtures("frequent_thread_switches")
 
 SCHEMA = define_schema({
     "counters": define_table({"n": v.int64()}),
@@ -20,39 +22,6 @@ SCHEMA = define_schema({
     "items": define_table({"k": v.int64(), "gen": v.int64(), "tag": v.string()})
     .index("by_k", ["k"]),
 })
-
-
-@pytest.fixture(autouse=True)
-def _frequent_thread_switches():
-    """Switch threads every 10 µs instead of 5 ms so interleavings are many and varied."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    yield
-    sys.setswitchinterval(old)
-
-
-def _run_threads(targets: list, timeout: float = 30.0) -> None:
-    """Start one thread per target, join them all, and re-raise the first failure."""
-    errors: list[BaseException] = []
-
-    def wrap(fn):
-        def run():
-            try:
-                fn()
-            except BaseException as e:  # noqa: BLE001 - re-raised in the test thread
-                errors.append(e)
-
-        return run
-
-    threads = [threading.Thread(target=wrap(t), daemon=True) for t in targets]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    assert not any(t.is_alive() for t in threads), "threads did not finish in time"
-    if errors:
-        raise errors[0]
 
 
 # -- lost updates ------------------------------------------------------------------------
@@ -76,7 +45,7 @@ def test_concurrent_increments_lose_nothing():
 
         return run
 
-    _run_threads([worker(i) for i in range(8)])
+    run_threads([worker(i) for i in range(8)])
     assert db.query(lambda ctx: ctx.db.get(counter))["n"] == 4000
     # every increment observed a distinct value: the mutations were serialized
     everything = sorted(x for s in seen for x in s)
@@ -157,11 +126,11 @@ def test_bank_transfers_keep_total_constant():
 
     def writers():
         try:
-            _run_threads([writer(w) for w in range(4)])
+            run_threads([writer(w) for w in range(4)])
         finally:
             writers_done.set()
 
-    _run_threads([writers] + [reader(r) for r in range(3)])
+    run_threads([writers] + [reader(r) for r in range(3)])
     final = db.query(balances)
     assert sum(final) == TOTAL
     assert min(final) >= 0
@@ -281,11 +250,11 @@ def test_slow_readers_never_see_a_torn_commit():
 
     def readers():
         try:
-            _run_threads([reader(r) for r in range(3)])
+            run_threads([reader(r) for r in range(3)])
         finally:
             stop.set()
 
-    _run_threads([writer, readers])
+    run_threads([writer, readers])
     # the writer was making progress while the readers scanned
     assert len(set().union(*seen_gens)) > 3, seen_gens
 
@@ -410,7 +379,7 @@ def test_index_scans_match_a_committed_state_while_keys_move():
         stop.wait(3.0)
         stop.set()
 
-    _run_threads([writer, timer] + [reader(r) for r in range(3)])
+    run_threads([writer, timer] + [reader(r) for r in range(3)])
     assert checked[0] > 30, checked
     assert max(states) > 100
     final = db.query(lambda ctx: ctx.db.query("rows").with_index("by_k").collect())
