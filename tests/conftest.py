@@ -19,11 +19,32 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def _install_xvfb() -> str | None:
+    """Install Debian's xvfb when it is missing and we may (root, or sudo without a
+    password), so that the README's test command works on a fresh machine too."""
+    apt = shutil.which("apt-get")
+    if apt is None:
+        return None
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        sudo = shutil.which("sudo")
+        if sudo is None:
+            return None
+        prefix = [sudo, "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for args in (["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends",
+                                     "xvfb"]):
+        subprocess.run([*prefix, apt, *args], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=600, check=False)
+    return shutil.which("Xvfb")
+
+
 def start_xvfb(size: str = "1024x768x24") -> tuple[subprocess.Popen, str]:
     """Start Xvfb on a display it picks itself (`-displayfd`); return it and `:N`."""
-    binary = shutil.which("Xvfb")
+    binary = shutil.which("Xvfb") or _install_xvfb()
     if binary is None:
-        raise RuntimeError("Xvfb is not installed (apt-get install -y xvfb; .ci/run does it)")
+        raise RuntimeError("Xvfb is not installed and could not be installed here "
+                           "(apt-get install -y xvfb; .ci/run does it)")
     read, write = os.pipe()
     proc = subprocess.Popen([binary, "-displayfd", str(write), "-screen", "0", size,
                              "-nolisten", "tcp", "-noreset"],
