@@ -99,6 +99,15 @@ class Store:
             return None
         return version if version[1] is not None else None
 
+    def keyed_blob(self, key: tuple, position: int, ts: int) -> bytes | None:
+        """The blob of the document an index `key` points at, if the version visible at
+        `ts` still has that key at `position` (indexes hold a superset; see index.py)."""
+        version = self.read(key[-1][2], ts)
+        if version is None:
+            return None
+        mine = version[2][position]
+        return version[1] if mine is key or mine == key else None
+
     def commit(self, docs: Iterable[tuple[str, bytes | None, tuple | None]],
                changes: IndexChanges, publish: bool = True) -> int:
         """Apply one transaction's final writes at the next timestamp (and publish it).

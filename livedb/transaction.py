@@ -151,30 +151,20 @@ class Transaction:
         key counts only if the version visible here has exactly that key.
         """
         store = self._store
-        docs = store.docs
-        read = store.read
+        keyed_blob = store.keyed_blob
         ts = self._ts
         for key in store.index(index).irange(start, end, reverse):
-            doc_id = key[-1][2]
-            version = docs.get(doc_id)
-            if version is None:
-                continue
-            if version[0] > ts:
-                version = read(doc_id, ts)
-                if version is None:
-                    continue
-            elif version[1] is None:
-                continue
-            mine = version[2][position]
-            if mine is key or mine == key:
-                yield key, version[1]
+            blob = keyed_blob(key, position, ts)
+            if blob is not None:
+                yield key, blob
 
     def _fill(self, index: tuple, position: int, start: tuple, end: tuple, reverse: bool,
               filters: list, limit: int | None, out: list) -> tuple[tuple | None, bool]:
         """Append the visible documents passing `filters` to `out`, at most `limit`.
 
         Returns the last key examined and whether the range was read to its end. This is
-        `_scan` and decoding fused into one loop: the hot path of every query.
+        `_scan` and decoding fused into one loop, `Store.keyed_blob` inlined: the hot path
+        of every query.
         """
         store = self._store
         docs = store.docs
@@ -420,13 +410,9 @@ class WriteTransaction(Transaction):
                     continue
                 blob = written[1]
             else:
-                version = store.read(doc_id, ts)
-                if version is None:
+                blob = store.keyed_blob(key, position, ts)
+                if blob is None:
                     continue
-                mine = version[2][position]
-                if mine is not key and mine != key:
-                    continue
-                blob = version[1]
             while i < n and ((extra[i] < key) != reverse):
                 yield extra[i], writes[extra[i][-1][2]][1]
                 i += 1
