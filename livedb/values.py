@@ -49,24 +49,16 @@ encode = encoder.encode
 decode = decoder.decode
 
 
+_TYPE_NAMES = {type(None): "null", bool: "boolean", int: "int", float: "float", str: "string",
+               bytes: "bytes", list: "array", dict: "object"}
+
+
 def type_name(value: Any) -> str:
     """The API's name for a value's kind, used in error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bytes):
-        return "bytes"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
+    for kind in type(value).__mro__:
+        name = _TYPE_NAMES.get(kind)
+        if name is not None:
+            return name
     return type(value).__name__
 
 
