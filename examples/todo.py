@@ -21,7 +21,7 @@ from typing import Any
 
 from livedb import Database, define_schema, define_table, mutation, query, v
 from livedb.client import Client, OptimisticStore
-from livedb.ui import tk_dispatch
+from livedb.ui import tie, tk_dispatch
 
 schema = define_schema({
     "todos": define_table({"text": v.string(), "done": v.boolean()}),
@@ -89,7 +89,7 @@ class TodoWindow:
         self.auto = tk.Button(bar, text="Auto-add", command=app.toggle_feeder)
         self.auto.pack(side="right")
         self.todos: list[dict] = []
-        self.subscription = client.subscribe(list_todos, None, self.show)
+        self.subscription = tie(client.subscribe(list_todos, None, self.show), window)
 
     def show(self, todos: list[dict]) -> None:
         """Redraw from a live result (runs on the Tk thread, via the dispatcher)."""

@@ -13,15 +13,22 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .errors import LiveDBError
-from .functions import QUERY, Auth, check_args, resolve
-from .reactive import Subscriber, Subscription, same_result
-from .values import decode, encode, encode_key, type_name
+from .functions import MUTATION, QUERY, Auth, check_args, resolve
+from .reactive import (
+    Deliveries,
+    Subscriber,
+    Subscription,
+    args_key,
+    copy_of,
+    fingerprint,
+    same_result,
+)
+from .values import type_name
 
 if TYPE_CHECKING:
     from .auth import UserIdentity
@@ -32,14 +39,10 @@ log = logging.getLogger("livedb")
 
 
 def _copy(value: Any) -> Any:
-    """A deep copy of a result, for optimistic updates to change freely."""
-    from .query import PaginationResult
-
-    if value.__class__ is PaginationResult:
-        return PaginationResult(_copy(value.page), value.is_done, value.continue_cursor)
+    """A deep copy of a result (ids stay `Id`s), for its receiver to change freely."""
     if value is None or value.__class__ in (str, int, float, bool, bytes):
         return value
-    return decode(encode(value))
+    return copy_of(fingerprint(value))
 
 
 class _Pending:
@@ -108,13 +111,37 @@ class ClientSubscription(Subscriber):
 
     @property
     def result(self) -> Any:
-        return self._query.view
+        """The client's local view of the query (server result plus optimistic updates):
+        your own copy."""
+        return _copy(self._query.view)
 
     def _remove(self) -> None:
         self._client._drop(self)
 
-    def _deliver_now(self) -> None:
-        self._client._serially(self._deliver)
+    def _notify(self) -> None:
+        """Deliver the newest view: through the client's serial queue (default dispatch:
+        a client's callbacks keep their order, whichever thread produced them), or one
+        coalescing thunk at a time through the dispatch."""
+        if self._dispatch is None:
+            deliveries = self._client._deliveries
+            deliveries.put(self._deliver)
+            deliveries.run()
+            return
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        try:
+            self._dispatch(self._run_dispatched)
+        except Exception:
+            with self._lock:
+                self._pending = False
+            log.exception("livedb: the dispatch function raised; an update was not delivered")
+
+    def _run_dispatched(self) -> None:
+        with self._lock:
+            self._pending = False
+        self._deliver()
 
     def _deliver(self) -> None:
         if not self.active:
@@ -122,8 +149,10 @@ class ClientSubscription(Subscriber):
         query = self._query
         with self._client._lock:
             version, view, error = query.version, query.view, query.error
-        if not self._newer(version):
-            return
+        with self._lock:
+            if version <= self._delivered:
+                return
+            self._delivered = version
         try:
             if error is not None:
                 if self._on_error is not None:
@@ -131,7 +160,7 @@ class ClientSubscription(Subscriber):
                 else:
                     log.error("livedb: client query %s raised: %r", query.spec.name, error)
             else:
-                self._on_update(view)
+                self._on_update(_copy(view))
         except Exception:
             log.exception("livedb: a client subscription callback of %s raised",
                           query.spec.name)
@@ -153,31 +182,8 @@ class Client:
         self._ids = itertools.count(1)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livedb-client")
         self._closed = False
-        self._serial: deque[Callable[[], None]] = deque()
-        self._serial_lock = threading.Lock()
-        self._serial_running = False
-
-    def _serially(self, thunk: Callable[[], None]) -> None:
-        """Run `thunk` after every earlier one, never two at once (the default dispatch).
-
-        Whichever thread finds no one delivering runs the queue; the others only add to it,
-        so a client's callbacks keep their order whichever thread produced them.
-        """
-        with self._serial_lock:
-            self._serial.append(thunk)
-            if self._serial_running:
-                return
-            self._serial_running = True
-        while True:
-            with self._serial_lock:
-                if not self._serial:
-                    self._serial_running = False
-                    return
-                thunk = self._serial.popleft()
-            try:
-                thunk()
-            except Exception:
-                log.exception("livedb: a client callback raised")
+        self._deliveries = Deliveries()
+        """The client's callbacks in order (default dispatch), whichever thread made them."""
 
     # -- reading -----------------------------------------------------------------------
 
@@ -198,7 +204,8 @@ class Client:
         self._check_open()
         spec = resolve(fn, QUERY)
         kwargs = check_args(spec, args)
-        key = (spec, encode_key(kwargs))
+        kwargs = copy_of(fingerprint(kwargs))
+        key = (spec, args_key(kwargs))
         with self._lock:
             query = self._queries.get(key)
             fresh = query is None
@@ -230,7 +237,7 @@ class Client:
 
     def _key(self, fn: Any, args: dict | None) -> tuple:
         spec = resolve(fn, QUERY)
-        return (spec, encode_key(check_args(spec, args)))
+        return (spec, args_key(check_args(spec, args)))
 
     # -- the optimistic layer ------------------------------------------------------------
 
@@ -289,14 +296,26 @@ class Client:
         self._check_open()
         if optimistic_update is not None and not callable(optimistic_update):
             raise TypeError("mutation: optimistic_update must be callable")
-        pending = _Pending(next(self._ids), optimistic_update, dict(args or {}))
+        spec = resolve(fn, MUTATION)
+        args = copy_of(fingerprint(check_args(spec, args)))
+        pending = _Pending(next(self._ids), optimistic_update, args)
         future: Future = Future()
         with self._lock:
+            self._check_open()
             self._pending.append(pending)
             changed = self._recompute() if optimistic_update is not None else []
         for subscriber in changed:
             subscriber._notify()
-        self._worker.submit(self._run_mutation, fn, args, pending, future, self.identity)
+        try:
+            self._worker.submit(self._run_mutation, spec, args, pending, future,
+                                self.identity)
+        except RuntimeError:
+            with self._lock:
+                self._pending.remove(pending)
+                changed = self._recompute()
+            for subscriber in changed:
+                subscriber._notify()
+            raise LiveDBError("the client is closed") from None
         return future
 
     def _run_mutation(self, fn: Any, args: dict | None, pending: _Pending,
@@ -322,7 +341,7 @@ class Client:
                 future.set_exception(outcome[1])
 
         if self._dispatch is None:
-            self._serially(settle)
+            self._deliveries.call_soon(settle)
         else:
             self._dispatch(settle)
 
@@ -375,12 +394,17 @@ class Client:
     def _check_open(self) -> None:
         if self._closed:
             raise LiveDBError("the client is closed")
+        self._db._check_open()
 
     def close(self) -> None:
-        """Wait for queued mutations, then end every subscription of this client."""
-        if self._closed:
-            return
-        self._closed = True
+        """Wait for queued mutations, then end every subscription of this client.
+
+        Every mutation queued before `close` still runs (its future gets its result or
+        its error); `close` is idempotent and also runs when the database closes."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._worker.shutdown(wait=True)
         with self._lock:
             queries = list(self._queries.values())

@@ -10,10 +10,12 @@ a query works on an immutable snapshot `State` and never waits for a writer.
 from __future__ import annotations
 
 import asyncio
+import enum
 import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +51,15 @@ if TYPE_CHECKING:
 SYSTEM_TABLES = ("_scheduled_functions", "_storage")
 
 
+class State(enum.Enum):
+    """A database's lifecycle: open, closing (draining clients and scheduled calls; new
+    calls are refused), closed."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
 class Database:
     """An embedded reactive document database, in memory or (with `path`) on disk."""
 
@@ -74,7 +85,9 @@ class Database:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._last_time = 0.0
-        self._closed = False
+        self._state = State.OPEN
+        self._state_lock = threading.Lock()
+        self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
         self._scheduler = Scheduler(self, crons, manual=clock is not None)
         self._files = FileStorage(self, None if path is None else os.fspath(path))
         validate = schema is None or schema.schema_validation
@@ -106,6 +119,12 @@ class Database:
     def query(self, fn: Any, args: Mapping[str, Any] | None = None, *,
               identity: UserIdentity | None = None) -> Any:
         """Run a query at the newest snapshot and return its result."""
+        self._check_open()
+        return self._query(fn, args, identity)
+
+    def _query(self, fn: Any, args: Mapping[str, Any] | None,
+               identity: UserIdentity | None) -> Any:
+        """`query` for calls made while the database drains (actions, clients)."""
         spec = resolve(fn, QUERY)
         kwargs = check_args(spec, args)
         auth = _auth(identity)
@@ -121,6 +140,7 @@ class Database:
     def mutation(self, fn: Any, args: Mapping[str, Any] | None = None, *,
                  identity: UserIdentity | None = None) -> Any:
         """Run a mutation as one serializable transaction; all its writes or none commit."""
+        self._check_open()
         return self._mutation(fn, args, identity, None)
 
     def _mutation(self, fn: Any, args: Mapping[str, Any] | None,
@@ -211,13 +231,24 @@ class Database:
         self._check_open()
         return self._reactive.watch(spec, kwargs, auth, identity)
 
+    @property
+    def _closed(self) -> bool:
+        return self._state is State.CLOSED
+
     def _check_open(self) -> None:
-        if self._closed:
+        """Refuse a new call once `close` has begun."""
+        if self._state is not State.OPEN:
             raise LiveDBError("the database is closed")
 
     def action(self, fn: Any, args: Mapping[str, Any] | None = None, *,
                identity: UserIdentity | None = None) -> Any:
         """Run an action (may do I/O; its queries and mutations are separate transactions)."""
+        self._check_open()
+        return self._action(fn, args, identity)
+
+    def _action(self, fn: Any, args: Mapping[str, Any] | None,
+                identity: UserIdentity | None) -> Any:
+        """`action` for calls made while the database drains (actions, scheduled calls)."""
         spec = resolve(fn, ACTION)
         kwargs = check_args(spec, args)
         _auth(identity)
@@ -246,15 +277,31 @@ class Database:
                                   "database")
             identity = resolver(token)
         _auth(identity)
-        return Client(self, identity)
+        client = Client(self, identity)
+        self._clients.add(client)
+        return client
 
     def close(self) -> None:
-        """Close the database; later calls raise `LiveDBError`."""
-        self._scheduler.stop()
-        with self._write_lock:
-            self._closed = True
-        if self._persist is not None:
-            self._persist.close()
+        """Close the database; idempotent. New calls then raise `LiveDBError`.
+
+        Running mutations finish; every client's queued mutations still run (each future
+        gets its result or its error); scheduled calls running now finish; then every
+        subscription ends (`.active` false) and every `watch` iterator stops.
+        """
+        with self._state_lock:
+            if self._state is not State.OPEN:
+                return
+            self._state = State.CLOSING
+        try:
+            for client in list(self._clients):
+                client.close()
+            self._scheduler.stop()
+        finally:
+            with self._write_lock:
+                self._state = State.CLOSED
+            self._reactive.close()
+            if self._persist is not None:
+                self._persist.close()
 
     # -- scheduled functions and file storage ----------------------------------------
 
@@ -268,6 +315,7 @@ class Database:
 
     def store_file(self, data: Any, content_type: str | None = None) -> Id:
         """Store bytes or a binary file object (streamed in chunks); the `_storage` id."""
+        self._check_open()
         return self._files.store(data, content_type)
 
     # -- end of scheduled functions and file storage -----------------------------------

@@ -328,15 +328,15 @@ class ActionCtx:
 
     def run_query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
         """Run a query with the action's identity and return its result."""
-        return self._db.query(fn, args, identity=self._identity)
+        return self._db._query(fn, args, self._identity)
 
     def run_mutation(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
         """Run a mutation (its own transaction) with the action's identity."""
-        return self._db.mutation(fn, args, identity=self._identity)
+        return self._db._mutation(fn, args, self._identity, None)
 
     def run_action(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
         """Run another action with the action's identity."""
-        return self._db.action(fn, args, identity=self._identity)
+        return self._db._action(fn, args, self._identity)
 
     def vector_search(self, table: str, index: str, vector: Any, limit: int = 10,
                       filter: Any = None) -> list[dict]:

@@ -17,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
+from .errors import LiveDBError
 from .functions import QueryCtx, check_result
+from .ids import Id
 from .query import PaginationResult
 from .transaction import Transaction
-from .values import encode, encode_key
+from .values import _enc_hook, encode
 
 if TYPE_CHECKING:
     from .auth import UserIdentity
@@ -37,12 +40,47 @@ log = logging.getLogger("livedb")
 Dispatch = Callable[[Callable[[], None]], Any]
 
 
+_ID_EXT, _PAGE_EXT = 1, 2
+
+
+def _exact_hook(value: Any) -> Any:
+    if value.__class__ is Id:
+        return msgspec.msgpack.Ext(_ID_EXT, str.encode(value))
+    if value.__class__ is PaginationResult:
+        return msgspec.msgpack.Ext(_PAGE_EXT, _encode_exact(
+            [value.page, value.is_done, value.continue_cursor]))
+    return _enc_hook(value)
+
+
+def _exact_ext(code: int, data: memoryview) -> Any:
+    if code == _ID_EXT:
+        return Id(bytes(data).decode())
+    if code == _PAGE_EXT:
+        page, is_done, cursor = _decode_exact(data)
+        return PaginationResult(page, is_done, cursor)
+    raise ValueError(f"unknown msgpack extension {code}")
+
+
+_encode_exact = msgspec.msgpack.Encoder(enc_hook=_exact_hook).encode
+_encode_canonical = msgspec.msgpack.Encoder(enc_hook=_exact_hook, order="sorted").encode
+_decode_exact = msgspec.msgpack.Decoder(ext_hook=_exact_ext).decode
+
+
+def args_key(args: dict) -> bytes:
+    """Call arguments encoded exactly (`1`, `1.0`, `-0.0` and `0.0` differ) but in key
+    order, so calls a handler cannot tell apart share one live query, and only those."""
+    return _encode_canonical(args)
+
+
 def fingerprint(result: Any) -> bytes:
-    """A result encoded for comparison: kinds count (`1`, `1.0` and `True` differ) and a
-    NaN equals itself."""
-    if result.__class__ is PaginationResult:
-        return encode((result.page, result.is_done, result.continue_cursor, 1))
-    return encode(result)
+    """A result encoded exactly: kinds count (`1`, `1.0` and `True` differ, an `Id` is not
+    a plain `str`), a NaN equals itself, and `copy_of` turns it back into an equal value."""
+    return _encode_exact(result)
+
+
+def copy_of(encoded: bytes) -> Any:
+    """A fresh, independent copy of the value `fingerprint` encoded."""
+    return _decode_exact(encoded)
 
 
 def same_result(a: Any, b: Any) -> bool:
@@ -50,39 +88,118 @@ def same_result(a: Any, b: Any) -> bool:
     return a is b or fingerprint(a) == fingerprint(b)
 
 
+class _Entry:
+    """One result (or error) of a live query, as a subscriber will be handed it."""
+
+    __slots__ = ("version", "encoded", "error", "ts", "fresh")
+
+    def __init__(self, version: int, encoded: bytes, error: BaseException | None, ts: int,
+                 fresh: list[Any]) -> None:
+        self.version = version
+        self.encoded = encoded
+        self.error = error
+        self.ts = ts
+        self.fresh = fresh
+        """The handler's own result object while nobody has been handed it (the first
+        subscriber to take it saves a copy; every other one gets `copy_of(encoded)`)."""
+
+    def value(self) -> Any:
+        try:
+            return self.fresh.pop()
+        except IndexError:
+            return copy_of(self.encoded)
+
+
 class LiveQuery:
     """One shared execution of a query (function, args, identity) and its subscribers."""
 
-    __slots__ = ("key", "spec", "kwargs", "auth", "state", "encoded", "ranges", "ids",
-                 "subscribers")
+    __slots__ = ("key", "spec", "kwargs", "auth", "state", "ranges", "ids", "subscribers")
 
     def __init__(self, key: tuple, spec: Function, kwargs: dict, auth: Auth) -> None:
         self.key = key
         self.spec = spec
         self.kwargs = kwargs
         self.auth = auth
-        self.state: tuple[int, Any, BaseException | None, int] = (0, None, None, 0)
-        """(version, result, error, commit ts), replaced whole so readers see it whole."""
-        self.encoded = b""
-        """`fingerprint` of the current result, to tell a changed result from an equal one."""
-        self.ranges: list[tuple[tuple, tuple, tuple]] = []
+        self.state = _Entry(0, b"", None, 0, [])
+        """The current result, replaced whole (under the processor role) on a change."""
+        self.ranges: list[tuple[tuple, tuple, tuple, tuple]] = []
         self.ids: set[str] = set()
         self.subscribers: list[Subscription] = []
 
 
+class Deliveries:
+    """Callbacks made in the order they were queued, by one thread at a time.
+
+    Whichever thread runs the queue while nobody else does delivers everything queued,
+    its own and other threads' alike; a thread finding someone at it returns at once and
+    leaves its callbacks to that thread. So nobody ever waits for a callback, and a
+    callback may block on anything (another thread's mutation, a subscribe, a future)
+    while later callbacks simply queue behind it.
+    """
+
+    __slots__ = ("_lock", "_queue", "_running")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[Callable[[], Any]] = deque()
+        self._running = False
+
+    def put(self, thunk: Callable[[], Any]) -> None:
+        with self._lock:
+            self._queue.append(thunk)
+
+    def run(self) -> None:
+        """Make the queued callbacks, unless another thread is making them."""
+        lock = self._lock
+        with lock:
+            if self._running or not self._queue:
+                return
+            self._running = True
+        try:
+            while True:
+                with lock:
+                    if not self._queue:
+                        self._running = False
+                        return
+                    thunk = self._queue.popleft()
+                try:
+                    thunk()
+                except Exception:
+                    log.exception("livedb: a callback raised")
+        except BaseException:
+            with lock:
+                self._running = False
+            raise
+
+    def call_soon(self, thunk: Callable[[], Any]) -> None:
+        """Queue `thunk` and run the queue, or, if another thread is running it, call
+        `thunk` at once rather than behind callbacks that may be waiting for it."""
+        with self._lock:
+            busy = self._running
+            if not busy:
+                self._queue.append(thunk)
+        if busy:
+            thunk()
+        else:
+            self.run()
+
+
 class Subscriber:
-    """What subscriptions share: delivery through a dispatch, coalesced per subscriber
-    (the thunk reads the newest state when it runs), never older than what was delivered."""
+    """What database and client subscriptions share: `active`, `unsubscribe()`, a context
+    manager, and delivery through a dispatch (one coalescing thunk at a time: updates
+    still waiting collapse to the newest, and a subscriber never gets a result older
+    than one it had)."""
 
     def __init__(self, dispatch: Dispatch | None) -> None:
         self._dispatch = dispatch
-        self._delivered = 0
-        self._pending = False
         self._lock = threading.Lock()
+        self._latest: Any = None
+        self._pending = False
+        self._delivered = 0
         self.active = True
 
     def unsubscribe(self) -> None:
-        """Stop receiving updates."""
+        """Stop receiving updates (idempotent)."""
         if self.active:
             self.active = False
             self._remove()
@@ -93,90 +210,117 @@ class Subscriber:
     def __exit__(self, *exc: object) -> None:
         self.unsubscribe()
 
-    def _notify(self) -> None:
-        dispatch = self._dispatch
-        if dispatch is None:
-            self._deliver_now()
-            return
+    def _dispatch_latest(self, entry: Any) -> None:
+        """Hand `entry` (or a newer one, if it comes first) to the dispatch."""
         with self._lock:
+            self._latest = entry
             if self._pending:
                 return
             self._pending = True
         try:
-            dispatch(self._deliver_pending)
+            self._dispatch(self._run_dispatched)  # type: ignore[misc]
         except Exception:
-            self._pending = False
+            with self._lock:
+                self._pending = False
             log.exception("livedb: the dispatch function raised; an update was not delivered")
 
-    def _deliver_pending(self) -> None:
+    def _run_dispatched(self) -> None:
         with self._lock:
             self._pending = False
-        self._deliver()
+            entry, self._latest = self._latest, None
+            if entry is None or entry.version <= self._delivered:
+                return
+            self._delivered = entry.version
+        if self.active:
+            self._call(entry)
 
-    def _newer(self, version: int) -> bool:
-        """Claim delivery of `version` unless this subscriber has seen it or a newer one."""
-        with self._lock:
-            if version <= self._delivered:
-                return False
-            self._delivered = version
-            return True
-
-    def _deliver_now(self) -> None:
-        self._deliver()
-
-    def _deliver(self) -> None:
+    def _call(self, entry: Any) -> None:
         raise NotImplementedError
 
     def _remove(self) -> None:
         raise NotImplementedError
 
+    def _end(self) -> None:
+        """The database closed: stop for good, without telling the registry."""
+        self.active = False
+
 
 class Subscription(Subscriber):
-    """A live query's subscriber: `.result`, `.unsubscribe()`, usable as a context manager."""
+    """A live query's subscriber: `.result`, `.active`, `.unsubscribe()`; a context manager.
 
-    def __init__(self, reactive: Reactive, live: LiveQuery, on_update: Callable[[Any], Any],
-                 on_error: Callable[[BaseException], Any] | None,
-                 dispatch: Dispatch | None, with_ts: bool = False) -> None:
+    It holds its callbacks strongly (a bound method keeps its object alive) until it is
+    unsubscribed or the database closes; `livedb.ui.tie` ends it with a widget.
+    """
+
+    def __init__(self, reactive: Reactive, live: LiveQuery, on_update: Callable[..., Any],
+                 on_error: Callable[..., Any] | None, dispatch: Dispatch | None,
+                 with_ts: bool = False, on_end: Callable[[], Any] | None = None) -> None:
         super().__init__(dispatch)
         self._reactive = reactive
         self._with_ts = with_ts
         self._live = live
-        self._on_update = _weak(on_update)
-        self._on_error = None if on_error is None else _weak(on_error)
+        self._on_update: Callable[..., Any] | None = on_update
+        self._on_error: Callable[..., Any] | None = on_error
+        self._on_end = on_end
 
     @property
     def result(self) -> Any:
-        """The newest result of the query (as of the last commit processed)."""
-        return self._live.state[1]
+        """The query's newest result (as of the last commit processed): your own copy."""
+        state = self._live.state
+        return None if state.error is not None or not state.encoded else copy_of(
+            state.encoded)
 
     def _remove(self) -> None:
         self._reactive._remove(self)
+        self._release()
+
+    def _release(self) -> None:
+        """Let go of the callbacks (and whatever they keep alive): no call follows."""
+        self._on_update = None
+        self._on_error = None
+
+    def _end(self) -> None:
+        super()._end()
+        self._release()
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            try:
+                on_end()
+            except Exception:
+                log.exception("livedb: ending a subscription of %s failed",
+                              self._live.spec.name)
 
     def __repr__(self) -> str:
         state = "active" if self.active else "closed"
         return f"<Subscription {self._live.spec.name} {state}>"
 
-    def _deliver(self) -> None:
-        """Call back with the newest state, if newer than what this subscriber last saw."""
-        if not self.active:
-            return
-        version, result, error, ts = self._live.state
-        if not self._newer(version):
-            return
-        callback = (self._on_update if error is None else self._on_error)
-        target = callback() if callback is not None else None
-        if target is None:
-            if callback is not None:
-                self.unsubscribe()
-            elif error is not None:
-                log.error("livedb: live query %s raised: %r", self._live.spec.name, error,
-                          exc_info=error)
-            return
+    def _post(self, deliveries: Deliveries, entry: _Entry) -> None:
+        """Queue the delivery of `entry` (called in commit order, by the processor)."""
+        if self._dispatch is None:
+            deliveries.put(lambda: self._call(entry) if self.active else None)
+        else:
+            deliveries.put(lambda: self._dispatch_latest(entry))
+
+    def _call(self, entry: _Entry) -> None:
+        error = entry.error
+        if error is None:
+            target = self._on_update
+            if target is None:
+                return
+            payload = entry.value()
+        else:
+            target = self._on_error
+            payload = error
+            if target is None:
+                if self.active:
+                    log.error("livedb: live query %s raised: %r", self._live.spec.name,
+                              error, exc_info=error)
+                return
         try:
             if self._with_ts:
-                target(result if error is None else error, ts)
+                target(payload, entry.ts)
             else:
-                target(result if error is None else error)
+                target(payload)
         except Exception:
             log.exception("livedb: a subscription callback of %s raised", self._live.spec.name)
 
@@ -189,16 +333,6 @@ def _identity_key(identity: UserIdentity | None) -> Any:
         return encode(identity)
     except TypeError:
         return repr(identity)
-
-
-def _weak(fn: Callable) -> Callable[[], Callable | None]:
-    """A getter for `fn`: weak for bound methods (so a dead widget is not kept alive)."""
-    if hasattr(fn, "__self__") and hasattr(fn, "__func__"):
-        try:
-            return weakref.WeakMethod(fn)  # type: ignore[arg-type]
-        except TypeError:
-            pass
-    return lambda: fn
 
 
 class _IndexWatch:
@@ -255,31 +389,43 @@ def _prefix(start: tuple, end: tuple) -> tuple:
 
 
 class _Commit:
-    __slots__ = ("ts", "changes", "ids")
+    """A published commit waiting to be processed, then what it must deliver."""
+
+    __slots__ = ("ts", "changes", "ids", "done")
 
     def __init__(self, ts: int, changes: dict, ids: list[str]) -> None:
         self.ts = ts
         self.changes = changes
         self.ids = ids
+        self.done = False
 
 
 class Reactive:
-    """The subscriptions of one database and the in-order processing of its commits."""
+    """The subscriptions of one database and the in-order processing of its commits.
+
+    Commits are processed strictly in commit order by one thread at a time (the
+    "processor": whichever committing or subscribing thread gets there first). The
+    processor only re-runs queries and queues their new results for delivery; it calls
+    nobody back. Callbacks are made afterwards, in commit order, outside every lock and
+    role, by whichever thread runs `deliveries` (see `Deliveries`).
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._store = db._store
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Commit] = deque()
+        self._waiting: dict[int, _Commit] = {}
+        """Processed or queued commits whose committer has not settled them yet."""
+        self.deliveries = Deliveries()
         self._busy: int | None = None
         self._done = self._store.ts
         """The newest commit processed: live query results are as of this snapshot."""
         self._store.pin(self._done)
-        self._delivered = self._done
-        """The newest commit whose callbacks have all been made (or dispatched)."""
         self._live: dict[tuple, LiveQuery] = {}
         self._by_id: dict[str, set[LiveQuery]] = {}
         self._by_index: dict[tuple, _IndexWatch] = {}
+        self._closed = False
         self.reruns = 0
         """Live query executions after their first (for tests and benchmarks)."""
 
@@ -294,48 +440,58 @@ class Reactive:
             if not self._live and self._busy is None and not self._queue:
                 store.release(self._done)
                 store.pin(ts)
-                self._done = self._delivered = ts
+                self._done = ts
                 return
             store.pin(ts)
-            self._queue.append(_Commit(ts, changes, [d[0] for d in docs]))
+            commit = _Commit(ts, changes, [d[0] for d in docs])
+            self._queue.append(commit)
+            self._waiting[ts] = commit
 
     def settle(self, ts: int) -> None:
-        """Return once commit `ts` has been processed and its callbacks delivered.
-
-        Called from inside a callback (the processor's own thread), returns at once: the
-        running processor will reach the commit after the current one.
-        """
-        if self._delivered >= ts:
+        """Return once commit `ts` has been processed and its updates delivered — by this
+        thread, or by a thread delivering callbacks right now (never waited for)."""
+        with self._cond:
+            commit = self._waiting.pop(ts, None)
+        if commit is None:
             return
-        if self._become_processor():
+        if not commit.done and self._become_processor(commit):
             self._drain()
+        self.deliveries.run()
 
-    def _become_processor(self) -> bool:
+    def _become_processor(self, commit: _Commit | None = None) -> bool:
+        """Take the processor role, waiting for the current processor (it runs only query
+        handlers, never callbacks). False when this thread is the processor already, or
+        when `commit` got processed meanwhile."""
         me = threading.get_ident()
         with self._cond:
             if self._busy == me:
                 return False
             while self._busy is not None:
+                if commit is not None and commit.done:
+                    return False
                 self._cond.wait()
+            if commit is not None and commit.done:
+                return False
             self._busy = me
         return True
 
     def _drain(self) -> None:
-        """Process every queued commit, then stop being the processor."""
-        while True:
-            with self._cond:
-                if not self._queue:
-                    self._busy = None
-                    self._cond.notify_all()
-                    return
-                commit = self._queue.popleft()
-            try:
+        """Process every queued commit, then give up the processor role."""
+        cond = self._cond
+        try:
+            while True:
+                with cond:
+                    if not self._queue:
+                        break
+                    commit = self._queue.popleft()
                 self._process(commit)
-            except BaseException:
-                with self._cond:
-                    self._busy = None
-                    self._cond.notify_all()
-                raise
+                with cond:
+                    commit.done = True
+                    cond.notify_all()
+        finally:
+            with cond:
+                self._busy = None
+                cond.notify_all()
 
     def _process(self, commit: _Commit) -> None:
         found: set[LiveQuery] = set()
@@ -352,44 +508,62 @@ class Reactive:
             for keys in (removed, added, rewritten):
                 for key in keys:
                     watch.match(key, found)
-        changed = [live for live in found if self._rerun(live, commit.ts)]
+        deliveries = self.deliveries
+        for live in found:
+            if self._rerun(live, commit.ts):
+                entry = live.state
+                for subscriber in live.subscribers:
+                    subscriber._post(deliveries, entry)
         store = self._store
         store.release(self._done)
         self._done = commit.ts
         store.tidy()
-        for live in changed:
-            for subscriber in list(live.subscribers):
-                subscriber._notify()
-        self._delivered = commit.ts
 
     # -- live queries ----------------------------------------------------------------
 
     def subscribe(self, spec: Function, kwargs: dict, auth: Auth, identity: UserIdentity | None,
-                  on_update: Callable[[Any], Any],
-                  on_error: Callable[[BaseException], Any] | None,
-                  dispatch: Dispatch | None, with_ts: bool = False) -> Subscription:
+                  on_update: Callable[..., Any],
+                  on_error: Callable[..., Any] | None,
+                  dispatch: Dispatch | None, with_ts: bool = False,
+                  on_end: Callable[[], Any] | None = None) -> Subscription:
         """Run the query (or join its live twin) and register for its updates.
 
-        With `with_ts`, callbacks also get the commit timestamp the result is valid at."""
-        key = (spec, encode_key(kwargs), _identity_key(identity))
+        `kwargs` is copied. With `with_ts`, callbacks also get the commit timestamp the
+        result is valid at; `on_end` is called if the database closes the subscription."""
+        encoded_args = fingerprint(kwargs)
+        key = (spec, args_key(kwargs), _identity_key(identity))
         nested = not self._become_processor()
         try:
-            live = self._live.get(key)
-            if live is None:
-                live = LiveQuery(key, spec, kwargs, auth)
-                self._rerun(live, self._done)
-                self._live[key] = live
-            error = live.state[2]
-            if error is not None and on_error is None:
-                if not live.subscribers:
-                    self._forget(live)
-                raise error
-            subscription = Subscription(self, live, on_update, on_error, dispatch, with_ts)
-            live.subscribers.append(subscription)
-            subscription._notify()
+            subscription = self._register(key, spec, encoded_args, auth, on_update, on_error,
+                                          dispatch, with_ts, on_end)
         finally:
             if not nested:
                 self._drain()
+            self.deliveries.run()
+        return subscription
+
+    def _register(self, key: tuple, spec: Function, encoded_args: bytes, auth: Auth,
+                  on_update: Callable[..., Any], on_error: Callable[..., Any] | None,
+                  dispatch: Dispatch | None, with_ts: bool,
+                  on_end: Callable[[], Any] | None) -> Subscription:
+        """`subscribe`'s work under the processor role: find or start the live query and
+        push its current result to a new subscription."""
+        if self._closed:
+            raise LiveDBError("the database is closed")
+        live = self._live.get(key)
+        if live is None:
+            live = LiveQuery(key, spec, copy_of(encoded_args), auth)
+            self._rerun(live, self._done)
+            self._live[key] = live
+        entry = live.state
+        if entry.error is not None and on_error is None:
+            if not live.subscribers:
+                self._forget(live)
+            raise entry.error
+        subscription = Subscription(self, live, on_update, on_error, dispatch, with_ts,
+                                    on_end)
+        live.subscribers.append(subscription)
+        subscription._post(self.deliveries, entry)
         return subscription
 
     def _rerun(self, live: LiveQuery, ts: int) -> bool:
@@ -400,22 +574,23 @@ class Reactive:
         try:
             result = live.spec.handler(QueryCtx(txn, live.auth, None), **live.kwargs)
             result = check_result(live.spec, result, txn.trusted)
+            encoded = fingerprint(result)
         except Exception as e:  # noqa: BLE001 - delivered to on_error
             error = e
+            encoded = b""
         finally:
             txn.close()
-        version, old_result, old_error, _ts = live.state
+        old = live.state
+        version = old.version
         if version:
             self.reruns += 1
             if self._live.get(live.key) is not live:
                 return False
         self._file(live, txn.read_ranges, txn.read_ids)
-        encoded = fingerprint(result) if error is None else b""
-        if version and error is None and old_error is None and encoded == live.encoded:
-            live.state = (version, old_result, None, ts)
+        if version and error is None and old.error is None and encoded == old.encoded:
+            old.ts = ts
             return False
-        live.encoded = encoded
-        live.state = (version + 1, result, error, ts)
+        live.state = _Entry(version + 1, encoded, error, ts, [] if error else [result])
         return True
 
     def _file(self, live: LiveQuery, ranges: list, ids: set[str]) -> None:
@@ -469,11 +644,31 @@ class Reactive:
         finally:
             if not nested:
                 self._drain()
+            self.deliveries.run()
 
     def _forget(self, live: LiveQuery) -> None:
         if self._live.get(live.key) is live:
             del self._live[live.key]
         self._unfile(live)
+
+    def close(self) -> None:
+        """End every subscription (`.active` false, `on_end` called) for good."""
+        nested = not self._become_processor()
+        try:
+            self._closed = True
+            ended = [s for live in self._live.values() for s in live.subscribers]
+            for live in list(self._live.values()):
+                self._forget(live)
+                live.subscribers = []
+            self._queue.clear()
+            self._waiting.clear()
+        finally:
+            if not nested:
+                with self._cond:
+                    self._busy = None
+                    self._cond.notify_all()
+        for subscription in ended:
+            subscription._end()
 
     def stats(self) -> dict[str, int]:
         return {"live_queries": len(self._live),
@@ -484,18 +679,21 @@ class Reactive:
 
     def watch(self, spec: Function, kwargs: dict, auth: Auth,
               identity: UserIdentity | None) -> AsyncIterator[Any]:
-        return _Watch(self, spec, kwargs, auth, identity)
+        return _Watch(self, spec, fingerprint(kwargs), auth, identity)
 
 
 class _Watch:
-    """`db.watch(...)`: an async iterator of a query's results (newest first, coalesced)."""
+    """`db.watch(...)`: an async iterator of a query's results (newest first, coalesced).
 
-    def __init__(self, reactive: Reactive, spec: Function, kwargs: dict, auth: Auth,
+    It ends (StopAsyncIteration) when the database closes."""
+
+    def __init__(self, reactive: Reactive, spec: Function, encoded_args: bytes, auth: Auth,
                  identity: UserIdentity | None) -> None:
-        self._args = (reactive, spec, kwargs, auth, identity)
+        self._args = (reactive, spec, encoded_args, auth, identity)
         self._subscription: Subscription | None = None
         self._event: asyncio.Event | None = None
         self._latest: tuple[bool, Any] | None = None
+        self._ended = False
 
     def __aiter__(self) -> _Watch:
         return self
@@ -504,17 +702,28 @@ class _Watch:
         if self._subscription is None:
             loop = asyncio.get_running_loop()
             self._event = asyncio.Event()
-            reactive, spec, kwargs, auth, identity = self._args
+            reactive, spec, encoded_args, auth, identity = self._args
+            event = self._event
+
+            def ended() -> None:
+                self._ended = True
+                try:
+                    loop.call_soon_threadsafe(event.set)
+                except RuntimeError:
+                    pass
+
             self._subscription = reactive.subscribe(
-                spec, kwargs, auth, identity, self._put_result, self._put_error,
-                loop.call_soon_threadsafe)
-        elif not self._subscription.active:
-            raise StopAsyncIteration
-        assert self._event is not None
-        await self._event.wait()
-        self._event.clear()
-        assert self._latest is not None
+                spec, copy_of(encoded_args), auth, identity, self._put_result,
+                self._put_error, loop.call_soon_threadsafe, on_end=ended)
+        event = self._event
+        assert event is not None
+        while self._latest is None:
+            if self._ended or not self._subscription.active:
+                raise StopAsyncIteration
+            await event.wait()
+            event.clear()
         ok, value = self._latest
+        self._latest = None
         if not ok:
             raise value
         return value

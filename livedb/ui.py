@@ -183,4 +183,58 @@ def textual_dispatch(app: Any) -> Dispatch:
     return dispatch
 
 
-__all__ = ["TkDispatch", "asyncio_dispatch", "qt_dispatch", "textual_dispatch", "tk_dispatch"]
+# -- a subscription's lifetime ----------------------------------------------------------
+
+
+def tie(subscription: Any, widget: Any) -> Any:
+    """End `subscription` when `widget` goes away; returns `subscription`.
+
+    A subscription holds its callback strongly, so a window closed without unsubscribing
+    would stay alive and keep receiving updates. Tying it to the widget that shows it
+    ends it with that widget: a Tk widget's `<Destroy>`, a Qt object's `destroyed`
+    signal, a Textual widget's unmount. `subscription` is anything with `unsubscribe()`
+    (a `Subscription`, a client subscription) or `close()` (a paginated view).
+
+    Args:
+        subscription: what to end.
+        widget: a Tk widget, a Qt `QObject`, or a Textual `Widget`/`App`.
+
+    Raises:
+        TypeError: `widget` is none of these, or `subscription` cannot be ended.
+
+    Example:
+        >>> tie(db.subscribe(latest, {"channel": "general"}, listbox_show), listbox)  # doctest: +SKIP
+    """
+    end = getattr(subscription, "unsubscribe", None) or getattr(subscription, "close", None)
+    if not callable(end):
+        raise TypeError(f"tie: expected a subscription or a paginated view, got "
+                        f"{type(subscription).__name__}")
+    destroyed = getattr(widget, "destroyed", None)
+    if destroyed is not None and callable(getattr(destroyed, "connect", None)):
+        destroyed.connect(lambda *_: end())
+        return subscription
+    if callable(getattr(widget, "run_worker", None)):
+        widget.run_worker(_until_cancelled(end), group="livedb-tie", exit_on_error=False)
+        return subscription
+    if callable(getattr(widget, "bind", None)) and callable(getattr(widget, "winfo_exists",
+                                                                     None)):
+        def on_destroy(event: Any) -> None:
+            if event.widget is widget:
+                end()
+
+        widget.bind("<Destroy>", on_destroy, add="+")
+        return subscription
+    raise TypeError(f"tie: {type(widget).__name__} is not a Tk widget, a Qt QObject or a "
+                    "Textual widget")
+
+
+async def _until_cancelled(end: Callable[[], Any]) -> None:
+    """A Textual worker that waits until its widget unmounts (which cancels it)."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        end()
+
+
+__all__ = ["TkDispatch", "asyncio_dispatch", "qt_dispatch", "textual_dispatch", "tie",
+           "tk_dispatch"]
