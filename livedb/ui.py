@@ -203,7 +203,10 @@ def tie(subscription: Any, widget: Any) -> Any:
         TypeError: `widget` is none of these, or `subscription` cannot be ended.
 
     Example:
-        >>> tie(db.subscribe(latest, {"channel": "general"}, listbox_show), listbox)  # doctest: +SKIP
+        ```python
+        listbox = tkinter.Listbox(window)
+        tie(db.subscribe(latest, {"channel": "general"}, show_in_listbox), listbox)
+        ```
     """
     end = getattr(subscription, "unsubscribe", None) or getattr(subscription, "close", None)
     if not callable(end):
