@@ -1567,3 +1567,97 @@ def test_livedb_error_is_raised_for_a_closed_database():
     db.close()
     with pytest.raises(LiveDBError):
         db.subscribe(count_in, {"channel": "c"}, lambda r: None)
+
+
+# =======================================================================================
+# args are copied; every subscriber gets its own result; exact args keys
+# =======================================================================================
+
+
+@query(args={"filter": v.any()})
+def echo_args(ctx, filter):
+    EXECUTIONS["echo_args"] += 1
+    return {"filter": filter, "channel_size": len(_channel(ctx, "c").collect())}
+
+
+def test_subscribe_copies_the_callers_args(db):
+    args = {"filter": {"tags": ["a", "b"], "limit": 3}}
+    seen = []
+    sub = db.subscribe(echo_args, args, seen.append)
+    args["filter"]["tags"].append("changed")
+    args["filter"]["limit"] = 99
+    args["filter"] = "replaced"
+    db.mutation(send, {"channel": "c", "ts": 1})
+    expected = {"tags": ["a", "b"], "limit": 3}
+    assert [r["filter"] for r in seen] == [expected, expected]
+    twin = []
+    db.subscribe(echo_args, {"filter": {"tags": ["a", "b"], "limit": 3}}, twin.append)
+    assert EXECUTIONS["echo_args"] == 2, "the changed dict did not poison the shared query"
+    assert twin[-1]["filter"] == expected
+    sub.unsubscribe()
+
+
+def test_each_subscriber_gets_its_own_copy_of_a_shared_result(db):
+    db.mutation(send, {"channel": "c", "ts": 1})
+    first, second = [], []
+
+    def vandal(result):
+        first.append(result)
+        result[0]["body"] = "vandalized"
+        result.append({"bogus": True})
+
+    s1 = db.subscribe(latest, {"channel": "c", "n": 5}, vandal)
+    s2 = db.subscribe(latest, {"channel": "c", "n": 5}, second.append)
+    assert EXECUTIONS["latest"] == 1
+    assert [m["body"] for m in second[-1]] == ["hi"]
+    assert [m["body"] for m in s1.result] == ["hi"]
+    db.mutation(send, {"channel": "c", "ts": 2})
+    assert [m["ts"] for m in second[-1]] == [2, 1]
+    assert [m["body"] for m in second[-1]] == ["hi", "hi"]
+    assert first[-1] is not second[-1]
+    s1.result.append("scribble")
+    assert len(s2.result) == 2
+    assert s2.result[0]["_id"].table == "messages", "ids stay Ids in copies"
+
+
+def test_watchers_and_client_subscribers_get_their_own_copies(db):
+    db.mutation(send, {"channel": "c", "ts": 1})
+    client = db.client()
+    a, b = [], []
+
+    def vandal(result):
+        a.append(result)
+        result.clear()
+
+    client.subscribe(latest, {"channel": "c", "n": 5}, vandal)
+    client.subscribe(latest, {"channel": "c", "n": 5}, b.append)
+    assert [m["ts"] for m in b[-1]] == [1]
+
+    async def main():
+        watch = db.watch(latest, {"channel": "c", "n": 5})
+        result = await watch.__anext__()
+        result.clear()
+        await watch.aclose()
+
+    asyncio.run(main())
+    assert [m["ts"] for m in db.query(latest, {"channel": "c", "n": 5})] == [1]
+    assert [m["ts"] for m in client.subscribe(latest, {"channel": "c", "n": 5},
+                                              lambda r: None).result] == [1]
+    client.close()
+
+
+@query(args={"x": v.any()})
+def kind_of(ctx, x):
+    EXECUTIONS["kind_of"] += 1
+    return f"{type(x).__name__}:{x!r}"
+
+
+@pytest.mark.parametrize("a, b", [(1, 1.0), (0.0, -0.0), (True, 1), ("1", 1),
+                                  ([1], [1.0]), ({"k": 0.0}, {"k": -0.0})])
+def test_live_queries_with_args_a_handler_can_tell_apart_do_not_share(db, a, b):
+    seen_a, seen_b = [], []
+    db.subscribe(kind_of, {"x": a}, seen_a.append)
+    db.subscribe(kind_of, {"x": b}, seen_b.append)
+    assert EXECUTIONS["kind_of"] == 2
+    assert seen_a == [f"{type(a).__name__}:{a!r}"]
+    assert seen_b == [f"{type(b).__name__}:{b!r}"]

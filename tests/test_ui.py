@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from livedb import Database
-from livedb.ui import asyncio_dispatch, qt_dispatch, textual_dispatch, tk_dispatch
+from livedb.ui import asyncio_dispatch, qt_dispatch, textual_dispatch, tie, tk_dispatch
 
 
 def count(ctx: Any) -> int:
@@ -222,3 +222,81 @@ def test_qt_dispatch_without_qt_says_what_to_install(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "PyQt6", None)
     with pytest.raises(ImportError, match=r'livedb\[qt\]'):
         qt_dispatch()
+
+
+# -- tie: a subscription ends with its widget --------------------------------------------
+
+
+def test_tie_ends_a_subscription_when_its_tk_widget_is_destroyed(xvfb_display: str) -> None:
+    import tkinter
+
+    root = tkinter.Tk()
+    try:
+        db = Database(dispatch=tk_dispatch(root, interval_ms=5))
+        window = tkinter.Toplevel(root)
+        label = tkinter.Label(window, text="")
+        label.pack()
+        other = tkinter.Label(window, text="")
+        other.pack()
+        sub = tie(db.subscribe(count, None, lambda n: label.configure(text=str(n))), label)
+        kept = tie(db.subscribe(count, None, lambda n: None), window)
+        pump_tk(root, lambda: label.cget("text") == "0")
+        other.destroy()
+        root.update()
+        assert sub.active, "only its own widget's <Destroy> ends it"
+        label.destroy()
+        root.update()
+        assert not sub.active
+        assert kept.active
+        db.mutation(add)
+        window.destroy()
+        root.update()
+        assert not kept.active
+        assert db.stats()["subscriptions"] == 0
+        db.close()
+    finally:
+        root.destroy()
+
+
+def test_tie_ends_a_subscription_when_its_textual_widget_unmounts() -> None:
+    from textual.app import App, ComposeResult
+    from textual.widgets import Static
+
+    class Counter(App):
+        def __init__(self) -> None:
+            super().__init__()
+            self.db = Database(dispatch=textual_dispatch(self))
+
+        def compose(self) -> ComposeResult:
+            yield Static("", id="count")
+
+        def on_mount(self) -> None:
+            label = self.query_one("#count", Static)
+            self.sub = tie(self.db.subscribe(count, None,
+                                             lambda n: label.update(f"{n} items")), label)
+
+    async def main() -> None:
+        app = Counter()
+        async with app.run_test() as pilot:
+            await pilot.pause(0.05)
+            assert app.sub.active
+            await app.query_one("#count", Static).remove()
+            for _ in range(100):
+                if not app.sub.active:
+                    break
+                await pilot.pause(0.01)
+            assert not app.sub.active
+            app.db.mutation(add)
+        app.db.close()
+
+    asyncio.run(main())
+
+
+def test_tie_refuses_what_it_cannot_watch() -> None:
+    db = Database()
+    sub = db.subscribe(count, None, lambda n: None)
+    with pytest.raises(TypeError, match="Tk widget"):
+        tie(sub, object())
+    with pytest.raises(TypeError, match="subscription"):
+        tie(object(), object())
+    db.close()
