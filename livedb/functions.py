@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .errors import ValidationError
 from .ids import Id
 from .query import PaginationResult
-from .validators import Mismatch, Validator, as_validator, check_any
-from .values import MAX_ARRAY_LENGTH, MAX_DOCUMENT_BYTES, encode, type_name
+from .validators import Mismatch, Validator, as_validator, check_value
+from .values import type_name
 
 if TYPE_CHECKING:
     from .auth import UserIdentity
@@ -40,8 +40,9 @@ class Function:
         self.name = function_name(handler)
         self.args = None if args is None else as_validator(args, f"@{kind}(args=...)")
         self.returns = None if returns is None else as_validator(returns, f"@{kind}(returns=...)")
-        self.check_args = None if self.args is None else self.args.compile()
-        self.check_returns = None if self.returns is None else self.returns.compile()
+        self.check_args = None if self.args is None else self.args.compile(stored=False)
+        self.check_returns = (None if self.returns is None
+                              else self.returns.compile(stored=False))
         self.is_async = inspect.iscoroutinefunction(handler)
         if self.is_async and kind != ACTION:
             raise TypeError(f"{self.name}: only actions may be async; queries and mutations "
@@ -121,7 +122,10 @@ def resolve(fn: Any, kind: str) -> Function:
 
 
 def check_args(fn: Function, args: Any) -> dict:
-    """Validate call arguments, returning the dict the handler gets as keyword arguments."""
+    """Validate call arguments, returning the dict the handler gets as keyword arguments.
+
+    Arguments are values (storable kinds, nesting depth), but the size and length limits
+    bind only what is stored, so they are not checked here."""
     if args.__class__ is not dict:
         if args is None:
             args = {}
@@ -130,40 +134,17 @@ def check_args(fn: Function, args: Any) -> dict:
         else:
             args = dict(args)
     try:
-        args = check_any(args, 1) if fn.check_args is None else fn.check_args(args, 1)
+        return check_value(args, 1) if fn.check_args is None else fn.check_args(args, 1)
     except Mismatch as e:
         raise ValidationError(f"{fn.name}: {e.render('args')}") from None
-    if _may_be_large(args):
-        _check_size(fn, encode(args), "args")
-    return args
-
-
-_SMALL = 1 << 16
-
-
-def _may_be_large(args: dict) -> bool:
-    """False when the arguments are surely far below the size limit (no need to encode)."""
-    total = 0
-    for value in args.values():
-        cls = value.__class__
-        if cls is str or cls is bytes or cls is Id:
-            total += len(value)
-        elif cls is dict or cls is list:
-            return True
-    return total > _SMALL
-
-
-def _check_size(fn: Function, blob: bytes, what: str) -> None:
-    if len(blob) > MAX_DOCUMENT_BYTES:
-        raise ValidationError(f"{fn.name}: {what} of {len(blob)} bytes encoded are larger than "
-                              f"the limit of {MAX_DOCUMENT_BYTES} bytes (1 MiB)")
 
 
 def check_result(fn: Function, result: Any, trusted: dict[int, tuple] | None = None) -> Any:
-    """Validate a return value against `returns=`, or else as a storable value, and its size.
+    """Validate a return value against `returns=`, or else as a value of the storable kinds.
 
-    Documents the function read and left unchanged (`trusted`) are not walked again: they
-    were checked when written. Any change to one, at any depth, makes it checked in full.
+    No size or length limit applies (a query may return 100k documents). Documents the
+    function read and left unchanged (`trusted`) are not walked again: they were checked
+    when written. Any change to one, at any depth, makes it checked in full.
     """
     value = result.page if result.__class__ is PaginationResult else result
     try:
@@ -171,36 +152,33 @@ def check_result(fn: Function, result: Any, trusted: dict[int, tuple] | None = N
             checked = fn.check_returns(value, 1)
             if result is value:
                 result = value = checked
-        size = _storable_size(value, trusted or {})
+        _check_storable(value, trusted or {})
     except Mismatch as e:
         raise ValidationError(f"{fn.name}: {e.render('return value')}") from None
-    if size > MAX_DOCUMENT_BYTES:
-        raise ValidationError(f"{fn.name}: the return value of {size} bytes encoded is "
-                              f"larger than the limit of {MAX_DOCUMENT_BYTES} bytes (1 MiB)")
     return result
 
 
-def _storable_size(value: Any, trusted: dict[int, tuple]) -> int:
-    """Check `value` is storable; return its encoded size (exact, or a close upper bound)."""
+def _check_storable(value: Any, trusted: dict[int, tuple]) -> None:
+    """Check `value` is of the storable kinds, skipping unchanged documents it read."""
     if trusted:
         entry = trusted.get(id(value))
         if entry is not None and entry[0] is value:
-            return entry[3] if _unchanged(value, entry) else _leaf_size(value, 1)
-        if value.__class__ is list and len(value) <= MAX_ARRAY_LENGTH:
-            total = 5
+            if not _unchanged(value, entry):
+                check_value(value, 1)
+            return
+        if value.__class__ is list:
             get = trusted.get
             for i, item in enumerate(value):
                 entry = get(id(item))
                 if entry is not None and entry[0] is item and _unchanged(item, entry):
-                    total += entry[3]
                     continue
                 try:
-                    total += _leaf_size(item, 2)
+                    check_value(item, 2)
                 except Mismatch as e:
                     e.path.append(i)
                     raise
-            return total
-    return _leaf_size(value, 1)
+            return
+    check_value(value, 1)
 
 
 _flat = frozenset({str, int, float, bool, bytes, type(None), Id}).issuperset
@@ -212,17 +190,6 @@ def _unchanged(doc: dict, entry: tuple) -> bool:
     values = entry[2]
     return (len(doc) == len(values) and tuple(doc) == entry[1]
             and all(map(is_, doc.values(), values)) and _flat(map(type, values)))
-
-
-def _leaf_size(value: Any, depth: int) -> int:
-    """Check a value; return its encoded size, or a bound when it is a short leaf."""
-    check_any(value, depth)
-    cls = value.__class__
-    if value is None or cls is bool or cls is int or cls is float:
-        return 9
-    if (cls is str or cls is Id) and len(value) < _SMALL:
-        return 4 * len(value) + 5
-    return len(encode(value))
 
 
 def accepts_ctx_only(fn: Function) -> bool:

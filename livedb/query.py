@@ -17,7 +17,15 @@ import msgspec
 from .errors import LiveDBError, ValidationError
 from .ids import Id, parse_id
 from .validators import Mismatch, check_any
-from .values import KEY_MAX, KEY_MIN, encode, encode_key, is_key_element, type_name
+from .values import (
+    KEY_MAX,
+    KEY_MIN,
+    MAX_DEPTH,
+    encode,
+    encode_key,
+    is_key_element,
+    type_name,
+)
 
 if TYPE_CHECKING:
     from .schema import TableInfo
@@ -420,9 +428,15 @@ def decode_cursor(cursor: Any, version: Any, fingerprint: bytes, other: str) -> 
     return position
 
 
-def _as_tuple(value: Any) -> Any:
+_MAX_CURSOR_DEPTH = 2 * MAX_DEPTH + 8
+"""How deeply a position in a cursor may nest (an index key of nested values)."""
+
+
+def _as_tuple(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list):
-        return tuple(_as_tuple(v) for v in value)
+        if depth > _MAX_CURSOR_DEPTH:
+            raise ValidationError("paginate: the cursor is not one livedb made")
+        return tuple(_as_tuple(v, depth + 1) for v in value)
     return value
 
 

@@ -37,7 +37,7 @@ from .errors import ValidationError
 from .ids import Id
 from .index import SortedIndex
 from .query import PaginationResult, decode_cursor, encode_cursor
-from .validators import Mismatch, check_any
+from .validators import Mismatch, check_any, valid_text
 from .values import ABSENT, KEY_MAX, decode, encode_key, field_getter, type_name, value_getter
 
 try:
@@ -373,6 +373,9 @@ class SearchFilter:
         if not isinstance(text, str):
             raise ValidationError(f"with_search_index({name!r}).search: the text must be a "
                                   f"str, got {type_name(text)}")
+        if not valid_text(text):
+            raise ValidationError(f"with_search_index({name!r}).search: the text is not valid "
+                                  "Unicode (it holds a lone surrogate)")
         self._text = text
         return self
 
@@ -406,13 +409,18 @@ class SearchPlan:
     __slots__ = ("index", "exact", "prefix", "eqs", "ranges", "fingerprint")
 
     def __init__(self, index: SearchIndex, text: str, eqs: dict[int, tuple]) -> None:
-        terms = list(dict.fromkeys(tokenize(text)))
+        tokens = tokenize(text)
+        prefix = tokens[-1] if tokens else None
+        exact = [t for t in dict.fromkeys(tokens[:-1]) if t != prefix]
+        terms = [*exact, prefix] if prefix is not None else []
         if len(terms) > MAX_TERMS:
             raise ValidationError(f"with_search_index({index.name!r}): the search text has "
                                   f"{len(terms)} terms; the limit is {MAX_TERMS}")
         self.index = index
-        self.exact = terms[:-1]
-        self.prefix: str | None = terms[-1] if terms else None
+        self.exact = exact
+        """The distinct terms before the last one, matched as whole words."""
+        self.prefix: str | None = prefix
+        """The last term of the text (wherever else it occurs), also matched as a prefix."""
         self.eqs = sorted(eqs.items())
         number, mask = max(((n, m) for n, m in enumerate(index.masks) if set(m) <= set(eqs)),
                            key=lambda found: len(found[1]))

@@ -51,12 +51,38 @@ def _too_deep(depth: int) -> None:
         raise Mismatch(f"nesting deeper than the limit of {MAX_DEPTH}")
 
 
+def valid_text(text: str) -> bool:
+    """Whether a `str` encodes to UTF-8 (it holds no lone surrogate such as "\\ud800")."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bad_text(text: str) -> Mismatch:
+    return Mismatch(f"string {text[:40]!r} is not valid Unicode (it holds a lone surrogate "
+                    "and cannot be encoded as UTF-8)")
+
+
+def check_text(value: str) -> str:
+    """`value` if it encodes to UTF-8, else `Mismatch`."""
+    if value.isascii() or valid_text(value):
+        return value
+    raise _bad_text(value)
+
+
 def check_field_name(name: Any, top_level: bool) -> None:
     if name.__class__ is not str:
         if not isinstance(name, str):
             raise Mismatch(f"field names must be strings, got {type_name(name)} {name!r}")
     if not name:
         raise Mismatch("field names must not be empty")
+    if not valid_text(name):
+        raise Mismatch(f"field name {name[:40]!r} is not valid Unicode (it holds a lone "
+                       "surrogate)")
     if len(name) > MAX_FIELD_NAME_LENGTH:
         raise Mismatch(f"field name {name[:40]!r}... is longer than the limit of "
                        f"{MAX_FIELD_NAME_LENGTH} characters")
@@ -66,82 +92,107 @@ def check_field_name(name: Any, top_level: bool) -> None:
         raise Mismatch(f"field name {name!r} must not start with {what}")
 
 
-_LEAVES = frozenset({str, float, bool, bytes, type(None), Id})
+_LEAVES = frozenset({float, bool, bytes, type(None), Id})
+"""Leaves that are always fine (a `str` must also encode to UTF-8, an `int` fit int64)."""
 
 
-def check_any(value: Any, depth: int) -> Any:
-    """Accept any storable value within the limits; the generic check behind `v.any()`.
+def _make_check_any(max_array: int | None) -> Check:
+    """The generic check behind `v.any()`: any value of the storable kinds and nesting
+    depth, with arrays of at most `max_array` items (None: any length)."""
 
-    Hot: it checks every function result, so leaves are tested inline in the loops.
-    """
-    cls = value.__class__
-    if cls in _LEAVES:
-        return value
-    if cls is dict:
-        if depth > MAX_DEPTH:
-            _too_deep(depth)
-        inner = depth + 1
-        for key, item in value.items():
-            if key.__class__ is not str or not key or key[0] == "$" or (
-                    len(key) > MAX_FIELD_NAME_LENGTH):
-                check_field_name(key, False)
-            c = item.__class__
-            if c in _LEAVES or (c is int and INT64_MIN <= item <= INT64_MAX):
-                continue
-            try:
-                check_any(item, inner)
-            except Mismatch as e:
-                e.path.append(key)
-                raise
-        return value
-    if cls is list:
-        if depth > MAX_DEPTH:
-            _too_deep(depth)
-        if len(value) > MAX_ARRAY_LENGTH:
-            raise Mismatch(f"array of {len(value)} items is longer than the limit of "
-                           f"{MAX_ARRAY_LENGTH}")
-        inner = depth + 1
-        for i, item in enumerate(value):
-            c = item.__class__
-            if c in _LEAVES or (c is int and INT64_MIN <= item <= INT64_MAX):
-                continue
-            try:
-                check_any(item, inner)
-            except Mismatch as e:
-                e.path.append(i)
-                raise
-        return value
-    if cls is int:
-        if INT64_MIN <= value <= INT64_MAX:
+    def check_any(value: Any, depth: int) -> Any:
+        cls = value.__class__
+        if cls is str:
+            if value.isascii() or valid_text(value):
+                return value
+            raise _bad_text(value)
+        if cls in _LEAVES:
             return value
-        raise Mismatch(f"integer {value} is outside the int64 range")
-    if isinstance(value, (str, float)) and not isinstance(value, bool):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return check_any(int(value), depth)
-    raise Mismatch(f"{type_name(value)} is not a storable value "
-                   "(use None, bool, int, float, str, bytes, list or dict)")
+        if cls is dict:
+            if depth > MAX_DEPTH:
+                _too_deep(depth)
+            inner = depth + 1
+            for key, item in value.items():
+                if key.__class__ is not str or not key or key[0] == "$" or (
+                        len(key) > MAX_FIELD_NAME_LENGTH) or not key.isascii():
+                    check_field_name(key, False)
+                c = item.__class__
+                if c in _LEAVES or (c is int and INT64_MIN <= item <= INT64_MAX) or (
+                        c is str and item.isascii()):
+                    continue
+                try:
+                    check_any(item, inner)
+                except Mismatch as e:
+                    e.path.append(key)
+                    raise
+            return value
+        if cls is list:
+            if depth > MAX_DEPTH:
+                _too_deep(depth)
+            if max_array is not None and len(value) > max_array:
+                raise Mismatch(f"array of {len(value)} items is longer than the limit of "
+                               f"{max_array}")
+            inner = depth + 1
+            for i, item in enumerate(value):
+                c = item.__class__
+                if c in _LEAVES or (c is int and INT64_MIN <= item <= INT64_MAX) or (
+                        c is str and item.isascii()):
+                    continue
+                try:
+                    check_any(item, inner)
+                except Mismatch as e:
+                    e.path.append(i)
+                    raise
+            return value
+        if cls is int:
+            if INT64_MIN <= value <= INT64_MAX:
+                return value
+            raise Mismatch(f"integer {value} is outside the int64 range")
+        if isinstance(value, str):
+            return check_any(str(value), depth)
+        if isinstance(value, float) and not isinstance(value, bool):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return check_any(int(value), depth)
+        raise Mismatch(f"{type_name(value)} is not a storable value "
+                       "(use None, bool, int, float, str, bytes, list or dict)")
+
+    return check_any
+
+
+check_any = _make_check_any(MAX_ARRAY_LENGTH)
+"""Any storable value as stored in a document: arrays of at most `MAX_ARRAY_LENGTH`."""
+check_value = _make_check_any(None)
+"""Any value of the storable kinds, as function arguments and results are (limits on
+sizes and lengths bind only what is stored)."""
 
 
 class Validator:
     """Base of every `v.*` validator: `describe()` for messages, `compile()` for checks."""
 
-    __slots__ = ("_check",)
+    __slots__ = ("_check", "_check_value")
     optional = False
 
     def __init__(self) -> None:
         self._check: Check | None = None
+        self._check_value: Check | None = None
 
     def describe(self) -> str:
         raise NotImplementedError
 
-    def _compile(self) -> Check:
+    def _compile(self, stored: bool) -> Check:
         raise NotImplementedError
 
-    def compile(self) -> Check:
-        if self._check is None:
-            self._check = self._compile()
-        return self._check
+    def compile(self, stored: bool = True) -> Check:
+        """The check function, built once: as stored in a document (`stored`: arrays of
+        at most 8192 items), or as a function argument or result (any length)."""
+        if stored:
+            if self._check is None:
+                self._check = self._compile(True)
+            return self._check
+        if self._check_value is None:
+            self._check_value = self._compile(False)
+        return self._check_value
 
     def validate(self, value: Any, path: str = "") -> Any:
         """Check `value`, returning it as it should be stored; `ValidationError` otherwise."""
@@ -177,13 +228,17 @@ class _Scalar(Validator):
     def to_json(self) -> Any:
         return {"type": self._name}
 
-    def _compile(self) -> Check:
+    def _compile(self, stored: bool) -> Check:
+        if self._name == "any":
+            return check_any if stored else check_value
         return _SCALAR_CHECKS[self._name]
 
 
 def _check_string(value: Any, depth: int) -> Any:
     if value.__class__ is str or isinstance(value, str):
-        return value
+        if value.isascii() or valid_text(value):
+            return value
+        raise _bad_text(value)
     raise expected("string", value)
 
 
@@ -233,7 +288,6 @@ _SCALAR_CHECKS: dict[str, Check] = {
     "boolean": _check_boolean,
     "null": _check_null,
     "bytes": _check_bytes,
-    "any": check_any,
 }
 
 
@@ -245,6 +299,8 @@ class Literal(Validator):
         if value is not None and value.__class__ not in (str, int, float, bool):
             raise TypeError(f"v.literal takes a str, int, float, bool or None, got "
                             f"{type_name(value)}")
+        if value.__class__ is str and not valid_text(value):
+            raise TypeError(f"v.literal: {value[:40]!r} is not valid Unicode")
         self.value = value
 
     def describe(self) -> str:
@@ -253,7 +309,7 @@ class Literal(Validator):
     def to_json(self) -> Any:
         return {"type": "literal", "value": self.value}
 
-    def _compile(self) -> Check:
+    def _compile(self, stored: bool) -> Check:
         want = self.value
         kind = want.__class__
 
@@ -285,7 +341,7 @@ class IdValidator(Validator):
     def to_json(self) -> Any:
         return {"type": "id", "table": self.table}
 
-    def _compile(self) -> Check:
+    def _compile(self, stored: bool) -> Check:
         table = self.table
         what = self.describe()
 
@@ -313,17 +369,18 @@ class Array(Validator):
     def to_json(self) -> Any:
         return {"type": "array", "item": self.item.to_json()}
 
-    def _compile(self) -> Check:
-        item_check = self.item.compile()
+    def _compile(self, stored: bool) -> Check:
+        item_check = self.item.compile(stored)
+        max_length = MAX_ARRAY_LENGTH if stored else None
 
         def check_array(value: Any, depth: int) -> Any:
             if value.__class__ is not list:
                 raise expected("array", value)
             if depth > MAX_DEPTH:
                 _too_deep(depth)
-            if len(value) > MAX_ARRAY_LENGTH:
+            if max_length is not None and len(value) > max_length:
                 raise Mismatch(f"array of {len(value)} items is longer than the limit of "
-                               f"{MAX_ARRAY_LENGTH}")
+                               f"{max_length}")
             out = None
             inner = depth + 1
             for i, item in enumerate(value):
@@ -364,8 +421,8 @@ class Object(Validator):
         return {"type": "object",
                 "fields": {k: [f.to_json(), f.optional] for k, f in self.fields.items()}}
 
-    def _compile(self) -> Check:
-        specs = [(name, f.compile(), f.optional) for name, f in self.fields.items()]
+    def _compile(self, stored: bool) -> Check:
+        specs = [(name, f.compile(stored), f.optional) for name, f in self.fields.items()]
         names = frozenset(self.fields)
         required = frozenset(n for n, f in self.fields.items() if not f.optional)
         n_required = len(required)
@@ -426,9 +483,9 @@ class Record(Validator):
     def to_json(self) -> Any:
         return {"type": "record", "key": self.key.to_json(), "value": self.value.to_json()}
 
-    def _compile(self) -> Check:
-        key_check = self.key.compile()
-        value_check = self.value.compile()
+    def _compile(self, stored: bool) -> Check:
+        key_check = self.key.compile(stored)
+        value_check = self.value.compile(stored)
 
         def check_record(value: Any, depth: int) -> Any:
             if value.__class__ is not dict:
@@ -469,8 +526,8 @@ class Union(Validator):
     def to_json(self) -> Any:
         return {"type": "union", "members": [m.to_json() for m in self.members]}
 
-    def _compile(self) -> Check:
-        checks = [m.compile() for m in self.members]
+    def _compile(self, stored: bool) -> Check:
+        checks = [m.compile(stored) for m in self.members]
         what = self.describe()
 
         def check_union(value: Any, depth: int) -> Any:
@@ -502,8 +559,8 @@ class Optional(Validator):
     def to_json(self) -> Any:
         return {"type": "optional", "inner": self.inner.to_json()}
 
-    def _compile(self) -> Check:
-        return self.inner.compile()
+    def _compile(self, stored: bool) -> Check:
+        return self.inner.compile(stored)
 
 
 def _need_validator(value: Any, where: str) -> Validator:

@@ -759,3 +759,25 @@ def test_query_function_may_return_a_pagination_result(db):
     assert isinstance(first, PaginationResult) and len(first.page) == 5
     second = db.query(page, {"cursor": first.continue_cursor})
     assert not {d["_id"] for d in first.page} & {d["_id"] for d in second.page}
+
+
+def test_a_forged_deeply_nested_cursor_is_a_validation_error(db):
+    import base64
+
+    import msgspec
+
+    page = db.query(lambda ctx: ctx.db.query("items").paginate(1))
+    version, mark, _position = msgspec.msgpack.decode(
+        base64.urlsafe_b64decode(page.continue_cursor + "=" * (-len(page.continue_cursor) % 4)))
+    deep = (b"\x93" + msgspec.msgpack.encode(version) + msgspec.msgpack.encode(mark)
+            + b"\x91" * 200_000 + b"\xc0")
+    forged = base64.urlsafe_b64encode(deep).decode().rstrip("=")
+    with pytest.raises(ValidationError, match="cursor"):
+        db.query(lambda ctx: ctx.db.query("items").paginate(1, forged))
+    shallow_but_deep_key = (b"\x93" + msgspec.msgpack.encode(version)
+                            + msgspec.msgpack.encode(mark) + b"\x91" * 500 + b"\xc0")
+    forged = base64.urlsafe_b64encode(shallow_but_deep_key).decode().rstrip("=")
+    with pytest.raises(ValidationError, match="cursor"):
+        db.query(lambda ctx: ctx.db.query("items").paginate(1, forged))
+    with pytest.raises(ValidationError, match="cursor"):
+        db.query(lambda ctx: ctx.db.query("items").paginate(1, "\ud800"))

@@ -106,6 +106,20 @@ def test_only_the_last_term_matches_as_a_prefix(db):
     assert search(db, "helicopterx") == []
 
 
+def test_with_repeated_words_only_the_last_term_is_a_prefix(db):
+    insert(db, "foo", "bar", "baz", "foo bar", "bazooka")
+    assert set(search(db, "foo foo ba")) == {"foo", "foo bar", "bar", "baz", "bazooka"}
+    assert set(search(db, "foo ba foo")) == {"foo", "foo bar"}, "'ba' is not the last term"
+    assert set(search(db, "ba foo foo")) == {"foo", "foo bar"}
+    assert search(db, "foo ba foo") == search(db, "ba foo"), "the same terms, the same roles"
+
+
+def test_a_search_text_with_a_lone_surrogate_is_a_validation_error(db):
+    insert(db, "hello")
+    with pytest.raises(ValidationError, match="surrogate"):
+        search(db, "hel\ud800")
+
+
 def test_an_exact_last_term_outranks_longer_words_it_prefixes(db):
     insert(db, "cats everywhere", "cat")
     insert(db, "the cat sat")
