@@ -73,6 +73,10 @@ _NOT_WRITTEN_CODES = ("SQLITE_FULL", "SQLITE_READONLY")
 """Errors after which SQLite guarantees the transaction was rolled back, not written."""
 _RETRYABLE_CODES = ("SQLITE_FULL",)
 """Write errors that may go away by themselves (space is freed), so a retry may succeed."""
+_BUSY_TIMEOUT = 1.0
+"""Seconds an opener waits for SQLite's lock on the file before it is refused: long enough
+for another program's passing look, short of the 5 s default (the holder keeps it until
+it closes, so waiting longer seldom helps)."""
 FILE_MODE = 0o600
 """The mode of every file livedb creates: they hold password and token hashes."""
 
@@ -195,11 +199,12 @@ def _stat(path: str) -> os.stat_result | None:
 def _create_private(path: str) -> int:
     """Create `path` exclusively, mode 0600 whatever the umask; its descriptor (read-write)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)
-    except BaseException:
-        os.close(fd)
-        raise
+    if hasattr(os, "fchmod"):
+        try:
+            os.fchmod(fd, FILE_MODE)
+        except BaseException:
+            os.close(fd)
+            raise
     return fd
 
 
@@ -415,7 +420,8 @@ class Persistence:
         path = self.path
         conn = None
         try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=_BUSY_TIMEOUT)
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
