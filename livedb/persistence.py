@@ -15,6 +15,16 @@ writes every commit handed over so far as one SQLite transaction and syncs once,
 threads that commit while a sync is under way share the next one. Durable commits are
 then made visible in commit order by one thread at a time (the publisher); a waiter
 returns once its commit is visible. Readers therefore only ever see commits on disk.
+
+One `Database` at a time may have a file open. Within a process, open files are known by
+their identity (device and inode), claimed before anything opens the file, so a second
+opener is refused whatever name it uses (a symlink, a hard link, a renamed file) without
+touching the file: closing any descriptor of a file drops every POSIX lock this process
+holds on it, SQLite's included, so livedb never closes one while the file is open here.
+Between processes, SQLite's exclusive lock on the file (held from open to close) refuses
+every other opener, and `<path>.lock` names the process holding it for the error message.
+Files livedb creates (the database, its WAL, the lock file) are readable by their owner
+only, whatever the umask.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import logging
 import math
 import os
 import sqlite3
+import stat
 import threading
 import zlib
 from collections import deque
@@ -60,6 +71,14 @@ _SCHEMA_ERRORS_SHOWN = 5
 _CORRUPT_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _NOT_WRITTEN_CODES = ("SQLITE_FULL", "SQLITE_READONLY")
 """Errors after which SQLite guarantees the transaction was rolled back, not written."""
+_RETRYABLE_CODES = ("SQLITE_FULL",)
+"""Write errors that may go away by themselves (space is freed), so a retry may succeed."""
+_BUSY_TIMEOUT = 1.0
+"""Seconds an opener waits for SQLite's lock on the file before it is refused: long enough
+for another program's passing look, short of the 5 s default (the holder keeps it until
+it closes, so waiting longer seldom helps)."""
+FILE_MODE = 0o600
+"""The mode of every file livedb creates: they hold password and token hashes."""
 
 _TABLES = {
     "documents": "CREATE TABLE documents (id TEXT PRIMARY KEY, tbl TEXT NOT NULL, "
@@ -92,6 +111,103 @@ class Ticket:
         self.error: BaseException | None = None
 
 
+class WriteError(LiveDBError):
+    """A commit that did not reach the disk (nor, therefore, anyone's view).
+
+    `retryable` is true when the failure may go away by itself (the disk was full) and
+    the database is still usable: the same commit, tried again later, may succeed. When
+    it is false, trying again is pointless until the database is reopened (the file's
+    state became uncertain, or the file cannot be written at all).
+    """
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class _Claim:
+    """A database file open in this process: who opened it, and descriptors to close later.
+
+    `parked` holds descriptors of the file that livedb opened by accident (the name
+    changed hands while another `Database` was opening it): they are closed only once
+    the owner has closed the file, since closing them earlier would drop its locks.
+    """
+
+    __slots__ = ("path", "parked")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.parked: list[int] = []
+
+
+_claims: dict[tuple[int, int], _Claim] = {}
+"""The database files open in this process, by (device, inode)."""
+_claims_lock = threading.Lock()
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def _claim(st: os.stat_result, path: str) -> tuple[int, int]:
+    """Record that `path` (whose stat is `st`) is being opened here; refuse a second opener."""
+    key = _identity(st)
+    with _claims_lock:
+        held = _claims.get(key)
+        if held is None:
+            _claims[key] = _Claim(path)
+            return key
+    also = "" if held.path == path else f", opened as {held.path}"
+    raise DatabaseLockedError(f"{path} is already open in another Database (this process"
+                              f"{also}); close that one first")
+
+
+def _unclaim(key: tuple[int, int], fd: int | None) -> None:
+    """Forget an open file once its connection is closed; close its remaining descriptors."""
+    with _claims_lock:
+        claim = _claims.pop(key, None)
+        for parked in ([] if claim is None else claim.parked) + ([] if fd is None else [fd]):
+            try:
+                os.close(parked)
+            except OSError:
+                pass
+
+
+def _discard(fd: int) -> None:
+    """Close `fd`, unless its file is open in another `Database` here: then park it there."""
+    with _claims_lock:
+        try:
+            claim = _claims.get(_identity(os.fstat(fd)))
+        except OSError:
+            claim = None
+        if claim is not None:
+            claim.parked.append(fd)
+            return
+        os.close(fd)
+
+
+def _stat(path: str) -> os.stat_result | None:
+    """`os.stat(path)` (through symlinks), or None when nothing is there."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise LiveDBError(f"cannot open {path}: {e.strerror}") from None
+
+
+def _create_private(path: str) -> int:
+    """Create `path` exclusively, mode 0600 whatever the umask; its descriptor (read-write)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    if hasattr(os, "fchmod"):
+        try:
+            os.fchmod(fd, FILE_MODE)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
+
+
 class FileLock:
     """An exclusive OS lock on `<path>.lock`, held while a `Database` has `path` open.
 
@@ -105,8 +221,13 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self, db_path: str) -> None:
+        """Take the lock (creating the lock file, mode 0600); raise if another holds it.
+
+        Raises `DatabaseLockedError` when another process (or another `Database` of this
+        one) holds it, and `LiveDBError` when the lock file cannot be opened.
+        """
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
         except PermissionError:
             try:
                 fd = os.open(self.path, os.O_RDONLY)
@@ -131,7 +252,20 @@ class FileLock:
             pass
         self._fd = fd
 
+    def _open(self) -> int:
+        """The lock file's descriptor; a new lock file is created private (mode 0600)."""
+        while True:
+            try:
+                return _create_private(self.path)
+            except FileExistsError:
+                pass
+            try:
+                return os.open(self.path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+
     def release(self) -> None:
+        """Release the lock (idempotent)."""
         fd, self._fd = self._fd, None
         if fd is not None:
             _unlock(fd)
@@ -187,7 +321,8 @@ def _open_error(path: str, error: sqlite3.Error | UnicodeDecodeError) -> LiveDBE
     """
     text = str(error)
     if _error_name(error).startswith("SQLITE_BUSY"):
-        return DatabaseLockedError(f"{path} is in use by another program ({error})")
+        return DatabaseLockedError(f"{path} is already open in another process or program "
+                                   f"({error}); close that one first")
     if (isinstance(error, UnicodeDecodeError) or _error_name(error).startswith(_CORRUPT_CODES)
             or "malformed" in text or text.startswith("Could not decode to UTF-8")):
         return CorruptionError(f"{path} is damaged and cannot be trusted ({error}); restore "
@@ -223,34 +358,70 @@ class Persistence:
         self._broken: str | None = None
         self._stored_last_time = 0.0
         self._closed = False
+        self._key: tuple[int, int] | None = None
+        self._fd: int | None = None
+        """A descriptor of the file, held open until the connection is closed (see `close`)."""
         self._file_lock = FileLock(os.path.realpath(path) if os.path.islink(path) else path)
-        self._file_lock.acquire(path)
         try:
-            self._conn = self._connect()
+            self._conn = self._open()
         except BaseException:
             self._file_lock.release()
+            if self._key is not None:
+                _unclaim(self._key, self._fd)
             raise
 
     # -- opening ---------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open(self) -> sqlite3.Connection:
+        """Claim the file, take the lock file, create the file if need be, and connect.
+
+        The claim comes first, so that a second opener in this process is refused before
+        it opens anything. The descriptor opened to check that the file is writable stays
+        open until `close`: closing it would drop SQLite's locks on the file.
+        """
         path = self.path
-        if not os.path.exists(path):
-            _create(path)
-        elif os.path.isdir(path):
+        found = _stat(path)
+        if found is not None:
+            self._claim_and_open(found)
+        self._file_lock.acquire(path)
+        if found is None:
+            found = _stat(path)
+            if found is None:
+                _create(path)
+                found = _stat(path)
+            if found is None:
+                raise LiveDBError(f"cannot open {path}: it was deleted while being opened")
+            self._claim_and_open(found)
+        return self._connect()
+
+    def _claim_and_open(self, found: os.stat_result) -> None:
+        """Claim the file `found` at the path, then open it read-write and check it."""
+        path = self.path
+        if stat.S_ISDIR(found.st_mode):
             raise LiveDBError(f"cannot open {path}: it is a directory")
-        elif os.path.getsize(path) == 0:
-            raise CorruptionError(f"{path} is empty (0 bytes) but livedb never leaves an "
-                                  "empty file: it was truncated; restore it from a backup "
-                                  "or delete it to start a new database")
+        self._key = _claim(found, path)
         try:
-            os.close(os.open(path, os.O_RDWR))
+            fd = os.open(path, os.O_RDWR)
         except OSError as e:
             raise LiveDBError(f"cannot open {path} for writing ({e.strerror}): a durable "
                               "database needs a writable file") from None
+        opened = os.fstat(fd)
+        if _identity(opened) != self._key:
+            _discard(fd)
+            raise LiveDBError(f"cannot open {path}: it was replaced while being opened; "
+                              "try again")
+        self._fd = fd
+        if opened.st_size == 0:
+            raise CorruptionError(f"{path} is empty (0 bytes) but livedb never leaves an "
+                                  "empty file: it was truncated; restore it from a backup "
+                                  "or delete it to start a new database")
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.path
         conn = None
         try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=_BUSY_TIMEOUT)
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -277,6 +448,10 @@ class Persistence:
                                       "backup or an export")
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
+            now = _stat(path)
+            if now is None or _identity(now) != self._key:
+                raise LiveDBError(f"cannot open {path}: it was replaced while being opened; "
+                                  "try again")
         except BaseException as e:
             if conn is not None:
                 conn.close()
@@ -536,11 +711,13 @@ class Persistence:
             reason = str(error)
         else:
             reason = f"could not write to {self.path}: {error}"
+        retryable = (certain and self._broken is None and not self._closed
+                     and _error_name(error).startswith(_RETRYABLE_CODES))
         with self._mutex:
             for ticket in failed:
-                ticket.error = LiveDBError(
+                ticket.error = WriteError(
                     f"{reason}; the mutation was not committed (commits acknowledged "
-                    "before it are safe on disk)")
+                    "before it are safe on disk)", retryable)
                 ticket.error.__cause__ = error
             self._flushing = False
             self._notify()
@@ -612,6 +789,8 @@ class Persistence:
         except sqlite3.Error as e:
             raise LiveDBError(f"could not close {self.path}: {e}") from None
         finally:
+            if self._key is not None:
+                _unclaim(self._key, self._fd)
             self._file_lock.release()
 
 
@@ -634,7 +813,13 @@ def _chunked(sql: Callable[[int], str], values: list, width: int) -> list[tuple[
 
 def _copy_error(error: BaseException) -> BaseException:
     """A fresh exception per waiting thread, so their tracebacks do not mix."""
-    fresh = LiveDBError(*error.args) if isinstance(error, LiveDBError) else error
+    fresh: BaseException
+    if isinstance(error, WriteError):
+        fresh = WriteError(str(error), error.retryable)
+    elif isinstance(error, LiveDBError):
+        fresh = LiveDBError(*error.args)
+    else:
+        fresh = error
     fresh.__cause__ = error.__cause__
     return fresh
 
@@ -654,12 +839,24 @@ def _schema_report(path: str, unknown: dict[str, list], bad: list[str], bad_coun
 
 
 def _create(path: str) -> None:
-    """Create an empty livedb file at `path` atomically (a crash leaves none or a whole one)."""
+    """Create an empty livedb file at `path` atomically (a crash leaves none or a whole one).
+
+    The file is private (mode 0600, whatever the umask); SQLite gives its WAL the same
+    mode. A WAL found without its database is refused rather than replayed into the new
+    file: it belongs to a database that was moved or deleted, and holds its last commits.
+    """
+    wal = path + "-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        raise LiveDBError(f"cannot create {path}: {wal} is there without its database (was "
+                          f"{path} moved or deleted, maybe while open?); it holds that "
+                          f"database's last commits: put the database file back at {path}, "
+                          f"or delete {wal} to start a new database")
     staging = path + ".new"
     for leftover in (staging, staging + "-journal", staging + "-wal", staging + "-shm"):
         if os.path.exists(leftover):
             os.remove(leftover)
     try:
+        os.close(_create_private(staging))
         conn = sqlite3.connect(staging, isolation_level=None)
         try:
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")

@@ -18,6 +18,14 @@ pool, and is woken when an earlier call is committed; with a manual clock nothin
 until `db.run_scheduled()`. A cron job is a pending row carrying its job name: the next
 run is inserted when the previous one finishes, so runs never overlap, and it is placed
 after the current time, so overdue runs collapse into one.
+
+A call whose commit could not be written (the disk is full) changed nothing: it goes back
+in the queue and is tried again after a delay that doubles from `RETRY_FIRST` up to
+`RETRY_MAX`, until space returns. One whose write failed in a way that will not go away
+while the database stays open (the file's state became uncertain, or it cannot be
+written at all) is not tried again: it stays pending, and runs once the database is
+opened again. An action that ran but whose final state could not be written is not run
+again: only its state is written, when space returns.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .errors import LiveDBError, ValidationError
 from .functions import ACTION, MUTATION, Function, check_args, mutation
 from .ids import Id, parse_id
+from .persistence import WriteError
 from .transaction import Transaction, WriteTransaction
 from .values import decode, type_name
 
@@ -55,6 +64,10 @@ MAX_SLEEP = 60.0
 """The runner re-reads the clock at least this often (seconds), in case the wall clock jumps."""
 MAX_ROUNDS = 10_000
 """`run_scheduled` gives up when calls keep becoming due for this many rounds."""
+RETRY_FIRST = 0.05
+"""Seconds before a call whose commit could not be written (a full disk) is tried again."""
+RETRY_MAX = 5.0
+"""The longest wait between two tries of such a call: the delay doubles up to this."""
 _MAX_ERROR = 4000
 _FINISHED = ("success", "failed", "canceled")
 
@@ -537,6 +550,10 @@ class Scheduler:
         self._expiring: list[tuple[float, str]] = []
         self._running: dict[str, float] = {}
         """Calls being run now (by any thread), with the time they were due."""
+        self._failed_writes: dict[str, int] = {}
+        """Calls whose commit could not be written, with how many tries in a row failed."""
+        self._unfinished: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        """Actions that ran but whose final state could not be written: (row, state)."""
         self._wake_at = math.inf
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -664,10 +681,54 @@ class Scheduler:
                     heapq.heappush(self._due, (when, doc_id))
             self._cond.notify_all()
 
-    def _release(self, doc_id: str) -> None:
+    def _release(self, doc_id: str, retry_at: float | None = None) -> None:
+        """Unclaim a call; with `retry_at`, queue it again to be tried at that time.
+
+        Both happen at once, so no other thread can claim the call in between.
+        """
         with self._cond:
             self._running.pop(doc_id, None)
+            if retry_at is not None and doc_id not in self._queued:
+                self._queued.add(doc_id)
+                heapq.heappush(self._due, (retry_at, doc_id))
             self._cond.notify_all()
+
+    def _attempt(self, doc_id: str) -> tuple[bool, float | None]:
+        """Run one claimed call: whether it ran, and when to try again if it could not commit.
+
+        A failed write changed nothing (the row is still pending, or an action's row
+        still `in_progress` with its final state kept in `_unfinished`), so trying again
+        keeps scheduled mutations exactly once and actions at most once.
+        """
+        try:
+            ran = self._execute(doc_id)
+        except WriteError as e:
+            if self._db._closed:
+                raise
+            return False, self._retry_time(doc_id, e)
+        with self._cond:
+            self._failed_writes.pop(doc_id, None)
+        return ran, None
+
+    def _retry_time(self, doc_id: str, error: WriteError) -> float | None:
+        """When to try again a call whose commit failed with `error`; None for never."""
+        with self._cond:
+            if not error.retryable:
+                self._failed_writes.pop(doc_id, None)
+                self._unfinished.pop(doc_id, None)
+                failures = 0
+            else:
+                failures = self._failed_writes[doc_id] = self._failed_writes.get(doc_id, 0) + 1
+        if not failures:
+            log.error("livedb: scheduled call %s could not commit (%s); it is not tried again "
+                      "while the database stays open, and runs when it is opened again",
+                      doc_id, error)
+            return None
+        delay = min(RETRY_FIRST * 2.0 ** min(failures - 1, 32), RETRY_MAX)
+        log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                "livedb: scheduled call %s could not commit (%s); trying again in %g s "
+                "(failure %d)", doc_id, error, delay, failures)
+        return _now(self._db) + delay
 
     # -- running -----------------------------------------------------------------------
 
@@ -693,13 +754,15 @@ class Scheduler:
                     raise LiveDBError(f"run_scheduled: calls kept becoming due for {MAX_ROUNDS} "
                                       "rounds (does a function schedule itself with no delay?)")
                 for i, doc_id in enumerate(due):
+                    retry_at = None
                     try:
-                        ran += self._execute(doc_id)
+                        done, retry_at = self._attempt(doc_id)
+                        ran += done
                     except BaseException:
                         self._requeue(due[i + 1:])
                         raise
                     finally:
-                        self._release(doc_id)
+                        self._release(doc_id, retry_at)
                 if expired:
                     self._collect(expired)
                 continue
@@ -750,16 +813,27 @@ class Scheduler:
 
     def _work(self, doc_id: str) -> None:
         self._local.worker = True
+        retry_at = None
         try:
-            self._execute(doc_id)
+            retry_at = self._attempt(doc_id)[1]
         except Exception:
             if not self._db._closed:
                 log.exception("livedb: running scheduled call %s failed", doc_id)
         finally:
-            self._release(doc_id)
+            self._release(doc_id, retry_at)
 
     def _execute(self, doc_id: str) -> bool:
-        """Run one call if it is still pending; whether it ran."""
+        """Run one call if it is still pending; whether it ran.
+
+        An action that ran but whose final state could not be written is not run again:
+        only its state is written now.
+        """
+        unfinished = self._unfinished.get(doc_id)
+        if unfinished is not None:
+            ran_row, state = unfinished
+            self._finish(ran_row, "in_progress", state)
+            del self._unfinished[doc_id]
+            return True
         db = self._db
         txn = Transaction(db)
         try:
@@ -799,6 +873,8 @@ class Scheduler:
             self._db._mutation(fn, row["args"], None, None, before_commit=succeed)
         except _Skip:
             return False
+        except WriteError:
+            raise
         except Exception as e:
             if self._db._closed:
                 raise
@@ -818,7 +894,11 @@ class Scheduler:
                 raise
             log.warning("livedb: scheduled action %s failed: %s", row["name"], _describe(e))
             state = {"kind": "failed", "error": _describe(e)}
-        self._finish(row, "in_progress", state)
+        try:
+            self._finish(row, "in_progress", state)
+        except WriteError:
+            self._unfinished[str(row["_id"])] = (row, state)
+            raise
         return True
 
     def _finish(self, row: dict, expected: str, state: dict, final: bool = True) -> bool:
@@ -848,7 +928,11 @@ class Scheduler:
             self._insert_run(txn, job, job.next_time(row["scheduled_time"], now))
 
     def _collect(self, doc_ids: list[str]) -> None:
-        """Delete finished rows older than `RETENTION`."""
+        """Delete finished rows older than `RETENTION`.
+
+        If the deletion cannot be written because the disk is full, it is tried again
+        `RETRY_MAX` seconds later (after other write failures: once the database reopens).
+        """
         def delete(txn: WriteTransaction) -> None:
             now = _now(self._db)
             for doc_id in doc_ids:
@@ -857,7 +941,22 @@ class Scheduler:
                         and row["completed_time"] + RETENTION <= now):
                     txn._system_update(doc_id, None)
 
-        system_mutation(self._db, "the scheduler", delete)
+        try:
+            system_mutation(self._db, "the scheduler", delete)
+        except WriteError as e:
+            if self._db._closed:
+                raise
+            if not e.retryable:
+                log.error("livedb: deleting old scheduled-function rows failed (%s); they "
+                          "are deleted once the database is opened again", e)
+                return
+            log.warning("livedb: deleting old scheduled-function rows failed (%s); trying "
+                        "again in %g s", e, RETRY_MAX)
+            later = _now(self._db) + RETRY_MAX
+            with self._cond:
+                for doc_id in doc_ids:
+                    heapq.heappush(self._expiring, (later, doc_id))
+                self._cond.notify_all()
 
     # -- closing -------------------------------------------------------------------------
 

@@ -444,6 +444,128 @@ def test_a_lock_held_by_another_process_is_released_when_it_dies(path):
         assert len(db.query(all_tasks)) == 1
 
 
+OPEN_AND_COMMIT_IN_CHILD = """
+    import sys
+    import livedb
+    try:
+        with livedb.Database(path=sys.argv[1]) as db:
+            db.mutation(lambda ctx: ctx.db.insert("tasks", {"title": "child", "rank": -1}))
+    except livedb.LiveDBError as e:
+        print(type(e).__name__, e, flush=True)
+    else:
+        print("committed", flush=True)
+"""
+
+
+def _open_and_commit_in_child(path: str) -> str:
+    child = subprocess.run([sys.executable, "-c", textwrap.dedent(OPEN_AND_COMMIT_IN_CHILD),
+                            path], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return child.stdout + child.stderr
+
+
+def _refused_here_and_elsewhere(db, path: str, other_name: str) -> list[str]:
+    """Open `other_name` (a name of `path`'s file) here, then in another process that
+    commits if it can; both must be refused while `db` commits on. Titles committed."""
+    titles = [f"before {other_name}"]
+    db.mutation(add_task, {"title": titles[0], "rank": 0})
+    with pytest.raises(DatabaseLockedError):
+        Database(SCHEMA, path=other_name)
+    titles.append("between")
+    db.mutation(add_task, {"title": "between", "rank": 1})
+    for name in (other_name, path):
+        outcome = _open_and_commit_in_child(name)
+        assert outcome.startswith("DatabaseLockedError"), outcome
+    titles.append("after")
+    db.mutation(add_task, {"title": "after", "rank": 2})
+    return titles
+
+
+def test_a_deleted_lock_file_does_not_let_another_opener_in(path):
+    """A second open in this process used to open and close the file, dropping SQLite's
+    locks, so another process could then open it and commit, and that commit was lost."""
+    with Database(SCHEMA, path=path) as db:
+        os.remove(path + ".lock")
+        titles = _refused_here_and_elsewhere(db, path, path)
+    with Database(SCHEMA, path=path) as db:
+        assert [d["title"] for d in db.query(all_tasks)] == titles
+
+
+def test_a_hard_link_does_not_let_another_opener_in(path):
+    alias = os.path.join(os.path.dirname(path), "link.livedb")
+    with Database(SCHEMA, path=path) as db:
+        os.link(path, alias)
+        titles = _refused_here_and_elsewhere(db, path, alias)
+    for name in (path, alias):
+        with Database(SCHEMA, path=name) as db:
+            assert [d["title"] for d in db.query(all_tasks)] == titles
+
+
+def test_a_file_renamed_while_open_is_still_locked_and_loses_nothing(path):
+    """A renamed open file is known by its identity: its new name is refused here and
+    elsewhere; its old name, where its WAL stays, is not taken for a new database."""
+    moved = os.path.join(os.path.dirname(path), "moved.livedb")
+    with Database(SCHEMA, path=path) as db:
+        os.rename(path, moved)
+        titles = _refused_here_and_elsewhere(db, moved, moved)
+        with pytest.raises(DatabaseLockedError):
+            Database(SCHEMA, path=path)
+        assert not os.path.exists(path)
+    with pytest.raises(LiveDBError, match="put the database file back"):
+        Database(SCHEMA, path=path)
+    os.rename(moved, path)
+    with Database(SCHEMA, path=path) as db:
+        assert [d["title"] for d in db.query(all_tasks)] == titles
+
+
+def test_opening_a_file_open_here_under_another_name_leaves_it_untouched(path):
+    """The refusal comes before the file (or a new lock file) is opened at all."""
+    alias = os.path.join(os.path.dirname(path), "link.livedb")
+    with Database(SCHEMA, path=path) as db:
+        os.link(path, alias)
+        for _ in range(3):
+            with pytest.raises(DatabaseLockedError, match=r"this process, opened as .*app"):
+                Database(SCHEMA, path=alias)
+        assert not os.path.exists(alias + ".lock")
+        db.mutation(add_task, {"title": "still mine", "rank": 1})
+    with Database(SCHEMA, path=alias) as db:
+        assert [d["title"] for d in db.query(all_tasks)] == ["still mine"]
+
+
+# -- file modes -------------------------------------------------------------------------
+
+
+def _mode(name: str) -> int:
+    return os.stat(name).st_mode & 0o777
+
+
+def test_files_are_private_whatever_the_umask(tmp_path):
+    """The database, its WAL and its lock file hold password and token hashes (and the
+    lock file, the owner's pid): only their owner may read them."""
+    path = str(tmp_path / "app.livedb")
+    old = os.umask(0o022)
+    try:
+        with Database(SCHEMA, path=path) as db:
+            db.mutation(add_task, {"title": "secret", "rank": 1})
+            created = sorted(os.listdir(tmp_path))
+            assert created == ["app.livedb", "app.livedb-wal", "app.livedb.lock"]
+            assert {name: _mode(str(tmp_path / name)) for name in created} == {
+                name: 0o600 for name in created}
+        with Database(SCHEMA, path=path) as db:
+            db.mutation(add_task, {"title": "again", "rank": 2})
+            assert _mode(path + "-wal") == 0o600
+    finally:
+        os.umask(old)
+    assert _mode(path) == 0o600 and _mode(path + ".lock") == 0o600
+
+
+def test_an_existing_files_mode_is_left_as_its_owner_set_it(path):
+    seed(path, 1)
+    os.chmod(path, 0o640)
+    with Database(SCHEMA, path=path) as db:
+        db.mutation(add_task, {"title": "x", "rank": 1})
+        assert _mode(path) == 0o640 and _mode(path + "-wal") == 0o640
+
+
 # -- damaged files ----------------------------------------------------------------------
 
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import math
+import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 import livedb
 from livedb import AppError, Database, LiveDBError, ValidationError, action, mutation, query, v
 from livedb import scheduler as scheduler_module
+from livedb.persistence import Persistence
 
 # -- functions the tests schedule (module level: scheduled calls are found by name) ----------
 
@@ -593,3 +600,292 @@ def test_run_scheduled_inside_a_mutation_is_refused():
     db, _clock = manual_db()
     with pytest.raises(LiveDBError, match="inside a mutation"):
         db.mutation(lambda ctx: db.run_scheduled())
+
+
+# -- a full disk ---------------------------------------------------------------------------
+
+
+class SmallDisk:
+    """A folder whose disk can be filled up and emptied again, for real.
+
+    It is a small tmpfs of its own when this process may mount one (root on Linux): a
+    filler file then takes every free block, and SQLite's writes fail with ENOSPC. Where
+    it may not, SQLite itself holds each database to its current number of pages
+    (`max_page_count`), which fails a write that needs a new page with the same
+    SQLITE_FULL: the tests then make sure their failing writes need new pages.
+    """
+
+    def __init__(self, folder: Path, mounted: bool) -> None:
+        self.folder = folder
+        self.mounted = mounted
+        self._filler = folder / "filler"
+        self._full: list[sqlite3.Connection] = []
+
+    def fill(self, db: Database) -> None:
+        if not self.mounted:
+            conn = db._persist._conn
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count={pages}")
+            self._full.append(conn)
+            return
+        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (1 << 20, 1 << 12, 1):
+                chunk = b"\0" * size
+                while True:
+                    try:
+                        os.write(fd, chunk)
+                    except OSError as e:
+                        assert e.errno == errno.ENOSPC, e
+                        break
+        finally:
+            os.close(fd)
+
+    def make_room(self) -> None:
+        if self.mounted:
+            self._filler.unlink()
+        for conn in self._full:
+            conn.execute("PRAGMA max_page_count=1073741823")
+        self._full.clear()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = False
+    if sys.platform == "linux" and os.geteuid() == 0 and shutil.which("mount"):
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs",
+                               str(folder)], capture_output=True, timeout=30)
+        mounted = done.returncode == 0
+    try:
+        yield SmallDisk(folder, mounted)
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], capture_output=True, timeout=30)
+
+
+PAD = "p" * 100_000
+"""Big enough to need new pages however a database's free space lies."""
+
+
+@mutation(args={"tag": v.string()})
+def record_big(ctx, tag):
+    ctx.db.insert("log", {"tag": tag, "pad": PAD})
+
+
+ACTION_RUNS: list[str] = []
+FILL_DURING_ACTION: list = []
+
+
+@action(args={"tag": v.string()})
+def fill_the_disk_then_fail(ctx, tag):
+    ACTION_RUNS.append(tag)
+    disk, db = FILL_DURING_ACTION
+    disk.fill(db)
+    raise ValueError(PAD[:3000])
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def _write_failures(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "could not commit" in r.getMessage()]
+
+
+def test_a_mutation_due_while_the_disk_is_full_is_retried_with_backoff_and_runs_once(
+        small_disk, caplog):
+    caplog.set_level(logging.DEBUG, logger="livedb")
+    path = str(small_disk.folder / "app.livedb")
+    clock = Clock()
+    start = clock.now
+    with Database(path=path, clock=clock) as db:
+        call_id = db.mutation(lambda ctx: ctx.scheduler.run_after(0, record_big, {"tag": "big"}))
+        small_disk.fill(db)
+        expected = []
+        for at, delay in [(0, "0.05"), (0.04, None), (0.06, "0.1"), (0.15, None), (0.17, "0.2"),
+                          (0.36, None)]:
+            clock.now = start + at
+            assert db.run_scheduled() == 0
+            if delay is not None:
+                expected.append(f"trying again in {delay} s")
+            failures = _write_failures(caplog)
+            assert len(failures) == len(expected)
+            assert all(want in got for want, got in zip(expected, failures, strict=True))
+            assert row(db, call_id)["state"] == {"kind": "pending"}
+        for _ in range(8):
+            clock.now += 10
+            assert db.run_scheduled() == 0
+        assert "trying again in 5 s" in _write_failures(caplog)[-1]
+        assert "full" in _write_failures(caplog)[-1]
+        assert db.query(tags) == []
+        small_disk.make_room()
+        clock.now += 5
+        assert db.run_scheduled() == 1
+        assert db.run_scheduled() == 0
+        assert db.query(tags) == ["big"]
+        assert row(db, call_id)["state"] == {"kind": "success"}
+    with Database(path=path, clock=clock) as db:
+        assert db.run_scheduled() == 0
+        assert db.query(tags) == ["big"]
+        assert row(db, call_id)["state"] == {"kind": "success"}
+
+
+def test_the_runner_retries_a_call_that_could_not_commit_until_space_returns(
+        small_disk, caplog):
+    caplog.set_level(logging.DEBUG, logger="livedb")
+    path = str(small_disk.folder / "app.livedb")
+    with Database(path=path) as db:
+        call_id = db.mutation(lambda ctx: ctx.scheduler.run_after(0.2, record_big,
+                                                                  {"tag": "bg"}))
+        small_disk.fill(db)
+        _wait_for(lambda: len(_write_failures(caplog)) >= 4)
+        times = [r.created for r in caplog.records if "could not commit" in r.getMessage()]
+        for gap, delay in zip(_gaps(times), (0.05, 0.1, 0.2), strict=False):
+            assert gap >= delay * 0.99, (gap, delay)
+        assert row(db, call_id)["state"] == {"kind": "pending"}
+        small_disk.make_room()
+        _wait_for(lambda: row(db, call_id)["state"]["kind"] == "success")
+        time.sleep(0.1)
+        assert db.query(tags) == ["bg"]
+    with Database(path=path) as db:
+        assert db.query(tags) == ["bg"]
+
+
+def test_an_action_whose_final_state_could_not_be_written_is_not_run_again(small_disk,
+                                                                            caplog):
+    caplog.set_level(logging.DEBUG, logger="livedb")
+    path = str(small_disk.folder / "app.livedb")
+    clock = Clock()
+    ACTION_RUNS.clear()
+    with Database(path=path, clock=clock) as db:
+        FILL_DURING_ACTION[:] = [small_disk, db]
+        call_id = db.mutation(lambda ctx: ctx.scheduler.run_after(
+            0, fill_the_disk_then_fail, {"tag": "once"}))
+        assert db.run_scheduled() == 0
+        assert ACTION_RUNS == ["once"]
+        assert row(db, call_id)["state"] == {"kind": "in_progress"}
+        assert "trying again in 0.05 s" in _write_failures(caplog)[0]
+        clock.now += 0.06
+        assert db.run_scheduled() == 0
+        assert len(_write_failures(caplog)) == 2
+        small_disk.make_room()
+        clock.now += 0.2
+        assert db.run_scheduled() == 1
+        assert ACTION_RUNS == ["once"]
+        state = row(db, call_id)["state"]
+        assert state["kind"] == "failed" and state["error"].startswith("ValueError: ppp")
+    with Database(path=path, clock=clock) as db:
+        assert db.run_scheduled() == 0
+        assert row(db, call_id)["state"]["kind"] == "failed"
+    assert ACTION_RUNS == ["once"]
+
+
+@action(args={"tag": v.string()})
+def note_run(ctx, tag):
+    ACTION_RUNS.append(tag)
+
+
+def test_an_action_due_while_the_disk_is_full_starts_once_space_returns(small_disk, caplog):
+    """On a real full disk not even the row's small change to `in_progress` can be
+    written, so the action does not start; it starts, once, when space returns."""
+    path = str(small_disk.folder / "app.livedb")
+    clock = Clock()
+    ACTION_RUNS.clear()
+    with Database(path=path, clock=clock) as db:
+        call_id = db.mutation(lambda ctx: ctx.scheduler.run_after(0, note_run, {"tag": "a"}))
+        small_disk.fill(db)
+        db.run_scheduled()
+        if small_disk.mounted:
+            assert ACTION_RUNS == []
+            assert row(db, call_id)["state"] == {"kind": "pending"}
+            assert "trying again in 0.05 s" in _write_failures(caplog)[0]
+        small_disk.make_room()
+        clock.now += 0.06
+        db.run_scheduled()
+        assert ACTION_RUNS == ["a"]
+        assert row(db, call_id)["state"] == {"kind": "success"}
+        clock.now += 10
+        assert db.run_scheduled() == 0
+    assert ACTION_RUNS == ["a"]
+
+
+def test_old_rows_are_deleted_once_space_returns(small_disk):
+    path = str(small_disk.folder / "app.livedb")
+    clock = Clock()
+    with Database(path=path, clock=clock) as db:
+        call_id = db.mutation(lambda ctx: ctx.scheduler.run_after(0, record, {"tag": "r"}))
+        assert db.run_scheduled() == 1
+        small_disk.fill(db)
+        clock.now += scheduler_module.RETENTION
+        assert db.run_scheduled() == 0
+        if small_disk.mounted:
+            assert row(db, call_id)["state"] == {"kind": "success"}
+        small_disk.make_room()
+        clock.now += scheduler_module.RETRY_MAX
+        assert db.run_scheduled() == 0
+        assert row(db, call_id) is None
+    with Database(path=path, clock=clock) as db:
+        assert row(db, call_id) is None
+
+
+def _fail_the_next_write_uncertainly(monkeypatch) -> list[int]:
+    """Make the next write fail as an I/O error while syncing would: the file's state is
+    uncertain, so the database refuses every write until it is reopened."""
+    original = Persistence._write
+    calls: list[int] = []
+
+    def failing(persistence, batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            error = sqlite3.OperationalError("disk I/O error")
+            error.sqlite_errorname = "SQLITE_IOERR_FSYNC"
+            raise error
+        return original(persistence, batch)
+
+    monkeypatch.setattr(Persistence, "_write", failing)
+    return calls
+
+
+def test_a_call_whose_write_cannot_succeed_before_a_reopen_waits_for_it_without_spinning(
+        tmp_path, monkeypatch, caplog):
+    """After a write failure that leaves the file's state uncertain, every write is refused
+    until the database is reopened: a due call is then tried once, stays pending (it
+    never ran), is not tried again, and runs exactly once after the reopen."""
+    path = str(tmp_path / "app.livedb")
+    clock = Clock()
+    with Database(path=path, clock=clock) as db:
+        call_id = db.mutation(lambda ctx: ctx.scheduler.run_after(0, record, {"tag": "later"}))
+        writes = _fail_the_next_write_uncertainly(monkeypatch)
+        assert db.run_scheduled() == 0
+        assert len(writes) == 1
+        [error] = [r for r in caplog.records if "not tried again" in r.getMessage()]
+        assert error.levelno == logging.ERROR and "disk I/O error" in error.getMessage()
+        for _ in range(3):
+            clock.now += 3600
+            assert db.run_scheduled() == 0
+        assert len(writes) == 1
+        assert row(db, call_id)["state"] == {"kind": "pending"}
+    monkeypatch.undo()
+    with Database(path=path, clock=clock) as db:
+        assert db.run_scheduled() == 1
+        assert db.run_scheduled() == 0
+        assert db.query(tags) == ["later"]
+        assert row(db, call_id)["state"] == {"kind": "success"}
+
+
+def test_the_runner_does_not_spin_on_a_write_that_cannot_succeed_before_a_reopen(
+        tmp_path, monkeypatch):
+    path = str(tmp_path / "app.livedb")
+    with Database(path=path) as db:
+        call_id = db.mutation(lambda ctx: ctx.scheduler.run_after(0.1, record, {"tag": "x"}))
+        writes = _fail_the_next_write_uncertainly(monkeypatch)
+        _wait_for(lambda: len(writes) == 1)
+        time.sleep(0.5)
+        assert len(writes) == 1
+        assert row(db, call_id)["state"] == {"kind": "pending"}
+    monkeypatch.undo()
+    with Database(path=path) as db:
+        _wait_for(lambda: row(db, call_id)["state"]["kind"] == "success")
+        assert db.query(tags) == ["x"]
