@@ -359,12 +359,12 @@ class PasswordAuth:
     an unknown email costs a hash with the most expensive parameters any stored hash has
     (or the current ones), and a check against cheaper stored parameters is padded to it.
 
-    At most `max_failed_attempts` password checks of one email fail or run in any
-    `lockout_seconds` (concurrent sign-ins included: each reserves its check in the
-    database before hashing); further attempts raise the lock-out `AuthError` without
-    checking the password. A successful sign-in clears the failures. The counts live in
-    the database (keyed by a hash of the email, so unknown emails are not stored), so they
-    survive a restart and count alike whether the email has an account or not.
+    Within any `lockout_seconds`, at most `max_failed_attempts` password checks of one
+    email are running or have failed (concurrent sign-ins included: each reserves its check
+    in the database before hashing); further attempts raise the lock-out `AuthError`
+    without checking the password. A successful sign-in clears the finished failures. The
+    counts live in the database (keyed by a hash of the email, so unknown emails are not
+    stored), so they survive a restart and count alike whether the email has an account.
 
     Times come from the database clock. `db.client(token=...)` turns tokens into identities
     through the newest `PasswordAuth` of the database, and checks its session before each
