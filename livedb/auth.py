@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import numbers
 import os
 import secrets
+import statistics
 import threading
+import time
 import unicodedata
-from collections import OrderedDict
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthError, SchemaError, ValidationError
+from .errors import AuthError, LiveDBError, SchemaError, ValidationError
 from .functions import mutation, query
 from .ids import Id
 from .schema import TableDefinition, TableInfo, define_table
 from .validators import v
+from .values import type_name
 
 if TYPE_CHECKING:
     from .database import Database
@@ -65,41 +71,60 @@ class UserIdentity:
 USERS = "auth_users"
 ACCOUNTS = "auth_accounts"
 SESSIONS = "auth_sessions"
-AUTH_TABLE_NAMES = frozenset((USERS, ACCOUNTS, SESSIONS))
+RATE_LIMITS = "auth_rate_limits"
+AUTH_TABLE_NAMES = frozenset((USERS, ACCOUNTS, SESSIONS, RATE_LIMITS))
 """Tables every database knows, strict schema or not, with `auth_tables()`' definitions
 unless its schema declares them."""
 
 _WRONG = "invalid email or password"
 _LOCKED = "too many failed sign-in attempts; try again later"
 _BAD_TOKEN = "invalid or expired session token"
-_MAX_UNKNOWN = 10_000
-"""How many unknown emails' failed attempts are remembered (oldest forgotten first)."""
+_MAX_PASSWORD = 1024
+"""Longest password accepted at sign-up (characters); longer guesses are cut to it."""
+_MAX_ATTEMPTS = 1000
+"""Highest `max_failed_attempts` (a rate-limit record keeps one time per attempt)."""
+_SWEEP = 2
+"""Stale rate-limit records deleted by each sign-in attempt: more than it may create."""
+_TIMING_SAMPLES = 5
+_RATE_KEY_DOMAIN = b"livedb.auth rate limit\x00"
+_BY_PARAMS = "by_password_params"
 
 
 def auth_tables() -> dict[str, TableDefinition]:
-    """The tables `PasswordAuth` keeps: users, accounts and sessions.
+    """The tables `PasswordAuth` keeps: users, accounts, sessions and sign-in rate limits.
 
     Every database knows them, whatever its schema (they appear once first used). To
     declare them in a schema (e.g. to add optional profile fields to users), spread these
     definitions into it: `define_schema({**auth_tables(), "messages": ...})`.
+
+    An account's optional `failed_attempts` and `locked_until` are no longer written (the
+    counts live in `auth_rate_limits`); they stay declared so that accounts written by
+    earlier versions still validate.
     """
     password = v.object({"algorithm": v.literal("scrypt"), "n": v.int64(), "r": v.int64(),
                          "p": v.int64(), "salt": v.bytes(), "hash": v.bytes()})
     return {
         USERS: define_table({"email": v.string()}).index("by_email", ["email"]),
         ACCOUNTS: define_table({"user_id": v.id(USERS), "email": v.string(),
-                                "password": password, "failed_attempts": v.int64(),
-                                "locked_until": v.float64()})
-            .index("by_email", ["email"]).index("by_user", ["user_id"]),
+                                "password": password,
+                                "failed_attempts": v.optional(v.int64()),
+                                "locked_until": v.optional(v.float64())})
+            .index("by_email", ["email"]).index("by_user", ["user_id"])
+            .index(_BY_PARAMS, ["password.n", "password.r", "password.p"]),
         SESSIONS: define_table({"user_id": v.id(USERS), "token_hash": v.bytes(),
                                 "expires_at": v.float64()})
             .index("by_token_hash", ["token_hash"]).index("by_user", ["user_id"])
             .index("by_expires_at", ["expires_at"]),
+        RATE_LIMITS: define_table({"key": v.bytes(), "pending": v.array(v.float64()),
+                                   "failures": v.array(v.float64()),
+                                   "updated_at": v.float64()})
+            .index("by_key", ["key"]).index("by_updated_at", ["updated_at"]),
     }
 
 
-_NEEDED_INDEXES = {USERS: (), ACCOUNTS: ("by_email", "by_user"),
-                   SESSIONS: ("by_token_hash", "by_user", "by_expires_at")}
+_NEEDED_INDEXES = {USERS: (), ACCOUNTS: ("by_email", "by_user", _BY_PARAMS),
+                   SESSIONS: ("by_token_hash", "by_user", "by_expires_at"),
+                   RATE_LIMITS: ("by_key", "by_updated_at")}
 
 
 @dataclass(frozen=True)
@@ -114,8 +139,19 @@ class Session:
         return f"Session(token=<hidden>, user_id={self.user_id!r}, expires_at={self.expires_at})"
 
 
+def _utf8(text: str, what: str) -> bytes:
+    """`text` in UTF-8; a `ValidationError` naming `what` if it holds a lone surrogate.
+
+    The message shows the surrogate and its position only, never the (secret) text."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as e:
+        raise ValidationError(f"{what}: not valid Unicode: a lone surrogate "
+                              f"U+{ord(text[e.start]):04X} at index {e.start}") from None
+
+
 def _token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    return hashlib.sha256(_utf8(token, "token")).digest()
 
 
 def _new_token() -> tuple[str, bytes]:
@@ -123,22 +159,118 @@ def _new_token() -> tuple[str, bytes]:
     return token, _token_hash(token)
 
 
-def _account(ctx: Any, email: str) -> dict | None:
-    return (ctx.db.query(ACCOUNTS).with_index("by_email", lambda q: q.eq("email", email))
-            .first())
+def _account(ctx: Any, email: str) -> dict[str, Any] | None:
+    account: dict[str, Any] | None = (
+        ctx.db.query(ACCOUNTS).with_index("by_email", lambda q: q.eq("email", email)).first())
+    return account
+
+
+def _rate_limit(ctx: Any, key: bytes) -> dict[str, Any] | None:
+    row: dict[str, Any] | None = (
+        ctx.db.query(RATE_LIMITS).with_index("by_key", lambda q: q.eq("key", key)).first())
+    return row
+
+
+def _first_by_params(ctx: Any, range: Callable[[Any], Any]) -> dict[str, Any] | None:
+    account: dict[str, Any] | None = ctx.db.query(ACCOUNTS).with_index(_BY_PARAMS, range).first()
+    return account
+
+
+def _stored_parameters(ctx: Any) -> list[list[int]]:
+    """Every distinct (n, r, p) of the stored password hashes, by a skip scan of the
+    accounts' `by_password_params` index: a few index seeks per distinct triple."""
+    found: list[list[int]] = []
+    doc = ctx.db.query(ACCOUNTS).with_index(_BY_PARAMS).first()
+    while doc is not None:
+        record = doc["password"]
+        n, r, p = record["n"], record["r"], record["p"]
+        found.append([n, r, p])
+        doc = _next_by_params(ctx, n, r, p)
+    return found
+
+
+def _next_by_params(ctx: Any, n: int, r: int, p: int) -> dict[str, Any] | None:
+    """The first account whose (n, r, p) comes after the given one in index order."""
+
+    def same_r(q: Any) -> Any:
+        return q.eq("password.n", n).eq("password.r", r).gt("password.p", p)
+
+    def same_n(q: Any) -> Any:
+        return q.eq("password.n", n).gt("password.r", r)
+
+    def after(q: Any) -> Any:
+        return q.gt("password.n", n)
+
+    return (_first_by_params(ctx, same_r) or _first_by_params(ctx, same_n)
+            or _first_by_params(ctx, after))
+
+
+def _settle(ctx: Any, key: bytes, at: float, now: float, window: float, failed: bool) -> None:
+    """End the password check reserved at `at` for `key`.
+
+    A failure keeps its place (as a failure) until `window` seconds after `at`; a success
+    clears the finished failures, while the checks of others still in flight keep theirs.
+    """
+    row = _rate_limit(ctx, key)
+    if row is None:
+        return
+    since = now - window
+    pending = list(row["pending"])
+    if at in pending:
+        pending.remove(at)
+    pending = [t for t in pending if t > since]
+    failures = [t for t in row["failures"] if t > since] if failed else []
+    if failed and at > since:
+        failures.append(at)
+    if pending or failures:
+        ctx.db.patch(row["_id"], {"pending": pending, "failures": failures,
+                                  "updated_at": max(now, row["updated_at"])})
+    else:
+        ctx.db.delete(row["_id"])
+
+
+@mutation
+def _begin_attempt(ctx: Any, key: bytes, email: str | None, now: float, limit: int,
+                   window: float) -> dict[str, Any]:
+    """Reserve one of the `limit` password checks `key` may have in any `window` seconds.
+
+    Checks in flight count like failed ones, and the reservation commits before the
+    password is hashed: however many sign-ins run at once, at most `limit` checks run or
+    fail per window. Returns `{"locked": True}` when none is left; else the account of
+    `email` (None if there is none) and every (n, r, p) of the stored password hashes.
+    Also deletes a few records whose every attempt is older than the window.
+    """
+    since = now - window
+    row = _rate_limit(ctx, key)
+    pending = [] if row is None else [t for t in row["pending"] if t > since]
+    failures = [] if row is None else [t for t in row["failures"] if t > since]
+    if len(pending) + len(failures) >= limit:
+        return {"locked": True}
+    pending.append(now)
+    if row is None:
+        ctx.db.insert(RATE_LIMITS, {"key": key, "pending": pending, "failures": failures,
+                                    "updated_at": now})
+    else:
+        ctx.db.patch(row["_id"], {"pending": pending, "failures": failures,
+                                  "updated_at": max(now, row["updated_at"])})
+    for stale in (ctx.db.query(RATE_LIMITS)
+                  .with_index("by_updated_at", lambda q: q.lte("updated_at", since))
+                  .take(_SWEEP)):
+        ctx.db.delete(stale["_id"])
+    account = None if email is None else _account(ctx, email)
+    return {"locked": False,
+            "account": None if account is None else {"_id": account["_id"],
+                                                     "password": account["password"]},
+            "parameters": _stored_parameters(ctx)}
+
+
+@mutation
+def _record_failure(ctx: Any, key: bytes, at: float, now: float, window: float) -> None:
+    _settle(ctx, key, at, now, window, True)
 
 
 @query
-def _find_account(ctx: Any, email: str) -> dict | None:
-    account = _account(ctx, email)
-    if account is None:
-        return None
-    return {"_id": account["_id"], "password": account["password"],
-            "locked_until": account["locked_until"]}
-
-
-@query
-def _find_session(ctx: Any, token_hash: bytes) -> dict | None:
+def _find_session(ctx: Any, token_hash: bytes) -> dict[str, Any] | None:
     session = (ctx.db.query(SESSIONS)
                .with_index("by_token_hash", lambda q: q.eq("token_hash", token_hash)).first())
     if session is None:
@@ -151,42 +283,31 @@ def _find_session(ctx: Any, token_hash: bytes) -> dict | None:
 
 
 @mutation
-def _create_account(ctx: Any, email: str, password: dict, token_hash: bytes,
+def _create_account(ctx: Any, email: str, password: dict[str, Any], token_hash: bytes,
                     expires_at: float) -> Id | None:
     if _account(ctx, email) is not None:
         return None
-    user_id = ctx.db.insert(USERS, {"email": email})
-    ctx.db.insert(ACCOUNTS, {"user_id": user_id, "email": email, "password": password,
-                             "failed_attempts": 0, "locked_until": 0.0})
+    user_id: Id = ctx.db.insert(USERS, {"email": email})
+    ctx.db.insert(ACCOUNTS, {"user_id": user_id, "email": email, "password": password})
     ctx.db.insert(SESSIONS, {"user_id": user_id, "token_hash": token_hash,
                              "expires_at": expires_at})
     return user_id
 
 
 @mutation
-def _record_failure(ctx: Any, account_id: Id, now: float, limit: int, lockout: float) -> None:
+def _open_session(ctx: Any, account_id: Id, checked_hash: bytes, key: bytes, at: float,
+                  now: float, window: float, token_hash: bytes, expires_at: float,
+                  password: dict[str, Any] | None, revoke: bool) -> Id | None:
+    """Record a successful sign-in, unless the account was deleted or its password changed
+    since it was checked (`checked_hash`): then None, and the check counts as failed."""
     account = ctx.db.get(account_id)
-    if account is None:
-        return
-    failed = account["failed_attempts"] + 1
-    if failed >= limit:
-        ctx.db.patch(account_id, {"failed_attempts": 0, "locked_until": now + lockout})
-    else:
-        ctx.db.patch(account_id, {"failed_attempts": failed})
-
-
-@mutation
-def _open_session(ctx: Any, account_id: Id, now: float, token_hash: bytes, expires_at: float,
-                  password: dict | None, revoke: bool) -> Id | None:
-    """Record a successful sign-in; None if the account was locked or deleted meanwhile."""
-    account = ctx.db.get(account_id)
-    if account is None or account["locked_until"] > now:
+    if account is None or account["password"]["hash"] != checked_hash:
+        _settle(ctx, key, at, now, window, True)
         return None
-    user_id = account["user_id"]
-    fields: dict[str, Any] = {"failed_attempts": 0}
+    _settle(ctx, key, at, now, window, False)
+    user_id: Id = account["user_id"]
     if password is not None:
-        fields["password"] = password
-    ctx.db.patch(account_id, fields)
+        ctx.db.patch(account_id, {"password": password})
     if revoke:
         for session in (ctx.db.query(SESSIONS)
                         .with_index("by_user", lambda q: q.eq("user_id", user_id)).collect()):
@@ -215,43 +336,66 @@ def _close_expired(ctx: Any, now: float, limit: int) -> int:
     return len(expired)
 
 
+Params = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A password found right: for whom, against which hash, and its reservation."""
+
+    account_id: Id
+    checked_hash: bytes
+    key: bytes
+    at: float
+    rehashed: dict[str, Any] | None
+
+
 class PasswordAuth:
     """Email and password accounts with session tokens, kept in the database itself.
 
     Passwords are stored only as salted scrypt hashes (memory-hard), session tokens only as
     SHA-256 hashes; secrets are compared in constant time. Wrong credentials raise
-    `AuthError` with one message whether the email exists or not, and after
-    `max_failed_attempts` failures in a row an email is locked for `lockout_seconds` (the
-    same for unknown emails, so a lockout does not reveal that an account exists).
-    Times come from the database clock. Installs itself as `db.client(token=...)`'s resolver.
+    `AuthError` with one message whether the email exists or not, after the same time:
+    an unknown email costs a hash with the most expensive parameters any stored hash has
+    (or the current ones), and a check against cheaper stored parameters is padded to it.
+
+    Within any `lockout_seconds`, at most `max_failed_attempts` password checks of one
+    email are running or have failed (concurrent sign-ins included: each reserves its check
+    in the database before hashing); further attempts raise the lock-out `AuthError`
+    without checking the password. A successful sign-in clears the finished failures. The
+    counts live in the database (keyed by a hash of the email, so unknown emails are not
+    stored), so they survive a restart and count alike whether the email has an account.
+
+    Times come from the database clock. `db.client(token=...)` turns tokens into identities
+    through the newest `PasswordAuth` of the database, and checks its session before each
+    call.
+
+    Raises `ValueError` naming the setting for a bad `session_ttl`, `max_failed_attempts`,
+    `lockout_seconds`, `min_password_length` or scrypt parameter.
     """
 
     def __init__(self, db: Database, *, session_ttl: float = 30 * 24 * 3600.0,
                  max_failed_attempts: int = 5, lockout_seconds: float = 900.0,
                  min_password_length: int = 8, scrypt_n: int = 2 ** 15, scrypt_r: int = 8,
                  scrypt_p: int = 3) -> None:
-        if not (isinstance(session_ttl, (int, float)) and session_ttl > 0):
-            raise ValueError(f"PasswordAuth: session_ttl must be > 0 seconds, got "
-                             f"{session_ttl!r}")
-        if max_failed_attempts.__class__ is not int or max_failed_attempts < 1:
-            raise ValueError("PasswordAuth: max_failed_attempts must be an int >= 1")
-        if not (isinstance(lockout_seconds, (int, float)) and lockout_seconds >= 0):
-            raise ValueError("PasswordAuth: lockout_seconds must be >= 0")
-        if scrypt_n < 2 or scrypt_n & (scrypt_n - 1) or scrypt_r < 1 or scrypt_p < 1:
-            raise ValueError("PasswordAuth: scrypt_n must be a power of 2, scrypt_r and "
-                             "scrypt_p >= 1")
+        self._session_ttl = _seconds("session_ttl", session_ttl, positive=True)
+        self._window = _seconds("lockout_seconds", lockout_seconds, positive=False)
+        self._max_failed = _whole("max_failed_attempts", max_failed_attempts, 1, _MAX_ATTEMPTS)
+        self._min_length = _whole("min_password_length", min_password_length, 1,
+                                  _MAX_PASSWORD)
+        n = _whole("scrypt_n", scrypt_n, 2, 2 ** 24)
+        if n & (n - 1):
+            raise ValueError(f"PasswordAuth: scrypt_n must be a power of 2, got {n}")
+        self._params: Params = (n, _whole("scrypt_r", scrypt_r, 1, 1024),
+                                _whole("scrypt_p", scrypt_p, 1, 1024))
         self._db = db
-        self._session_ttl = float(session_ttl)
-        self._max_failed = max_failed_attempts
-        self._lockout = float(lockout_seconds)
-        self._min_length = min_password_length
-        self._params = (scrypt_n, scrypt_r, scrypt_p)
-        self._unknown: OrderedDict[str, tuple[int, float]] = OrderedDict()
-        self._unknown_lock = threading.Lock()
+        self._costs: dict[Params, deque[float]] = {}
+        self._costs_lock = threading.Lock()
         self._register_tables()
         self._dummy_salt = os.urandom(16)
-        self._dummy_hash = self._hash("not a password", self._dummy_salt, *self._params)
-        db._token_identity = self.identity  # type: ignore[attr-defined]
+        self._dummy_hash = self._timed_hash(b"not a password", self._dummy_salt, self._params,
+                                            record=False)
+        db._set_token_resolver(self._client_session)
 
     def _register_tables(self) -> None:
         tables = self._db._tables
@@ -267,29 +411,58 @@ class PasswordAuth:
 
     # -- hashing ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _hash(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-        secret = unicodedata.normalize("NFKC", password).encode()
-        return hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, dklen=32,
-                              maxmem=256 * n * r * p + (1 << 20))
+    def _timed_hash(self, secret: bytes, salt: bytes, params: Params, *,
+                    record: bool = True) -> bytes:
+        """scrypt of `secret`; with `record`, its duration joins the recent samples of
+        `params` (the first hash of a size is slower: its memory is new to the process)."""
+        n, r, p = params
+        start = time.perf_counter()
+        digest = hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, dklen=32,
+                                maxmem=256 * n * r * p + (1 << 20))
+        elapsed = time.perf_counter() - start
+        if not record:
+            return digest
+        with self._costs_lock:
+            samples = self._costs.get(params)
+            if samples is None:
+                samples = self._costs[params] = deque(maxlen=_TIMING_SAMPLES)
+            samples.append(elapsed)
+        return digest
 
-    def _password_record(self, password: str) -> dict:
+    def _cost(self, params: Params) -> float:
+        """How long a hash with `params` takes here: the median of the recent ones, made
+        up to three now if fewer ran (once per process and parameters)."""
+        with self._costs_lock:
+            samples = list(self._costs.get(params, ()))
+        if len(samples) < 3:
+            if not samples:
+                self._timed_hash(b"not a password", self._dummy_salt, params, record=False)
+            for _ in range(3 - len(samples)):
+                self._timed_hash(b"not a password", self._dummy_salt, params)
+            with self._costs_lock:
+                samples = list(self._costs[params])
+        return statistics.median(samples)
+
+    def _password_record(self, secret: bytes) -> dict[str, Any]:
         n, r, p = self._params
         salt = os.urandom(16)
         return {"algorithm": "scrypt", "n": n, "r": r, "p": p, "salt": salt,
-                "hash": self._hash(password, salt, n, r, p)}
+                "hash": self._timed_hash(secret, salt, self._params)}
 
     def _now(self) -> float:
-        return float(self._db._clock())
+        now = self._db._clock()
+        if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise LiveDBError(f"the database clock returned {now!r}, not a finite number")
+        return float(now)
 
-    def _check_new_password(self, password: Any) -> None:
-        if not isinstance(password, str):
-            raise ValidationError(f"password: expected a str, got {type(password).__name__}")
+    def _new_password(self, password: Any) -> bytes:
+        secret = _secret(password)
         if len(password) < self._min_length:
             raise ValidationError(f"password: at least {self._min_length} characters are "
                                   "required")
-        if len(password) > 1024:
-            raise ValidationError("password: at most 1024 characters")
+        if len(password) > _MAX_PASSWORD:
+            raise ValidationError(f"password: at most {_MAX_PASSWORD} characters")
+        return secret
 
     # -- public API ------------------------------------------------------------------------
 
@@ -297,12 +470,12 @@ class PasswordAuth:
         """Create an account (and its user) and sign it in.
 
         Raises `AuthError` if the email already has an account, `ValidationError` for a
-        malformed email or a password shorter than `min_password_length`."""
+        malformed email or password (not a str, a lone surrogate, shorter than
+        `min_password_length`)."""
         address = _normalize_email(email)
         if address is None:
             raise ValidationError(f"email: {email!r} is not an email address")
-        self._check_new_password(password)
-        record = self._password_record(password)
+        record = self._password_record(self._new_password(password))
         token, token_hash = _new_token()
         expires_at = self._now() + self._session_ttl
         user_id = self._db.mutation(_create_account, {
@@ -313,115 +486,164 @@ class PasswordAuth:
         return Session(token, Id(user_id), expires_at)
 
     def sign_in(self, email: str, password: str) -> Session:
-        """A new session for the account, if the password is right (else `AuthError`)."""
-        account_id, now, rehashed = self._verify(email, password)
-        return self._open(account_id, now, rehashed, revoke=False)
+        """A new session for the account, if the password is right.
+
+        Raises `AuthError` for wrong credentials or a locked email, `ValidationError` for
+        an email or password that is not a str of valid Unicode."""
+        checked = self._verify(email, password)
+        return self._open(checked, checked.rehashed, revoke=False)
 
     def change_password(self, email: str, old_password: str, new_password: str) -> Session:
         """Set a new password (the old one must be right); every other session of the
         user is signed out and a new session is returned."""
-        self._check_new_password(new_password)
-        account_id, now, _rehashed = self._verify(email, old_password)
-        return self._open(account_id, now, self._password_record(new_password), revoke=True)
+        secret = self._new_password(new_password)
+        checked = self._verify(email, old_password)
+        return self._open(checked, self._password_record(secret), revoke=True)
 
     def sign_out(self, token: str) -> bool:
-        """End the session of `token`; False if there was none."""
+        """End the session of `token`; False if there was none (`ValidationError` if the
+        token is not valid Unicode)."""
         if not isinstance(token, str):
             return False
         return bool(self._db.mutation(_close_session, {"token_hash": _token_hash(token)}))
 
     def identity(self, token: str) -> UserIdentity:
-        """The identity a live session token stands for; `AuthError` if it is not one."""
-        if not isinstance(token, str) or not token:
-            raise AuthError(_BAD_TOKEN)
-        token_hash = _token_hash(token)
-        session = self._db.query(_find_session, {"token_hash": token_hash})
-        if session is None:
-            raise AuthError(_BAD_TOKEN)
-        if (not hmac.compare_digest(session["token_hash"], token_hash)
-                or session["expires_at"] <= self._now()):
-            raise AuthError(_BAD_TOKEN)
-        user_id = str(session["user_id"])
-        return UserIdentity(subject=user_id, issuer="livedb", email=session["email"])
+        """The identity a live session token stands for; `AuthError` if it is not one
+        (`ValidationError` if it is not valid Unicode)."""
+        session = self._live_session(token)
+        return UserIdentity(subject=str(session["user_id"]), issuer="livedb",
+                            email=session["email"])
 
     def delete_expired_sessions(self) -> int:
         """Delete every expired session (they are refused anyway); returns how many."""
         now = self._now()
         total = 0
         while True:
-            count = self._db.mutation(_close_expired, {"now": now, "limit": 1000})
+            count: int = self._db.mutation(_close_expired, {"now": now, "limit": 1000})
             total += count
             if count < 1000:
                 return total
 
     # -- internals -------------------------------------------------------------------------
 
-    def _verify(self, email: Any, password: Any) -> tuple[Id, float, dict | None]:
-        """The account id, the time and (if the hash parameters changed since) a new
-        password record, if `password` is right; else record the failure and raise."""
-        if not isinstance(email, str) or not isinstance(password, str):
-            raise ValidationError("sign-in: email and password must be str")
-        now = self._now()
-        address = _normalize_email(email)
-        account = None if address is None else self._db.query(_find_account,
-                                                              {"email": address})
-        if account is None:
-            key = address or email
-            self._check_unknown_lock(key, now)
-            attempt = self._hash(password[:1024], self._dummy_salt, *self._params)
-            hmac.compare_digest(attempt, self._dummy_hash)
-            self._unknown_failed(key, now)
-            raise AuthError(_WRONG)
-        if account["locked_until"] > now:
-            raise AuthError(_LOCKED)
-        stored = account["password"]
-        attempt = self._hash(password[:1024], stored["salt"], stored["n"], stored["r"],
-                             stored["p"])
-        if not hmac.compare_digest(attempt, stored["hash"]):
-            self._db.mutation(_record_failure, {"account_id": account["_id"], "now": now,
-                                                "limit": self._max_failed,
-                                                "lockout": self._lockout})
-            raise AuthError(_WRONG)
-        rehashed = None
-        if (stored["n"], stored["r"], stored["p"]) != self._params:
-            rehashed = self._password_record(password)
-        return account["_id"], now, rehashed
+    def _live_session(self, token: Any) -> dict[str, Any]:
+        if not isinstance(token, str) or not token:
+            raise AuthError(_BAD_TOKEN)
+        return self._session_of(_token_hash(token))
 
-    def _open(self, account_id: Id, now: float, password: dict | None, revoke: bool) -> Session:
+    def _session_of(self, token_hash: bytes) -> dict[str, Any]:
+        session: dict[str, Any] | None = self._db.query(_find_session,
+                                                        {"token_hash": token_hash})
+        if (session is None or not hmac.compare_digest(session["token_hash"], token_hash)
+                or session["expires_at"] <= self._now()):
+            raise AuthError(_BAD_TOKEN)
+        return session
+
+    def _client_session(self, token: Any) -> tuple[UserIdentity, Callable[[], None]]:
+        """For `db.client(token=...)`: the token's identity, and a check the client runs
+        before each call, raising `AuthError` once the session is signed out, revoked or
+        expired (one indexed lookup and a look at the database clock)."""
+        identity = self.identity(token)
+        token_hash = _token_hash(token)
+
+        def check() -> None:
+            self._session_of(token_hash)
+
+        return identity, check
+
+    def _verify(self, email: Any, password: Any) -> _Checked:
+        """Check `password` for `email` within the rate limit; raise `AuthError` if locked
+        or wrong. Known and unknown emails take the same path and the same time."""
+        address, key = _rate_key(email)
+        secret = _secret(password)
+        at = self._now()
+        begun = self._db.mutation(_begin_attempt, {
+            "key": key, "email": address, "now": at, "limit": self._max_failed,
+            "window": self._window})
+        if begun["locked"]:
+            raise AuthError(_LOCKED)
+        used = {(n, r, p) for n, r, p in begun["parameters"]} | {self._params}
+        heaviest = max(used, key=lambda t: (t[0] * t[1] * t[2], t[0] * t[1], t))
+        duration = self._cost(heaviest) if len(used) > 1 else 0.0
+        start = time.perf_counter()
+        account = begun["account"]
+        stored = None if account is None else account["password"]
+        if stored is None:
+            attempt = self._timed_hash(secret, self._dummy_salt, heaviest)
+            hmac.compare_digest(attempt, self._dummy_hash)
+            right = False
+            params = heaviest
+        else:
+            params = (stored["n"], stored["r"], stored["p"])
+            attempt = self._timed_hash(secret, stored["salt"], params)
+            right = hmac.compare_digest(attempt, stored["hash"])
+            if params != heaviest:
+                left = duration - (time.perf_counter() - start)
+                if left > 0:
+                    time.sleep(left)
+        if not right or account is None or stored is None:
+            self._db.mutation(_record_failure, {"key": key, "at": at, "now": self._now(),
+                                                "window": self._window})
+            raise AuthError(_WRONG)
+        rehashed = None if params == self._params else self._password_record(secret)
+        return _Checked(account["_id"], stored["hash"], key, at, rehashed)
+
+    def _open(self, checked: _Checked, password: dict[str, Any] | None, revoke: bool) -> Session:
         token, token_hash = _new_token()
+        now = self._now()
         expires_at = now + self._session_ttl
         user_id = self._db.mutation(_open_session, {
-            "account_id": account_id, "now": now, "token_hash": token_hash,
-            "expires_at": expires_at, "password": password, "revoke": revoke})
+            "account_id": checked.account_id, "checked_hash": checked.checked_hash,
+            "key": checked.key, "at": checked.at, "now": now, "window": self._window,
+            "token_hash": token_hash, "expires_at": expires_at, "password": password,
+            "revoke": revoke})
         if user_id is None:
-            raise AuthError(_LOCKED)
+            raise AuthError(_WRONG)
         return Session(token, Id(user_id), expires_at)
 
-    def _check_unknown_lock(self, key: str, now: float) -> None:
-        with self._unknown_lock:
-            found = self._unknown.get(key)
-        if found is not None and found[1] > now:
-            raise AuthError(_LOCKED)
 
-    def _unknown_failed(self, key: str, now: float) -> None:
-        """Count failures for emails without an account exactly as for accounts."""
-        with self._unknown_lock:
-            failed, locked_until = self._unknown.pop(key, (0, 0.0))
-            failed += 1
-            if failed >= self._max_failed:
-                failed, locked_until = 0, now + self._lockout
-            self._unknown[key] = (failed, locked_until)
-            while len(self._unknown) > _MAX_UNKNOWN:
-                self._unknown.popitem(last=False)
+def _seconds(name: str, value: Any, *, positive: bool) -> float:
+    """A finite number of seconds (> 0, or >= 0), else a `ValueError` naming `name`."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value < 0 or (positive and value == 0)):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"PasswordAuth: {name} must be a finite number of seconds {bound}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> int:
+    """An int in [low, high], else a `ValueError` naming `name`."""
+    if value.__class__ is not int or not low <= value <= high:
+        raise ValueError(f"PasswordAuth: {name} must be an int from {low} to {high}, got "
+                         f"{value!r}")
+    return value
+
+
+def _secret(password: Any) -> bytes:
+    """What is hashed of a password: its first 1024 characters, NFKC-normalized, UTF-8."""
+    if not isinstance(password, str):
+        raise ValidationError(f"password: expected a str, got {type_name(password)}")
+    _utf8(password, "password")
+    return unicodedata.normalize("NFKC", password[:_MAX_PASSWORD]).encode()
 
 
 def _normalize_email(email: Any) -> str | None:
     """`email` trimmed and lower-cased, or None if it does not look like an address."""
     if not isinstance(email, str):
-        raise ValidationError(f"email: expected a str, got {type(email).__name__}")
+        raise ValidationError(f"email: expected a str, got {type_name(email)}")
+    _utf8(email, "email")
     address = email.strip().lower()
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or len(address) > 254 or any(c.isspace()
                                                                        for c in address):
         return None
     return address
+
+
+def _rate_key(email: Any) -> tuple[str | None, bytes]:
+    """The normalized address (None if malformed) and the key of its sign-in rate limit: a
+    hash, so that an unknown email is never stored in clear."""
+    address = _normalize_email(email)
+    basis = address if address is not None else email.strip().lower()
+    return address, hashlib.sha256(_RATE_KEY_DOMAIN + basis.encode()).digest()

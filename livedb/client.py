@@ -169,11 +169,13 @@ class ClientSubscription(Subscriber):
 class Client:
     """A UI's connection to the database: one identity, its subscriptions and mutations."""
 
-    def __init__(self, db: Database, identity: UserIdentity | None) -> None:
+    def __init__(self, db: Database, identity: UserIdentity | None,
+                 token_check: Callable[[], None] | None = None) -> None:
         from .database import _auth
 
         self._db = db
         self.identity = identity
+        self._token_check = token_check
         self._auth: Auth = _auth(identity)
         self._dispatch = db._dispatch
         self._lock = threading.RLock()
@@ -185,14 +187,22 @@ class Client:
         self._deliveries = Deliveries()
         """The client's callbacks in order (default dispatch), whichever thread made them."""
 
+    def _check_token(self) -> None:
+        """A client made from a session token: `AuthError` once that session has ended."""
+        check = self._token_check
+        if check is not None:
+            check()
+
     # -- reading -----------------------------------------------------------------------
 
     def query(self, fn: Any, args: dict | None = None) -> Any:
         """Run a query once with the client's identity."""
+        self._check_token()
         return self._db.query(fn, args, identity=self.identity)
 
     def watch(self, fn: Any, args: dict | None = None) -> Any:
         """`db.watch` with the client's identity (server results, no optimistic layer)."""
+        self._check_token()
         return self._db.watch(fn, args, identity=self.identity)
 
     def subscribe(self, fn: Any, args: dict | None, on_update: Callable[[Any], Any], *,
@@ -202,6 +212,7 @@ class Client:
         if not callable(on_update):
             raise TypeError(f"subscribe: on_update must be callable, got {type_name(on_update)}")
         self._check_open()
+        self._check_token()
         spec = resolve(fn, QUERY)
         kwargs = check_args(spec, args)
         kwargs = copy_of(fingerprint(kwargs))
@@ -294,6 +305,7 @@ class Client:
         """Queue a mutation (run in submission order); the Future gets its result once the
         client's subscriptions show its writes. `optimistic_update(store, args)` runs now."""
         self._check_open()
+        self._check_token()
         if optimistic_update is not None and not callable(optimistic_update):
             raise TypeError("mutation: optimistic_update must be callable")
         spec = resolve(fn, MUTATION)
@@ -308,7 +320,7 @@ class Client:
             subscriber._notify()
         try:
             self._worker.submit(self._run_mutation, spec, args, pending, future,
-                                self.identity)
+                                self.identity, self._token_check)
         except RuntimeError:
             with self._lock:
                 self._pending.remove(pending)
@@ -319,12 +331,15 @@ class Client:
         return future
 
     def _run_mutation(self, fn: Any, args: dict | None, pending: _Pending,
-                      future: Future, identity: UserIdentity | None = None) -> None:
+                      future: Future, identity: UserIdentity | None = None,
+                      token_check: Callable[[], None] | None = None) -> None:
         def on_commit(ts: int) -> None:
             pending.commit_ts = ts
 
         outcome: tuple[bool, Any]
         try:
+            if token_check is not None:
+                token_check()
             outcome = (True, self._db._mutation(fn, args, identity, on_commit))
         except BaseException as e:  # noqa: BLE001 - handed to the future
             outcome = (False, e)
@@ -349,13 +364,15 @@ class Client:
 
     def set_identity(self, identity: UserIdentity | None) -> None:
         """Act as `identity` from now on (None: signed out): every subscription of the
-        client re-runs with it, and mutations submitted from now on carry it."""
+        client re-runs with it, and mutations submitted from now on carry it. A client made
+        from a session token stops checking that session."""
         from .database import _auth
 
         self._check_open()
         auth = _auth(identity)
         with self._lock:
             self.identity, self._auth = identity, auth
+            self._token_check = None
             queries = list(self._queries.values())
         for query in queries:
             old = query.source

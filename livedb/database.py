@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from .client import Client
 
 SYSTEM_TABLES = ("_scheduled_functions", "_storage")
+TokenResolver = Callable[[Any], tuple[UserIdentity, Callable[[], None]]]
+"""Turns a session token into its identity and a check of its session (see `client`)."""
 
 
 class State(enum.Enum):
@@ -88,6 +90,7 @@ class Database:
         self._state = State.OPEN
         self._state_lock = threading.Lock()
         self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
+        self._token_resolver: TokenResolver | None = None
         self._scheduler = Scheduler(self, crons, manual=clock is not None)
         self._files = FileStorage(self, None if path is None else os.fspath(path))
         validate = schema is None or schema.schema_validation
@@ -268,18 +271,27 @@ class Database:
         from .client import Client
 
         self._check_open()
+        token_check = None
         if token is not None:
             if identity is not None:
                 raise TypeError("client: pass identity or token, not both")
-            resolver = getattr(self, "_token_identity", None)
+            resolver = self._token_resolver
             if resolver is None:
                 raise LiveDBError("client(token=...): no PasswordAuth is set up on this "
                                   "database")
-            identity = resolver(token)
+            identity, token_check = resolver(token)
         _auth(identity)
-        client = Client(self, identity)
+        client = Client(self, identity, token_check)
         self._clients.add(client)
         return client
+
+    def _set_token_resolver(self, resolver: TokenResolver) -> None:
+        """Let `client(token=...)` resolve session tokens with `resolver(token)`.
+
+        It returns the token's identity and a check the client runs before each call
+        (raising `AuthError` once the session has ended). `PasswordAuth` registers itself
+        here; the newest registration wins."""
+        self._token_resolver = resolver
 
     def close(self) -> None:
         """Close the database; idempotent. New calls then raise `LiveDBError`.
