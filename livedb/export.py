@@ -539,16 +539,20 @@ def _import_files(db: Database, txn: WriteTransaction, files: FileImport,
 def _parse(line: bytes, where: str) -> Any:
     """One JSON line, tagged values decoded; lone surrogates in its strings are refused."""
     try:
-        value = loads(line)
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValidationError(f"import: {where}: not valid UTF-8 ({e.reason} at byte "
+                              f"{e.start}; a lone surrogate is not valid Unicode)") from None
+    try:
+        value = loads(text)
+        bad = _lone_surrogate(value) if "\\u" in text else None
     except (ValueError, RecursionError) as e:
         problem = ("nested too deeply" if isinstance(e, RecursionError)
                    else f"not valid JSON ({e})")
         raise ValidationError(f"import: {where}: {problem}") from None
-    if b"\\u" in line:
-        bad = _lone_surrogate(value)
-        if bad is not None:
-            raise ValidationError(f"import: {where}: {_brief(bad)[1:-1]} holds a lone "
-                                  "surrogate (a string that is not valid Unicode)")
+    if bad is not None:
+        raise ValidationError(f"import: {where}: {_brief(bad)[1:-1]} holds a lone "
+                              "surrogate (a string that is not valid Unicode)")
     return value
 
 

@@ -223,8 +223,9 @@ class FileStorage:
         self._generation = 0
         self._pins: dict[int, int] = {}
         """Active pins per generation: a pin belongs to the generation current when it began."""
-        self._doomed: list[tuple[int, Iterable[str]]] = []
-        """Names to remove once every pin of their generation or an earlier one is released."""
+        self._doomed: list[tuple[int, set[str]]] = []
+        """Names to remove once every pin of their generation or an earlier one is released.
+        Placing a name again takes it off (the request was for bytes since replaced)."""
         self._claimed: dict[str, int] = {}
         """Names placed by imports whose transaction has not ended yet: never removed."""
         self._deleting: dict[str, str] = {}
@@ -475,14 +476,20 @@ class FileStorage:
             self.discard(names)
 
     def discard(self, names: Iterable[str]) -> None:
-        """Remove these names' bytes unless needed: now, or once the pins already taken
-        (readers that may still need them) are released; later pins do not delay them."""
+        """Remove these names' bytes: now, or once the pins already taken (readers that may
+        still need them) are released; later pins do not delay them.
+
+        A name that is needed now (`_needed`) is not removed: a later commit refers to the
+        same bytes again, so the request is stale."""
         with self._lock:
+            unneeded = {name for name in names if not self._needed(name)}
+            if not unneeded:
+                return
             if self._pins:
-                self._doomed.append((self._generation, list(names)))
+                self._doomed.append((self._generation, unneeded))
                 self._generation += 1
             else:
-                self._remove_unneeded(names)
+                self._remove_unneeded(unneeded)
 
     def _needed(self, name: str) -> bool:
         """Whether `name` is claimed by an import or is the newest row's bytes (lock held)."""
@@ -603,6 +610,8 @@ class FileImport:
             while self._staged:
                 name, staged, source = self._staged[-1]
                 storage._claimed[name] = storage._claimed.get(name, 0) + 1
+                for _generation, doomed in storage._doomed:
+                    doomed.discard(name)
                 self._placed.append(name)
                 storage._place(name, source)
                 staged.temp = None

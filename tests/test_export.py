@@ -489,6 +489,10 @@ def test_lone_surrogates_in_an_import_are_validation_errors_naming_the_line(tmp_
     db = Database()
     with pytest.raises(ValidationError, match="tags/documents.jsonl line 2.*surrogate"):
         import_zip(db, archive)
+    encoded = _zip(tmp_path / "e.zip", {"tags/documents.jsonl": _line({"label": "fine"}).encode()
+                                        + b'{"label": "\xed\xa0\x80"}\n'})
+    with pytest.raises(ValidationError, match="tags/documents.jsonl line 2: not valid UTF-8"):
+        import_zip(db, encoded)
     paired = _zip(tmp_path / "ok.zip", {"tags/documents.jsonl": '{"label": "\\ud83d\\ude00"}'})
     import_zip(db, paired)
     assert db.query(lambda ctx: ctx.db.query("tags").first())["label"] == "\U0001f600"

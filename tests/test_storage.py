@@ -733,3 +733,88 @@ def test_a_reader_that_starts_after_a_delete_does_not_delay_its_removal(tmp_path
         assert not on_disk.exists()
         later.__exit__(None, None, None)
         assert db.action(get, {"id": file_id}) is None
+
+
+def _two_versions(db, tmp_path: Path, file_id: str) -> tuple[Path, Path]:
+    """Two archives of `db` giving `file_id` the bytes b"A..." and b"B..." respectively."""
+    archives = []
+    for letter in "AB":
+        folder = tmp_path / letter
+        folder.mkdir()
+        archives.append(_forge_reused_file(db, folder, file_id, letter.encode() * 5000))
+    return archives[0], archives[1]
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_gets_while_imports_replace_a_files_bytes_see_old_or_new_bytes_whole(
+        tmp_path, frequent_thread_switches, on_disk):
+    import threading
+
+    from threadkit import run_threads
+
+    path = str(tmp_path / "app.livedb") if on_disk else None
+    with Database(path=path) as db:
+        file_id = db.store_file(b"A" * 5000)
+        to_a, to_b = _two_versions(db, tmp_path, file_id)
+        done = threading.Event()
+        seen: set[bytes] = set()
+
+        def reader() -> None:
+            while not done.is_set():
+                seen.add(db.action(get, {"id": file_id}))
+
+        def importer() -> None:
+            try:
+                for i in range(30):
+                    import_zip(db, to_b if i % 2 == 0 else to_a, mode="replace")
+            finally:
+                done.set()
+
+        run_threads([reader, reader, importer], timeout=120)
+        assert seen and seen <= {b"A" * 5000, b"B" * 5000}
+        if path is None:
+            assert list(db._files._blobs.values()) == [b"A" * 5000]
+        else:
+            assert len(os.listdir(path + ".files")) == 1
+
+
+IMPORT_CHILD = """
+    import sys
+    sys.path.insert(0, sys.argv[4])
+    from livedb import Database
+    from livedb.export import import_zip
+
+    db = Database(path=sys.argv[1])
+    print("ready", flush=True)
+    for i in range(1_000_000):
+        import_zip(db, sys.argv[2 + i % 2], mode="replace")
+        print("ack", i, flush=True)
+"""
+
+
+def test_a_process_killed_while_imports_replace_a_file_leaves_it_whole(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    path = str(tmp_path / "app.livedb")
+    with Database(path=path) as db:
+        file_id = db.store_file(b"A" * 5000)
+        to_a, to_b = _two_versions(db, tmp_path, file_id)
+    root = str(Path(__file__).resolve().parent.parent)
+    for _round in range(4):
+        child = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(IMPORT_CHILD), path, str(to_b), str(to_a),
+             root], stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        time.sleep(random.uniform(0.05, 0.5))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        with Database(path=path) as db:
+            data = db.action(get, {"id": file_id})
+            assert data in (b"A" * 5000, b"B" * 5000)
+            assert db.query(metadata, {"id": file_id})["sha256"] == sha(data)
+            assert len(os.listdir(path + ".files")) == 1
