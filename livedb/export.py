@@ -42,7 +42,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from .database import SYSTEM_TABLES, Database
@@ -371,12 +371,17 @@ def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
 
 
 def _lines(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[tuple[int, bytes]]:
-    """`(line number, line)` of the non-blank lines of a member, each refused once it is
-    longer than `LINE_LIMIT` (so at most about that much is ever held)."""
-    member = info.filename
+    """`(line number, line)` of the non-blank lines of a member (see `split_lines`)."""
+    return split_lines(_member_chunks(archive, info), info.filename)
+
+
+def split_lines(chunks: Iterable[bytes], member: str) -> Iterator[tuple[int, bytes]]:
+    """`(line number, line)` of the non-blank lines in a stream of chunks, each refused
+    with `ValidationError` once it is longer than `LINE_LIMIT` (so at most about that
+    much is ever held)."""
     number = 0
     partial = bytearray()
-    for chunk in _member_chunks(archive, info):
+    for chunk in chunks:
         start = 0
         while True:
             end = chunk.find(b"\n", start)

@@ -362,8 +362,9 @@ class FileStorage:
                     self._remove_unneeded(placed)
             raise
 
-    def _place(self, name: str, source: str | bytes) -> None:
-        """Move staged bytes (a temporary path, or bytes in memory) into place as `name`."""
+    def _place(self, name: str, source: str | bytes, sync: bool = True) -> None:
+        """Move staged bytes (a temporary path, or bytes in memory) into place as `name`;
+        with `sync`, make the move durable (else the caller syncs the folder once)."""
         if isinstance(source, bytes):
             self._blobs[name] = source
             return
@@ -371,7 +372,8 @@ class FileStorage:
         assert folder is not None
         try:
             os.replace(source, os.path.join(folder, name))
-            _fsync_dir(folder)
+            if sync:
+                _fsync_dir(folder)
         except OSError as e:
             raise _io_error("write to", folder, e) from None
 
@@ -613,9 +615,14 @@ class FileImport:
                 for _generation, doomed in storage._doomed:
                     doomed.discard(name)
                 self._placed.append(name)
-                storage._place(name, source)
+                storage._place(name, source, sync=False)
                 staged.temp = None
                 self._staged.pop()
+            if self._placed and storage.folder is not None:
+                try:
+                    _fsync_dir(storage.folder)
+                except OSError as e:
+                    raise _io_error("write to", storage.folder, e) from None
 
     def finish(self, committed: bool) -> None:
         """After the import's mutation: drop what it superseded, or, if it failed, what it

@@ -14,6 +14,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from livedb import (
     Database,
@@ -582,3 +584,20 @@ def test_the_command_line_process_prints_no_traceback_for_bad_input(tmp_path):
         assert result.returncode == 1, (case, result.stderr)
         assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, (
             case, result.stderr)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"a", b"{}", b" ", b"\r\n", b"xyz\n\n"]), max_size=40),
+       st.lists(st.integers(1, 7), min_size=1, max_size=10))
+def test_lines_are_split_the_same_however_the_stream_is_chunked(pieces, cuts):
+    from livedb.export import split_lines
+
+    data = b"".join(pieces)
+    chunks, start, i = [], 0, 0
+    while start < len(data):
+        chunks.append(data[start:start + cuts[i % len(cuts)]])
+        start += cuts[i % len(cuts)]
+        i += 1
+    expected = [(n, line) for n, line in enumerate(data.split(b"\n"), 1)
+                if line and not line.isspace()]
+    assert list(split_lines(chunks, "m")) == expected
