@@ -818,3 +818,15 @@ def test_a_process_killed_while_imports_replace_a_file_leaves_it_whole(tmp_path)
             assert data in (b"A" * 5000, b"B" * 5000)
             assert db.query(metadata, {"id": file_id})["sha256"] == sha(data)
             assert len(os.listdir(path + ".files")) == 1
+
+
+def test_a_blob_folder_that_is_a_file_is_a_clear_error_when_a_file_is_stored(tmp_path):
+    path = str(tmp_path / "app.livedb")
+    with Database(path=path) as db:
+        db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "x"}))
+    Path(path + ".files").write_bytes(b"not a folder")
+    with Database(path=path) as db:
+        assert db.query(lambda ctx: ctx.db.query("notes").first())["text"] == "x"
+        with pytest.raises(LiveDBError, match=r"app\.livedb\.files exists but is not a folder"):
+            db.store_file(b"y")
+        assert db.query(lambda ctx: ctx.db.system.query("_storage").collect()) == []
