@@ -10,6 +10,7 @@ import zipfile
 from typing import Any
 
 from . import Database, LiveDBError, define_schema, define_table, mutation, query, v
+from .export import TerminalProgress, export_zip, import_zip
 
 schema = define_schema({
     "messages": define_table({"channel": v.string(), "author": v.string(), "body": v.string()})
@@ -81,8 +82,6 @@ def _load_schema(spec: str) -> Any:
 
 
 def _transfer(args: argparse.Namespace) -> str:
-    from .export import TerminalProgress, export_zip, import_zip
-
     if args.command == "export":
         progress = TerminalProgress("exporting") if sys.stderr.isatty() else None
         counts = export_zip(args.database, args.zip, progress=progress)

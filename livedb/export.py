@@ -11,11 +11,21 @@ names never start with `$`, so the tags are unambiguous.
 
 Stored files, if any, are in `_storage/`: their metadata rows as `documents.jsonl`, their
 bytes as `files/<id>`; they are imported in the same mutation, checked against their sha256.
+An export is one snapshot: it pins the stored files' bytes before taking it, so a file
+deleted while the export runs is still written whole. An export file is created with
+mode 0600 and appears under its name only once complete.
 
 Importing runs as one mutation: it validates every document against the target's
-schema and commits all of them or none. A table that already holds documents is left
-alone unless `mode` is "append" (keep them, add the imported ones) or "replace"
-(delete them first).
+schema and commits all of them or none, stored files' bytes included (see
+`storage.FileImport`). A table that already holds documents is left alone unless `mode`
+is "append" (keep them, add the imported ones) or "replace" (delete them first).
+
+Bad input is a `ValidationError` raised before more than a limit is read or written:
+members are read as streams, a line is refused once it passes `LINE_LIMIT` bytes, a
+stored file's bytes once they pass the size its row declares, and the manifest once it
+passes `MANIFEST_LIMIT`. Members whose names point outside the archive (absolute, with a
+`..` part or a backslash) or appear twice are refused, and so are `_creation_time`s that
+are not between 0 (1970) and `MAX_YEARS_AHEAD` years after the database clock's now.
 """
 
 from __future__ import annotations
@@ -25,25 +35,49 @@ import io
 import json
 import math
 import os
+import re
 import struct
 import sys
+import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from .database import SYSTEM_TABLES, Database
 from .errors import LiveDBError, ValidationError
 from .ids import new_id, parse_id, valid_table_name
-from .storage import FileImport
+from .storage import (
+    CHUNK,
+    EXPORT_FILES,
+    EXPORT_ROWS,
+    FILE_MODE,
+    TABLE,
+    FileImport,
+    check_content_type,
+)
 from .transaction import Transaction, WriteTransaction
-from .values import KEY_MAX, decode, type_name
+from .values import KEY_MAX, MAX_DOCUMENT_BYTES, decode, type_name
 
 FORMAT = "livedb-export"
 VERSION = 1
 MANIFEST = "livedb_export.json"
 DOCUMENTS = "documents.jsonl"
 MODES = ("refuse", "append", "replace")
+
+LINE_LIMIT = 8 * MAX_DOCUMENT_BYTES
+"""The longest JSON line an import reads (8 MiB). A document is at most 1 MiB encoded, and
+its JSON is at most about six times that (a byte such as `false` or a control character,
+escaped as `\\u0001`, takes six), so every document livedb stores fits, with room to spare."""
+MANIFEST_LIMIT = MAX_DOCUMENT_BYTES
+"""The largest manifest an import reads (1 MiB: a few bytes per table)."""
+MAX_YEARS_AHEAD = 100
+"""How far after the database clock's now an imported `_creation_time` may be."""
+_YEAR = 365.25 * 86400
+_OUTSIDE = re.compile(r"(?:^|/)\.\.(?:/|$)|^/|^[A-Za-z]:|\\|\x00")
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+"""What zipfile raises on a damaged, truncated, encrypted or unsupported archive."""
 
 Progress = Callable[[str, int, int | None], None]
 """Called as `progress(table, documents done, documents in the table or None)`."""
@@ -77,7 +111,7 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def dumps(doc: dict) -> str:
+def dumps(doc: dict[str, Any]) -> str:
     """One JSON line for a document (no newline)."""
     try:
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
@@ -87,7 +121,7 @@ def dumps(doc: dict) -> str:
                           allow_nan=False)
 
 
-def _tagged(obj: dict) -> Any:
+def _tagged(obj: dict[str, Any]) -> Any:
     if len(obj) == 1:
         for key, value in obj.items():
             if key[:1] == "$":
@@ -134,39 +168,50 @@ def export_zip(source: Database | str | os.PathLike[str], destination: str | os.
 
 def _export(db: Database, destination: str | os.PathLike[str] | IO[bytes],
             progress: Progress | None) -> dict[str, int]:
-    if isinstance(destination, (str, os.PathLike)):
-        target = os.fspath(destination)
-        partial = target + ".partial"
+    if not isinstance(destination, (str, os.PathLike)):
+        return _write_zip(db, destination, progress)
+    target = os.fspath(destination)
+    folder = os.path.dirname(os.path.abspath(target))
+    try:
+        fd, partial = tempfile.mkstemp(prefix=os.path.basename(target) + ".",
+                                       suffix=".partial", dir=folder)
+    except OSError as e:
+        raise LiveDBError(f"export: cannot write {target}: {e.strerror or e}") from None
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as out:
+            counts = _write_zip(db, out, progress)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, target)
+    except BaseException as e:
         try:
-            with open(partial, "wb") as out:
-                counts = _write_zip(db, out, progress)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, target)
-        except BaseException:
-            if os.path.exists(partial):
-                os.remove(partial)
-            raise
-        return counts
-    return _write_zip(db, destination, progress)
+            os.remove(partial)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise LiveDBError(f"export: cannot write {target}: {e.strerror or e}") from e
+        raise
+    return counts
 
 
 def _write_zip(db: Database, out: IO[bytes], progress: Progress | None) -> dict[str, int]:
-    txn = Transaction(db)
     counts: dict[str, int] = {}
-    try:
-        tables = sorted(name for name in db._tables if name not in SYSTEM_TABLES)
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-            for table in tables:
-                counts[table] = _write_table(txn, archive, table, progress)
-            stored = db._files.export_to(txn, archive)
-            if stored:
-                counts["_storage"] = stored
-            manifest = {"format": FORMAT, "version": VERSION, "exported_at": time.time(),
-                        "tables": counts}
-            archive.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    finally:
-        txn.close()
+    with db._files.pinned():
+        txn = Transaction(db)
+        try:
+            tables = sorted(name for name in db._tables if name not in SYSTEM_TABLES)
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+                for table in tables:
+                    counts[table] = _write_table(txn, archive, table, progress)
+                stored = db._files.export_to(txn, archive)
+                if stored:
+                    counts[TABLE] = stored
+                manifest = {"format": FORMAT, "version": VERSION, "exported_at": time.time(),
+                            "tables": counts}
+                archive.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        finally:
+            txn.close()
     return counts
 
 
@@ -196,113 +241,358 @@ def import_zip(target: Database | str | os.PathLike[str], source: str | os.PathL
                progress: Progress | None = None) -> dict[str, int]:
     """Import a ZIP written by `export_zip` into `target` (an open Database or a path).
 
-    All documents commit in one mutation or none do. `mode` says what to do with a
-    table that already has documents: "refuse" (raise, the default), "append" or
-    "replace". Documents keep their `_id` and `_creation_time`; a line without `_id`
-    gets a new id. Into an open Database every document is checked against its schema;
-    a path is opened without a schema (its schema is checked at the next open).
-    Returns the number of documents imported per table.
+    All documents and stored files commit in one mutation or nothing changes. `mode`
+    says what to do with a table that already has documents: "refuse" (raise, the
+    default), "append" or "replace". Documents keep their `_id` and `_creation_time`; a
+    line without `_id` gets a new id. Into an open Database every document is checked
+    against its schema; a path is opened without a schema (its schema is checked at the
+    next open). Returns the number of documents imported per table.
+
+    Raises `ValidationError` for bad input (see the module docstring for the limits),
+    `LiveDBError` for a table or stored file that is already there.
     """
     if mode not in MODES:
         raise ValueError(f"import: mode must be one of {', '.join(MODES)}, got {mode!r}")
-    with zipfile.ZipFile(source) as archive:
-        tables = _tables_in(archive)
+    try:
+        archive = zipfile.ZipFile(source)
+    except _ZIP_ERRORS as e:
+        raise ValidationError(f"import: {_source_name(source)} is not a readable ZIP file "
+                              f"({e})") from None
+    with archive:
+        members = _members(archive)
+        tables = _tables_in(archive, members)
         if isinstance(target, Database):
-            return _import(target, archive, tables, mode, progress)
+            return _import(target, archive, members, tables, mode, progress)
         with Database(path=os.fspath(target)) as db:
-            return _import(db, archive, tables, mode, progress)
+            return _import(db, archive, members, tables, mode, progress)
 
 
-def _tables_in(archive: zipfile.ZipFile) -> dict[str, tuple[str, int | None]]:
-    """`table -> (member name, document count from the manifest or None)`."""
+def _source_name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(os.fspath(source))
+    return "the archive"
+
+
+def _brief(value: Any) -> str:
+    """`repr(value)`, cut short: error messages stay one short line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members by name, refusing names outside the archive and duplicates."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in archive.infolist():
+        name = info.filename
+        if not name or _OUTSIDE.search(name):
+            raise ValidationError(f"import: the archive member {_brief(name)} points outside "
+                                  "the archive (an absolute path, a '..' part or a backslash)")
+        if name in members:
+            raise ValidationError(f"import: the archive holds {_brief(name)} twice")
+        members[name] = info
+    return members
+
+
+def _tables_in(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]
+               ) -> dict[str, tuple[zipfile.ZipInfo, int | None]]:
+    """`table -> (member, document count from the manifest or None)`."""
     counts: dict[str, int] = {}
-    names = archive.namelist()
-    if MANIFEST in names:
-        try:
-            manifest = json.loads(archive.read(MANIFEST))
-        except ValueError as e:
-            raise ValidationError(f"import: {MANIFEST} is not valid JSON ({e})") from None
-        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-            raise LiveDBError(f"import: unknown export format {manifest.get('format')!r} "
-                              f"version {manifest.get('version')!r}; this livedb reads "
-                              f"{FORMAT} version {VERSION}")
-        counts = manifest.get("tables") or {}
-    tables: dict[str, tuple[str, int | None]] = {}
-    for name in names:
+    if MANIFEST in members:
+        counts = _manifest(archive, members[MANIFEST])
+    tables: dict[str, tuple[zipfile.ZipInfo, int | None]] = {}
+    for name, info in members.items():
         table, _, rest = name.partition("/")
         if rest != DOCUMENTS or table.startswith("_"):
             continue
         if not valid_table_name(table):
-            raise ValidationError(f"import: {name}: {table!r} is not a valid table name")
-        tables[table] = (name, counts.get(table))
+            raise ValidationError(f"import: {_brief(name)}: {_brief(table)} is not a valid "
+                                  "table name")
+        tables[table] = (info, counts.get(table))
     return tables
 
 
-def _import(db: Database, archive: zipfile.ZipFile, tables: dict[str, tuple[str, int | None]],
-            mode: str, progress: Progress | None) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    files = FileImport(db._files, archive, mode)
-
-    def run(ctx: Any) -> None:
-        txn: WriteTransaction = ctx.db
-        for table, (member, total) in tables.items():
-            info = db._table_for_write(table)
-            if mode == "replace":
-                for doc in txn.query(table).collect():
-                    txn.delete(doc["_id"])
-            elif mode == "refuse" and txn.query(table).first() is not None:
-                raise LiveDBError(f"import: table {table!r} already has documents; import "
-                                  "with mode='append' or 'replace' (--append / --replace)")
-            done = 0
-            for number, line in _lines(archive, member):
-                where = f"{member} line {number}"
-                doc_id, creation_time, fields = _document(table, line, where)
-                if doc_id is None:
-                    creation_time = db._next_creation_time()
-                    doc_id = new_id(table, creation_time)
-                elif txn._blob(doc_id) is not None:
-                    raise LiveDBError(f"import: {where}: a document with _id {doc_id!r} "
-                                      "already exists")
-                elif creation_time > db._last_time:
-                    db._last_time = creation_time
-                try:
-                    checked = txn._checked(info, fields, "import")
-                except ValidationError as e:
-                    raise ValidationError(f"import: {where}: {e}") from None
-                full = {"_id": doc_id, "_creation_time": creation_time}
-                full.update(checked)
-                txn._put(info, doc_id, full, creation_time, None)
-                done += 1
-                if progress is not None and not done % 1000:
-                    progress(table, done, total)
-            counts[table] = done
-            if progress is not None:
-                progress(table, done, done)
-        stored = files.run(txn)
-        if stored is not None:
-            counts["_storage"] = stored
-
+def _manifest(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> dict[str, int]:
+    """The manifest's document counts per table, after checking its shape."""
+    data = b"".join(_member_chunks(archive, info, MANIFEST_LIMIT))
     try:
-        db.mutation(run)
-    except BaseException:
-        files.discard()
-        raise
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise ValidationError(f"import: {MANIFEST} is not valid JSON ({e})") from None
+    if manifest.__class__ is not dict:
+        raise ValidationError(f"import: {MANIFEST} must be a JSON object, got "
+                              f"{type_name(manifest)}")
+    form, version = manifest.get("format"), manifest.get("version")
+    if form.__class__ is not str:
+        raise ValidationError(f"import: {MANIFEST}: field 'format' must be the string "
+                              f"{FORMAT!r}, got {_brief(form)}")
+    if version.__class__ is not int:
+        raise ValidationError(f"import: {MANIFEST}: field 'version' must be an integer, got "
+                              f"{_brief(version)}")
+    if form != FORMAT or version != VERSION:
+        raise ValidationError(f"import: unknown export format {_brief(form)} version "
+                              f"{version}; this livedb reads {FORMAT} version {VERSION}")
+    exported_at = manifest.get("exported_at")
+    if exported_at is not None and exported_at.__class__ not in (int, float):
+        raise ValidationError(f"import: {MANIFEST}: field 'exported_at' must be a number, "
+                              f"got {_brief(exported_at)}")
+    counts = manifest.get("tables", {})
+    if counts.__class__ is not dict or not all(
+            valid_table_name(t) or t == TABLE for t in counts):
+        raise ValidationError(f"import: {MANIFEST}: field 'tables' must be an object mapping "
+                              f"table names to document counts, got {_brief(counts)}")
+    for table, count in counts.items():
+        if count.__class__ is not int or count < 0:
+            raise ValidationError(f"import: {MANIFEST}: field 'tables.{table}' must be a "
+                                  f"document count (an integer >= 0), got {_brief(count)}")
     return counts
 
 
-def _lines(archive: zipfile.ZipFile, member: str) -> Iterator[tuple[int, bytes]]:
-    with archive.open(member) as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                yield number, line
-
-
-def _document(table: str, line: bytes, where: str) -> tuple[str | None, float, dict]:
-    """`(id or None, creation time, user fields)` of one JSON line."""
+def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+                   limit: int | None = None) -> Iterator[bytes]:
+    """The decompressed bytes of a member, streamed; more than `limit` is refused."""
+    if limit is not None and info.file_size > limit:
+        raise ValidationError(f"import: {info.filename} is larger than the limit of {limit} "
+                              "bytes")
+    total = 0
     try:
-        doc = loads(line)
-    except ValueError as e:
-        raise ValidationError(f"import: {where}: not valid JSON ({e})") from None
+        with archive.open(info) as stream:
+            while True:
+                chunk = stream.read(CHUNK)
+                if not chunk:
+                    return
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise ValidationError(f"import: {info.filename} is larger than the limit "
+                                          f"of {limit} bytes")
+                yield chunk
+    except _ZIP_ERRORS as e:
+        raise ValidationError(f"import: {info.filename} cannot be read from the archive "
+                              f"({e})") from None
+
+
+def _lines(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[tuple[int, bytes]]:
+    """`(line number, line)` of the non-blank lines of a member (see `split_lines`)."""
+    return split_lines(_member_chunks(archive, info), info.filename)
+
+
+def split_lines(chunks: Iterable[bytes], member: str) -> Iterator[tuple[int, bytes]]:
+    """`(line number, line)` of the non-blank lines in a stream of chunks, each refused
+    with `ValidationError` once it is longer than `LINE_LIMIT` (so at most about that
+    much is ever held)."""
+    number = 0
+    partial = bytearray()
+    for chunk in chunks:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                if len(partial) + len(chunk) - start > LINE_LIMIT:
+                    raise _too_long(member, number + 1)
+                partial += memoryview(chunk)[start:]
+                break
+            number += 1
+            if partial:
+                if len(partial) + end - start > LINE_LIMIT:
+                    raise _too_long(member, number)
+                partial += memoryview(chunk)[start:end]
+                line = bytes(partial)
+                partial.clear()
+            elif end - start > LINE_LIMIT:
+                raise _too_long(member, number)
+            else:
+                line = chunk[start:end]
+            start = end + 1
+            if line and not line.isspace():
+                yield number, line
+    if partial and not partial.isspace():
+        yield number + 1, bytes(partial)
+
+
+def _too_long(member: str, number: int) -> ValidationError:
+    return ValidationError(f"import: {member} line {number} is longer than {LINE_LIMIT} bytes "
+                           f"(the JSON of a document of at most {MAX_DOCUMENT_BYTES} bytes "
+                           "encoded is shorter)")
+
+
+def _now(db: Database) -> float:
+    """The database clock's now, for the bound on imported creation times."""
+    now = db._clock()
+    if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+        raise LiveDBError(f"the database clock returned {now!r}, not a finite number")
+    return float(now)
+
+
+def _creation_time(value: Any, now: float, where: str) -> float:
+    """An imported `_creation_time`, refused unless between 1970 and 100 years from now."""
+    latest = now + MAX_YEARS_AHEAD * _YEAR
+    if value.__class__ not in (int, float) or not 0 <= value <= latest:
+        raise ValidationError(f"import: {where}: _creation_time must be seconds since the "
+                              f"epoch from 0 (1970) to {MAX_YEARS_AHEAD} years after now "
+                              f"({latest:.0f}), got {_brief(value)}")
+    return float(value)
+
+
+def _import(db: Database, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
+            tables: dict[str, tuple[zipfile.ZipInfo, int | None]], mode: str,
+            progress: Progress | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    now = _now(db)
+    files = db._files.importer()
+    try:
+        rows = _stage_files(archive, members, files, now)
+
+        def run(ctx: Any) -> None:
+            txn: WriteTransaction = ctx.db
+            for table, (info, total) in tables.items():
+                counts[table] = _import_table(db, txn, archive, table, info, total, mode, now,
+                                              progress)
+            if rows is not None:
+                _import_files(db, txn, files, rows, mode)
+                counts[TABLE] = len(rows)
+
+        db.mutation(run)
+    except BaseException:
+        files.finish(False)
+        raise
+    files.finish(True)
+    return counts
+
+
+def _import_table(db: Database, txn: WriteTransaction, archive: zipfile.ZipFile, table: str,
+                  info: zipfile.ZipInfo, total: int | None, mode: str, now: float,
+                  progress: Progress | None) -> int:
+    table_info = db._table_for_write(table)
+    if mode == "replace":
+        for doc in txn.query(table).collect():
+            txn.delete(doc["_id"])
+    elif mode == "refuse" and txn.query(table).first() is not None:
+        raise LiveDBError(f"import: table {table!r} already has documents; import "
+                          "with mode='append' or 'replace' (--append / --replace)")
+    done = 0
+    for number, line in _lines(archive, info):
+        where = f"{info.filename} line {number}"
+        doc_id, creation_time, fields = _document(table, line, where, now)
+        if doc_id is None:
+            creation_time = db._next_creation_time()
+            doc_id = new_id(table, creation_time)
+        elif txn._blob(doc_id) is not None:
+            raise LiveDBError(f"import: {where}: a document with _id {doc_id!r} "
+                              "already exists")
+        elif creation_time > db._last_time:
+            db._last_time = creation_time
+        try:
+            checked = txn._checked(table_info, fields, "import")
+        except ValidationError as e:
+            raise ValidationError(f"import: {where}: {e}") from None
+        full = {"_id": doc_id, "_creation_time": creation_time}
+        full.update(checked)
+        txn._put(table_info, doc_id, full, creation_time, None)
+        done += 1
+        if progress is not None and not done % 1000:
+            progress(table, done, total)
+    if progress is not None:
+        progress(table, done, done)
+    return done
+
+
+def _stage_files(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
+                 files: FileImport, now: float) -> list[tuple[str, float, dict[str, Any]]] | None:
+    """Read the stored files' rows and stage their bytes; the rows, or None if none."""
+    info = members.get(EXPORT_ROWS)
+    if info is None:
+        return None
+    rows: list[tuple[str, float, dict[str, Any]]] = []
+    seen: set[str] = set()
+    for number, line in _lines(archive, info):
+        where = f"{EXPORT_ROWS} line {number}"
+        doc_id, creation_time, fields = _file_row(line, where, now)
+        if doc_id in seen:
+            raise ValidationError(f"import: {where}: _id {doc_id!r} appears twice")
+        seen.add(doc_id)
+        member = EXPORT_FILES + doc_id.partition(":")[2]
+        entry = members.get(member)
+        if entry is None:
+            raise ValidationError(f"import: {where}: the export has no {member}")
+        if entry.file_size != fields["size"]:
+            raise ValidationError(f"import: {member} does not match its size and sha256 in "
+                                  f"{where}: it holds {entry.file_size} bytes, the row says "
+                                  f"{fields['size']}")
+        files.stage(doc_id, fields, _member_chunks(archive, entry), member)
+        rows.append((doc_id, creation_time, fields))
+    return rows
+
+
+def _import_files(db: Database, txn: WriteTransaction, files: FileImport,
+                  rows: list[tuple[str, float, dict[str, Any]]], mode: str) -> None:
+    existing = txn.system.query(TABLE).collect()
+    if mode == "replace":
+        for row in existing:
+            files.supersede(txn, row)
+    elif mode == "refuse" and existing:
+        raise LiveDBError("import: the database already has stored files; import with "
+                          "mode='append' or 'replace' (--append / --replace)")
+    for doc_id, creation_time, fields in rows:
+        if txn._blob(doc_id) is not None:
+            raise LiveDBError(f"import: {EXPORT_ROWS}: a stored file with _id {doc_id!r} "
+                              "already exists")
+        if creation_time > db._last_time:
+            db._last_time = creation_time
+        txn._system_insert(TABLE, fields, doc_id, creation_time)
+    files.place()
+
+
+def _parse(line: bytes, where: str) -> Any:
+    """One JSON line, tagged values decoded; lone surrogates in its strings are refused."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValidationError(f"import: {where}: not valid UTF-8 ({e.reason} at byte "
+                              f"{e.start}; a lone surrogate is not valid Unicode)") from None
+    try:
+        value = loads(text)
+        bad = _lone_surrogate(value) if "\\u" in text else None
+    except (ValueError, RecursionError) as e:
+        problem = ("nested too deeply" if isinstance(e, RecursionError)
+                   else f"not valid JSON ({e})")
+        raise ValidationError(f"import: {where}: {problem}") from None
+    if bad is not None:
+        raise ValidationError(f"import: {where}: {_brief(bad)[1:-1]} holds a lone "
+                              "surrogate (a string that is not valid Unicode)")
+    return value
+
+
+def _lone_surrogate(value: Any, path: str = "") -> str | None:
+    """Where in `value` the first string that is not valid UTF-8 is (a field, an element or
+    a field name), or None if there is none."""
+    cls = value.__class__
+    if cls is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"field {path!r}" if path else "the value"
+        return None
+    if cls is list:
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    elif cls is dict:
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else key
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"the field name {inner!r}"
+            found = _lone_surrogate(item, inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _document(table: str, line: bytes, where: str, now: float
+              ) -> tuple[str | None, float, dict[str, Any]]:
+    """`(id or None, creation time, user fields)` of one JSON line."""
+    doc = _parse(line, where)
     if doc.__class__ is not dict:
         raise ValidationError(f"import: {where}: a document is a JSON object, got "
                               f"{type_name(doc)}")
@@ -312,13 +602,29 @@ def _document(table: str, line: bytes, where: str) -> tuple[str | None, float, d
         return None, 0.0, doc
     parsed = parse_id(doc_id)
     if parsed is None or parsed[0] != table:
-        raise ValidationError(f"import: {where}: _id {doc_id!r} is not an id of table "
+        raise ValidationError(f"import: {where}: _id {_brief(doc_id)} is not an id of table "
                               f"{table!r}")
-    if (creation_time.__class__ not in (int, float)
-            or not math.isfinite(creation_time)):
-        raise ValidationError(f"import: {where}: _creation_time must be a finite number, "
-                              f"got {creation_time!r}")
-    return parsed[1], float(creation_time), doc
+    return parsed[1], _creation_time(creation_time, now, where), doc
+
+
+def _file_row(line: bytes, where: str, now: float) -> tuple[str, float, dict[str, Any]]:
+    """`(id, creation time, fields)` of one stored file's row."""
+    row = _parse(line, where)
+    if row.__class__ is not dict:
+        raise ValidationError(f"import: {where}: expected a JSON object, got {type_name(row)}")
+    parsed = parse_id(row.get("_id"))
+    sha256 = row.get("sha256")
+    size = row.get("size")
+    content_type = row.get("content_type")
+    if (parsed is None or parsed[0] != TABLE
+            or not isinstance(sha256, str) or re.fullmatch(r"[0-9a-f]{64}", sha256) is None
+            or size.__class__ is not int or size < 0):
+        raise ValidationError(f"import: {where}: not a stored file's metadata (_id, "
+                              "_creation_time, sha256, size, content_type)")
+    check_content_type(content_type, f"import: {where}")
+    creation_time = _creation_time(row.get("_creation_time"), now, where)
+    return parsed[1], creation_time, {"sha256": sha256, "size": size,
+                                      "content_type": content_type}
 
 
 # -- terminal progress ----------------------------------------------------------------

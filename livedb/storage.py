@@ -1,16 +1,23 @@
 """File storage: blobs beside the database, their metadata in the system table `_storage`.
 
 A stored file is a row `{sha256, size, content_type}` in `_storage` plus its bytes: in a
-dict for an in-memory database, or with a `path` a file named after the row's id in the
-folder `<path>.files/`. Data is streamed in chunks (hashed and written as it arrives), so
-a large file never sits in memory whole.
+dict for an in-memory database, or with a `path` a file in the folder `<path>.files/`
+(mode 0700, files 0600, whatever the umask) named `<id>-<sha256>`, after the row's id and
+its bytes' hash. A name therefore always stands for the same bytes: a placed file is
+never overwritten, and an import that gives an existing id other bytes places them
+under a new name beside the old ones. Data is streamed in chunks (hashed and written as
+it arrives), so a large file never sits in memory whole.
 
-Writes keep the row and the bytes consistent through crashes. Storing writes the bytes
-to a temporary file and syncs it, then, inside the transaction that inserts the row and
-before it commits, renames the file into place and syncs the folder: a committed row
-always has its file. Deleting commits the row's removal first and removes the file once
-that is durable. What a crash can leave behind is a file without a row, and opening the
-database sweeps those away.
+Rows and bytes stay consistent through crashes and failures. Storing (and importing)
+writes the bytes under a temporary name and syncs them, then, inside the transaction
+that inserts the row and before it commits, renames them into place and syncs the
+folder: a committed row always has its file. Bytes that a commit stops referencing (a
+deleted file, the old bytes of a file an import replaced) are removed once that commit
+is durable and no reader that may still need them is running: an export or a `get`
+pins the files while it reads, and removals wait for the last pin. What a crash can
+leave behind is a file no row references; opening the database sweeps those away, and
+only those: names livedb never makes are left alone, and a folder that is a symbolic
+link is refused rather than followed.
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
+import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -30,7 +40,7 @@ from .errors import CorruptionError, DocumentNotFoundError, LiveDBError, Validat
 from .ids import Id, parse_id
 from .scheduler import system_mutation
 from .transaction import Transaction, WriteTransaction
-from .values import type_name
+from .values import decode, type_name
 
 if TYPE_CHECKING:
     from .database import Database
@@ -41,6 +51,12 @@ TABLE = "_storage"
 CHUNK = 1 << 20
 """Bytes read, hashed and written at a time."""
 _TEMP = ".tmp-"
+_NAME = re.compile(r"([0-9A-Za-z]{8,40})-([0-9a-f]{64})\Z")
+"""The name of a stored file's bytes: its id (without the table) and their sha256."""
+_OLD_NAME = re.compile(r"[0-9A-Za-z]{8,40}\Z")
+"""How earlier versions named a stored file's bytes: its id alone (renamed at open)."""
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 EXPORT_ROWS = "_storage/documents.jsonl"
 EXPORT_FILES = "_storage/files/"
 
@@ -52,7 +68,26 @@ def _file_id(id: Any, op: str) -> str:
     return parsed[1]
 
 
-def _chunks(data: Any) -> Iterator[bytes | memoryview]:
+def blob_name(doc_id: str, sha256: str) -> str:
+    """The name of the bytes of stored file `doc_id` whose sha256 is `sha256`."""
+    return f"{doc_id.partition(':')[2]}-{sha256}"
+
+
+def check_content_type(content_type: Any, op: str) -> None:
+    """Raise `ValidationError` unless `content_type` is None or a str valid as UTF-8."""
+    if content_type is None:
+        return
+    if not isinstance(content_type, str):
+        raise ValidationError(f"{op}: content_type must be a str or None, got "
+                              f"{type_name(content_type)}")
+    try:
+        content_type.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValidationError(f"{op}: content_type is not valid Unicode (a lone surrogate "
+                              f"{content_type[e.start]!r} at index {e.start})") from None
+
+
+def _chunks(data: Any) -> Iterator[bytes | bytearray | memoryview]:
     """`data` (bytes-like, or a binary file object) in chunks of at most `CHUNK` bytes."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         view = memoryview(data).cast("B")
@@ -84,9 +119,95 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def _metadata(row: dict) -> dict:
+def _metadata(row: dict[str, Any]) -> dict[str, Any]:
     return {"_id": row["_id"], "_creation_time": row["_creation_time"],
             "sha256": row["sha256"], "size": row["size"], "content_type": row["content_type"]}
+
+
+def _io_error(doing: str, path: str, error: OSError) -> LiveDBError:
+    """The `LiveDBError` for an OS error met on the stored files' folder or a file in it."""
+    found = LiveDBError(f"storage: cannot {doing} {path}: {error.strerror or error}")
+    found.__cause__ = error
+    return found
+
+
+class _Staged:
+    """Bytes being written under a temporary name (or into memory), hashed and counted.
+
+    `limit` (None for no limit) is the size the bytes were declared to have: going past
+    it raises `ValidationError` at once, before more is written.
+    """
+
+    __slots__ = ("_storage", "fd", "temp", "parts", "digest", "size", "limit", "what")
+
+    def __init__(self, storage: FileStorage, limit: int | None = None, what: str = "") -> None:
+        self._storage = storage
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.limit = limit
+        self.what = what
+        self.parts: list[bytes] | None = None
+        self.fd: int | None = None
+        self.temp: str | None = None
+        if storage.folder is None:
+            self.parts = []
+            return
+        folder = storage._make_folder()
+        try:
+            self.fd, self.temp = tempfile.mkstemp(prefix=_TEMP, dir=folder)
+            os.fchmod(self.fd, FILE_MODE)
+        except OSError as e:
+            self.discard()
+            raise _io_error("create a file in", folder, e) from None
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Hash, count and write one chunk; past the declared size, `ValidationError`."""
+        size = self.size + len(chunk)
+        if self.limit is not None and size > self.limit:
+            raise ValidationError(f"import: {self.what} holds more than the {self.limit} bytes "
+                                  f"its row in {EXPORT_ROWS} declares")
+        self.digest.update(chunk)
+        self.size = size
+        if self.parts is not None:
+            self.parts.append(bytes(chunk))
+            return
+        fd = self.fd
+        assert fd is not None
+        view = memoryview(chunk)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            raise _io_error("write to", self._storage.folder or "", e) from None
+
+    def finish(self) -> str | bytes:
+        """Sync and close the bytes; their temporary path (or, in memory, the bytes)."""
+        if self.parts is not None:
+            blob = b"".join(self.parts)
+            self.parts = []
+            return blob
+        fd, self.fd = self.fd, None
+        assert fd is not None
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise _io_error("write to", self._storage.folder or "", e) from None
+        finally:
+            os.close(fd)
+        assert self.temp is not None
+        return self.temp
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (after a failure)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.temp is not None:
+            try:
+                os.remove(self.temp)
+            except OSError:
+                pass
+            self.temp = None
 
 
 class FileStorage:
@@ -96,118 +217,188 @@ class FileStorage:
         self._db = db
         self.folder = None if path is None else os.path.abspath(path) + ".files"
         self._blobs: dict[str, bytes] = {}
+        """In memory: the bytes of each stored file, by name (`blob_name`)."""
+        self._lock = threading.Lock()
+        """Held while a name is placed or removed, and around the fields below."""
+        self._generation = 0
+        self._pins: dict[int, int] = {}
+        """Active pins per generation: a pin belongs to the generation current when it began."""
+        self._doomed: list[tuple[int, set[str]]] = []
+        """Names to remove once every pin of their generation or an earlier one is released.
+        Placing a name again takes it off (the request was for bytes since replaced)."""
+        self._claimed: dict[str, int] = {}
+        """Names placed by imports whose transaction has not ended yet: never removed."""
+        self._deleting: dict[str, str] = {}
+        """Row id -> name of the bytes, for rows a transaction deletes (removed on commit)."""
+
+    # -- the folder --------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Remove what a crash left behind: temporary files and files without a row."""
+        """Check the folder and sweep it of what a crash left behind.
+
+        Removes temporary files and stored files that no row references, and renames the
+        files that an earlier version named after their id alone; any other name is left
+        alone. A folder that cannot be read is logged and left for later: the database
+        opens, and using a stored file raises `LiveDBError`. A folder that is a symbolic
+        link raises `LiveDBError` here.
+        """
         folder = self.folder
-        if folder is None or not os.path.isdir(folder):
+        if folder is None:
+            return
+        self._check_not_a_link()
+        try:
+            with os.scandir(folder) as listing:
+                entries = [e for e in listing if e.is_file(follow_symlinks=False)]
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.warning("livedb: cannot read the stored files' folder %s (%s); stored files "
+                        "cannot be used until it is readable", folder, e.strerror or e)
             return
         txn = Transaction(self._db)
+        renamed = False
         try:
-            for name in os.listdir(folder):
-                if name.startswith(_TEMP) or txn._blob(f"{TABLE}:{name}") is None:
-                    try:
-                        os.remove(os.path.join(folder, name))
-                    except OSError as e:
-                        log.warning("livedb: cannot remove leftover file %s: %s", name, e)
+            for entry in entries:
+                name = entry.name
+                if name.startswith(_TEMP):
+                    self._remove_leftover(name)
+                    continue
+                found = _NAME.match(name)
+                if found is not None:
+                    row = self._row_in(txn, found[1])
+                    if row is None or row.get("sha256") != found[2]:
+                        self._remove_leftover(name)
+                    continue
+                row = None if _OLD_NAME.match(name) is None else self._row_in(txn, name)
+                if row is None:
+                    continue
+                target = os.path.join(folder, blob_name(str(row["_id"]), row["sha256"]))
+                try:
+                    if os.path.exists(target):
+                        os.remove(entry.path)
+                    else:
+                        os.rename(entry.path, target)
+                        renamed = True
+                except OSError as e:
+                    log.warning("livedb: cannot rename stored file %s: %s", name, e)
+            if renamed:
+                _fsync_dir(folder)
         finally:
             txn.close()
 
-    def _path(self, doc_id: str) -> str:
+    def _check_not_a_link(self) -> None:
+        folder = self.folder
+        assert folder is not None
+        if os.path.islink(folder):
+            raise LiveDBError(f"{folder} is a symbolic link: livedb removes leftover files in "
+                              "its stored files' folder and will not follow a link out of it; "
+                              "make it a real folder (a mount point works for another disk)")
+
+    @staticmethod
+    def _row_in(txn: Transaction, key: str) -> dict[str, Any] | None:
+        blob = txn._blob(f"{TABLE}:{key}")
+        return None if blob is None else decode(blob)
+
+    def _remove_leftover(self, name: str) -> None:
         assert self.folder is not None
-        return os.path.join(self.folder, doc_id[doc_id.index(":") + 1:])
+        try:
+            os.remove(os.path.join(self.folder, name))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("livedb: cannot remove leftover file %s: %s", name, e)
+
+    def _make_folder(self) -> str:
+        folder = self.folder
+        assert folder is not None
+        self._check_not_a_link()
+        if os.path.isdir(folder):
+            return folder
+        try:
+            os.mkdir(folder, FOLDER_MODE)
+            os.chmod(folder, FOLDER_MODE)
+            _fsync_dir(os.path.dirname(folder))
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise LiveDBError(f"storage: {folder} exists but is not a folder; livedb keeps "
+                                  "stored files there") from None
+        except OSError as e:
+            raise _io_error("create the stored files' folder", folder, e) from None
+        return folder
+
+    def _path(self, name: str) -> str:
+        assert self.folder is not None
+        return os.path.join(self.folder, name)
 
     # -- storing -------------------------------------------------------------------------
 
     def store(self, data: Any, content_type: str | None = None) -> Id:
         """Store `data` (bytes or a binary file object) as a new file; its `_storage` id."""
-        if content_type is not None and not isinstance(content_type, str):
-            raise ValidationError(f"storage.store: content_type must be a str or None, got "
-                                  f"{type_name(content_type)}")
+        check_content_type(content_type, "storage.store")
         if self._db._closed:
             raise LiveDBError("the database is closed")
-        if self.folder is None:
-            return self._store_in_memory(data, content_type)
-        return self._store_on_disk(data, content_type)
-
-    def _store_in_memory(self, data: Any, content_type: str | None) -> Id:
-        digest = hashlib.sha256()
-        parts = []
-        for chunk in _chunks(data):
-            digest.update(chunk)
-            parts.append(bytes(chunk))
-        blob = b"".join(parts)
-        del parts
-        fields = {"sha256": digest.hexdigest(), "size": len(blob), "content_type": content_type}
-        placed: list[str] = []
-
-        def insert(txn: WriteTransaction) -> Id:
-            doc_id = txn._system_insert(TABLE, fields)
-            self._blobs[doc_id] = blob
-            placed.append(doc_id)
-            return doc_id
-
-        try:
-            return system_mutation(self._db, "storage.store", insert)
-        except BaseException:
-            for doc_id in placed:
-                self._blobs.pop(doc_id, None)
-            raise
-
-    def _store_on_disk(self, data: Any, content_type: str | None) -> Id:
-        folder = self._make_folder()
-        fd, temp = tempfile.mkstemp(prefix=_TEMP, dir=folder)
+        staged = _Staged(self)
         placed: list[str] = []
         try:
-            digest = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as out:
-                for chunk in _chunks(data):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            fields = {"sha256": digest.hexdigest(), "size": size, "content_type": content_type}
+            for chunk in _chunks(data):
+                staged.write(chunk)
+            source = staged.finish()
+            sha256 = staged.digest.hexdigest()
+            fields = {"sha256": sha256, "size": staged.size, "content_type": content_type}
 
             def insert(txn: WriteTransaction) -> Id:
                 doc_id = txn._system_insert(TABLE, fields)
-                final = self._path(doc_id)
-                os.replace(temp, final)
-                placed.append(final)
-                _fsync_dir(folder)
+                name = blob_name(doc_id, sha256)
+                self._place(name, source)
+                staged.temp = None
+                placed.append(name)
                 return doc_id
 
             return system_mutation(self._db, "storage.store", insert)
         except BaseException:
-            for leftover in (temp, *placed):
-                try:
-                    os.remove(leftover)
-                except OSError:
-                    pass
+            staged.discard()
+            if placed and not self._commit_uncertain():
+                with self._lock:
+                    self._remove_unneeded(placed)
             raise
 
-    def _make_folder(self) -> str:
+    def _place(self, name: str, source: str | bytes, sync: bool = True) -> None:
+        """Move staged bytes (a temporary path, or bytes in memory) into place as `name`;
+        with `sync`, make the move durable (else the caller syncs the folder once)."""
+        if isinstance(source, bytes):
+            self._blobs[name] = source
+            return
         folder = self.folder
         assert folder is not None
-        if not os.path.isdir(folder):
-            os.makedirs(folder, exist_ok=True)
-            _fsync_dir(os.path.dirname(folder))
-        return folder
+        try:
+            os.replace(source, os.path.join(folder, name))
+            if sync:
+                _fsync_dir(folder)
+        except OSError as e:
+            raise _io_error("write to", folder, e) from None
+
+    def _commit_uncertain(self) -> bool:
+        """Whether a failed commit may have reached the disk all the same (an I/O error while
+        syncing): its files are then kept, for the sweep at the next open to decide."""
+        return getattr(self._db._persist, "_broken", None) is not None
 
     # -- reading -------------------------------------------------------------------------
 
-    def read(self, row: dict) -> bytes | None:
+    def read(self, row: dict[str, Any]) -> bytes | None:
         """The bytes of the file `row` describes, checked against its size and sha256."""
         doc_id = str(row["_id"])
+        name = blob_name(doc_id, row["sha256"])
         if self.folder is None:
-            blob = self._blobs.get(doc_id)
+            blob = self._blobs.get(name)
         else:
+            path = self._path(name)
             try:
-                with open(self._path(doc_id), "rb") as f:
+                with open(path, "rb") as f:
                     blob = f.read()
             except FileNotFoundError:
                 blob = None
+            except OSError as e:
+                raise _io_error(f"read stored file {doc_id} at", path, e) from None
         if blob is None:
             if self._row(doc_id) is None:
                 return None
@@ -218,204 +409,241 @@ class FileStorage:
                                   "not match what was stored")
         return blob
 
-    def open_blob(self, doc_id: str) -> IO[bytes] | None:
-        """A binary stream of a stored file's bytes, or None if it is gone."""
+    def open_blob(self, row: dict[str, Any]) -> IO[bytes] | None:
+        """A binary stream of the bytes of the file `row` describes, or None if they are gone."""
+        name = blob_name(str(row["_id"]), row["sha256"])
         if self.folder is None:
-            blob = self._blobs.get(doc_id)
-            if blob is None:
-                return None
-            return io.BytesIO(blob)
+            blob = self._blobs.get(name)
+            return None if blob is None else io.BytesIO(blob)
+        path = self._path(name)
         try:
-            return open(self._path(doc_id), "rb")
+            return open(path, "rb")
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise _io_error(f"read stored file {row['_id']} at", path, e) from None
 
-    def url(self, doc_id: str) -> str | None:
-        """A `file://` URL of a stored file (durable databases), else None."""
+    def url(self, row: dict[str, Any]) -> str | None:
+        """A `file://` URL of the file `row` describes (durable databases), else None."""
         if self.folder is None:
             return None
-        return Path(self._path(doc_id)).as_uri()
+        return Path(self._path(blob_name(str(row["_id"]), row["sha256"]))).as_uri()
 
-    def _row(self, doc_id: str) -> dict | None:
+    def _row(self, doc_id: str) -> dict[str, Any] | None:
         txn = Transaction(self._db)
         try:
-            return txn.system.get(doc_id)
+            row: dict[str, Any] | None = txn.system.get(doc_id)
+            return row
         finally:
             txn.close()
 
-    # -- following commits ---------------------------------------------------------------
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Keep every stored file's bytes while the block runs (an export, a `get`).
 
-    def committed(self, docs: list) -> None:
+        Pin before taking the snapshot the block reads: a commit published before the pin
+        is in that snapshot, and the removals of a commit published after it wait until
+        the block ends.
+        """
+        with self._lock:
+            generation = self._generation
+            self._pins[generation] = self._pins.get(generation, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._pins[generation] - 1
+                if left:
+                    self._pins[generation] = left
+                else:
+                    del self._pins[generation]
+                doomed = self._doomed
+                oldest = min(self._pins, default=self._generation)
+                while doomed and doomed[0][0] < oldest:
+                    self._remove_unneeded(doomed.pop(0)[1])
+
+    # -- removing ------------------------------------------------------------------------
+
+    def deleting(self, doc_id: str, row: dict[str, Any]) -> None:
+        """Note that a transaction deletes the row of `doc_id` (its bytes go if it commits)."""
+        self._deleting[doc_id] = blob_name(doc_id, row["sha256"])
+
+    def committed(self, docs: list[tuple[str, bytes | None, Any]]) -> None:
         """Remove the bytes of files whose rows a commit (now durable) deleted."""
         prefix = TABLE + ":"
-        for doc_id, blob, _keys in docs:
-            if blob is None and doc_id.startswith(prefix):
-                if self.folder is None:
-                    self._blobs.pop(doc_id, None)
-                    continue
-                try:
-                    os.remove(self._path(doc_id))
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    log.warning("livedb: cannot remove deleted file %s (removed at the next "
-                                "open): %s", doc_id, e)
+        deleting = self._deleting
+        names = [deleting.pop(doc_id) for doc_id, blob, _keys in docs
+                 if blob is None and doc_id in deleting and doc_id.startswith(prefix)]
+        if names:
+            self.discard(names)
+
+    def discard(self, names: Iterable[str]) -> None:
+        """Remove these names' bytes: now, or once the pins already taken (readers that may
+        still need them) are released; later pins do not delay them.
+
+        A name that is needed now (`_needed`) is not removed: a later commit refers to the
+        same bytes again, so the request is stale."""
+        with self._lock:
+            unneeded = {name for name in names if not self._needed(name)}
+            if not unneeded:
+                return
+            if self._pins:
+                self._doomed.append((self._generation, unneeded))
+                self._generation += 1
+            else:
+                self._remove_unneeded(unneeded)
+
+    def _needed(self, name: str) -> bool:
+        """Whether `name` is claimed by an import or is the newest row's bytes (lock held)."""
+        if name in self._claimed:
+            return True
+        key, _, sha256 = name.partition("-")
+        version = self._db._store.docs.get(f"{TABLE}:{key}")
+        return (version is not None and version[1] is not None
+                and decode(version[1]).get("sha256") == sha256)
+
+    def _remove_unneeded(self, names: Iterable[str]) -> None:
+        for name in names:
+            if self._needed(name):
+                continue
+            if self.folder is None:
+                self._blobs.pop(name, None)
+                continue
+            try:
+                os.remove(self._path(name))
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("livedb: cannot remove stored file %s (removed at the next "
+                            "open): %s", name, e)
 
     # -- export and import ---------------------------------------------------------------
 
     def export_to(self, txn: Transaction, archive: zipfile.ZipFile) -> int:
-        """Write the rows visible to `txn` and their bytes into an export; how many."""
+        """Write the rows visible to `txn` and their bytes into an export; how many.
+
+        The caller pins the files before taking `txn`'s snapshot. Bytes that are missing or
+        do not match their row raise `CorruptionError`: an export never leaves one out.
+        """
         rows = txn.system.query(TABLE).collect()
-        written = []
         for row in rows:
-            source = self.open_blob(str(row["_id"]))
-            if source is None:
-                continue
-            with source, archive.open(EXPORT_FILES + str(row["_id"]).partition(":")[2], "w",
-                                      force_zip64=True) as out:
-                for chunk in _chunks(source):
-                    out.write(chunk)
-            written.append(row)
-        if written:
+            self._export_bytes(row, archive)
+        if rows:
             with archive.open(EXPORT_ROWS, "w") as out:
-                for row in written:
+                for row in rows:
                     line = json.dumps({**_metadata(row), "_id": str(row["_id"])},
-                                      separators=(",", ":"))
+                                      ensure_ascii=False, separators=(",", ":"))
                     out.write(line.encode() + b"\n")
-        return len(written)
+        return len(rows)
+
+    def _export_bytes(self, row: dict[str, Any], archive: zipfile.ZipFile) -> None:
+        doc_id = str(row["_id"])
+        source = self.open_blob(row)
+        if source is None:
+            raise CorruptionError(f"export: stored file {doc_id} is missing although its "
+                                  "_storage row exists")
+        digest = hashlib.sha256()
+        size = 0
+        with source, archive.open(EXPORT_FILES + doc_id.partition(":")[2], "w",
+                                  force_zip64=True) as out:
+            while True:
+                try:
+                    chunk = source.read(CHUNK)
+                except OSError as e:
+                    raise _io_error(f"read stored file {doc_id} in", self.folder or "",
+                                    e) from None
+                if not chunk:
+                    break
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        if size != row["size"] or digest.hexdigest() != row["sha256"]:
+            raise CorruptionError(f"export: stored file {doc_id} is damaged: its size or "
+                                  "sha256 does not match what was stored")
+
+    def importer(self) -> FileImport:
+        """A `FileImport` for one import into this database."""
+        return FileImport(self)
 
 
 class FileImport:
-    """The stored files of an export being imported: placed inside the import's mutation.
+    """The stored files an import brings, from the archive to the commit (or to nothing).
 
-    `discard()` removes what was placed if that mutation does not commit.
+    `stage` copies one file's bytes out of the archive under a temporary name, checked
+    against the size and sha256 its row declares as they stream (before the import's
+    mutation, so the writer lock is not held while they are copied); `supersede` deletes
+    an existing row in the import's transaction; `place` moves every staged file into
+    place inside that transaction; `finish` then removes the bytes the commit superseded
+    or, if it did not commit, everything placed for it. The files' old bytes stay until the
+    commit is durable, so a failed import changes no stored file.
     """
 
-    def __init__(self, storage: FileStorage, archive: zipfile.ZipFile, mode: str) -> None:
+    def __init__(self, storage: FileStorage) -> None:
         self._storage = storage
-        self._archive = archive
-        self._mode = mode
+        self._staged: list[tuple[str, _Staged, str | bytes]] = []
         self._placed: list[str] = []
+        self._superseded: set[str] = set()
 
-    def present(self) -> bool:
-        return EXPORT_ROWS in self._archive.namelist()
-
-    def run(self, txn: WriteTransaction) -> int | None:
-        """Import the files (in the import's transaction); how many, or None if there are none."""
-        if not self.present():
-            return None
-        storage = self._storage
-        db = storage._db
-        existing = txn.system.query(TABLE).collect()
-        if self._mode == "replace":
-            for row in existing:
-                txn._system_update(row["_id"], None)
-        elif self._mode == "refuse" and existing:
-            raise LiveDBError("import: the database already has stored files; import with "
-                              "mode='append' or 'replace' (--append / --replace)")
-        replaced = {str(row["_id"]) for row in existing} if self._mode == "replace" else set()
-        count = 0
-        with self._archive.open(EXPORT_ROWS) as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                where = f"{EXPORT_ROWS} line {number}"
-                doc_id, creation_time, fields = self._parse(line, where)
-                if txn._blob(doc_id) is not None:
-                    raise LiveDBError(f"import: {where}: a stored file with _id {doc_id!r} "
-                                      "already exists")
-                self._place(doc_id, fields, where, doc_id in replaced)
-                if creation_time > db._last_time:
-                    db._last_time = creation_time
-                txn._system_insert(TABLE, fields, doc_id, creation_time)
-                count += 1
-        return count
-
-    @staticmethod
-    def _parse(line: bytes, where: str) -> tuple[str, float, dict]:
+    def stage(self, doc_id: str, fields: dict[str, Any], chunks: Iterable[bytes],
+              what: str) -> None:
+        """Copy one file's bytes (`what` names them in errors), checked against `fields`."""
+        staged = _Staged(self._storage, fields["size"], what)
         try:
-            row = json.loads(line)
-        except ValueError as e:
-            raise ValidationError(f"import: {where}: not valid JSON ({e})") from None
-        if row.__class__ is not dict:
-            raise ValidationError(f"import: {where}: expected a JSON object")
-        parsed = parse_id(row.get("_id"))
-        creation_time = row.get("_creation_time")
-        sha256 = row.get("sha256")
-        size = row.get("size")
-        content_type = row.get("content_type")
-        if (parsed is None or parsed[0] != TABLE
-                or creation_time.__class__ not in (int, float)
-                or not isinstance(sha256, str) or len(sha256) != 64
-                or size.__class__ is not int or size < 0
-                or not (content_type is None or isinstance(content_type, str))):
-            raise ValidationError(f"import: {where}: not a stored file's metadata (_id, "
-                                  "_creation_time, sha256, size, content_type)")
-        return (parsed[1], float(creation_time),
-                {"sha256": sha256, "size": size, "content_type": content_type})
-
-    def _place(self, doc_id: str, fields: dict, where: str, overwrites: bool) -> None:
-        """Copy one file's bytes out of the archive into place, checking size and sha256."""
-        storage = self._storage
-        member = EXPORT_FILES + doc_id.partition(":")[2]
-        try:
-            source = self._archive.open(member)
-        except KeyError:
-            raise ValidationError(f"import: {where}: the export has no {member}") from None
-        digest = hashlib.sha256()
-        size = 0
-        if storage.folder is None:
-            parts = []
-            with source:
-                for chunk in _chunks(source):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    parts.append(chunk)
-            self._check(member, fields, digest, size)
-            storage._blobs[doc_id] = b"".join(parts)
-            if not overwrites:
-                self._placed.append(doc_id)
-            return
-        folder = storage._make_folder()
-        fd, temp = tempfile.mkstemp(prefix=_TEMP, dir=folder)
-        try:
-            with source, os.fdopen(fd, "wb") as out:
-                for chunk in _chunks(source):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            self._check(member, fields, digest, size)
-            os.replace(temp, storage._path(doc_id))
+            for chunk in chunks:
+                staged.write(chunk)
+            source = staged.finish()
         except BaseException:
-            try:
-                os.remove(temp)
-            except OSError:
-                pass
+            staged.discard()
             raise
-        _fsync_dir(folder)
-        if not overwrites:
-            self._placed.append(doc_id)
-
-    @staticmethod
-    def _check(member: str, fields: dict, digest: Any, size: int) -> None:
-        if size != fields["size"] or digest.hexdigest() != fields["sha256"]:
-            raise ValidationError(f"import: {member} does not match its size and sha256 in "
+        self._staged.append((blob_name(doc_id, fields["sha256"]), staged, source))
+        if staged.size != fields["size"] or staged.digest.hexdigest() != fields["sha256"]:
+            raise ValidationError(f"import: {what} does not match its size and sha256 in "
                                   f"{EXPORT_ROWS}")
 
-    def discard(self) -> None:
-        """Remove the files placed for an import that did not commit."""
+    def supersede(self, txn: WriteTransaction, row: dict[str, Any]) -> None:
+        """Delete an existing file's row in the import's transaction (mode "replace")."""
+        txn._system_update(row["_id"], None)
+        self._superseded.add(blob_name(str(row["_id"]), row["sha256"]))
+
+    def place(self) -> None:
+        """Move the staged files into place (in the import's transaction, before commit)."""
         storage = self._storage
-        for doc_id in self._placed:
-            if storage.folder is None:
-                storage._blobs.pop(doc_id, None)
-                continue
-            try:
-                os.remove(storage._path(doc_id))
-            except OSError:
-                pass
+        with storage._lock:
+            while self._staged:
+                name, staged, source = self._staged[-1]
+                storage._claimed[name] = storage._claimed.get(name, 0) + 1
+                for _generation, doomed in storage._doomed:
+                    doomed.discard(name)
+                self._placed.append(name)
+                storage._place(name, source, sync=False)
+                staged.temp = None
+                self._staged.pop()
+            if self._placed and storage.folder is not None:
+                try:
+                    _fsync_dir(storage.folder)
+                except OSError as e:
+                    raise _io_error("write to", storage.folder, e) from None
+
+    def finish(self, committed: bool) -> None:
+        """After the import's mutation: drop what it superseded, or, if it failed, what it
+        placed (unless the commit may have reached the disk; the next open decides)."""
+        storage = self._storage
+        for _name, staged, _source in self._staged:
+            staged.discard()
+        self._staged.clear()
+        with storage._lock:
+            for name in self._placed:
+                left = storage._claimed[name] - 1
+                if left:
+                    storage._claimed[name] = left
+                else:
+                    del storage._claimed[name]
+        if committed:
+            storage.discard(self._superseded)
+        elif not storage._commit_uncertain():
+            storage.discard(self._placed)
         self._placed.clear()
+        self._superseded.clear()
 
 
 # -- ctx.storage ------------------------------------------------------------------------------
@@ -429,17 +657,15 @@ class QueryStorage:
     def __init__(self, txn: Transaction) -> None:
         self._txn = txn
 
-    def get_metadata(self, id: str) -> dict | None:
+    def get_metadata(self, id: str) -> dict[str, Any] | None:
         """`{_id, _creation_time, sha256, size, content_type}` of a stored file, or None."""
         row = self._txn.system.get(_file_id(id, "get_metadata"))
         return None if row is None else _metadata(row)
 
     def get_url(self, id: str) -> str | None:
         """A `file://` URL of the stored file (durable databases), or None."""
-        doc_id = _file_id(id, "get_url")
-        if self._txn.system.get(doc_id) is None:
-            return None
-        return self._txn._db._files.url(doc_id)
+        row = self._txn.system.get(_file_id(id, "get_url"))
+        return None if row is None else self._txn._db._files.url(row)
 
     def store(self, data: Any, content_type: str | None = None) -> Id:
         raise LiveDBError("storage.store is available in actions only (or db.store_file "
@@ -459,8 +685,10 @@ class MutationStorage(QueryStorage):
         """Delete a stored file; its bytes are removed once the mutation commits."""
         doc_id = _file_id(id, "delete")
         txn: WriteTransaction = self._txn  # type: ignore[assignment]
-        if txn._system_update(doc_id, None) is None:
+        row = txn._system_update(doc_id, None)
+        if row is None:
             raise DocumentNotFoundError(f"storage.delete: no stored file with id {id!r}")
+        txn._db._files.deleting(doc_id, row)
 
 
 class ActionStorage:
@@ -479,27 +707,30 @@ class ActionStorage:
         """The bytes of a stored file, or None if there is no such file."""
         doc_id = _file_id(id, "get")
         files = self._db._files
-        row = files._row(doc_id)
-        return None if row is None else files.read(row)
+        with files.pinned():
+            row = files._row(doc_id)
+            return None if row is None else files.read(row)
 
-    def get_metadata(self, id: str) -> dict | None:
+    def get_metadata(self, id: str) -> dict[str, Any] | None:
         """`{_id, _creation_time, sha256, size, content_type}` of a stored file, or None."""
         row = self._db._files._row(_file_id(id, "get_metadata"))
         return None if row is None else _metadata(row)
 
     def get_url(self, id: str) -> str | None:
         """A `file://` URL of the stored file (durable databases), or None."""
-        doc_id = _file_id(id, "get_url")
         files = self._db._files
-        return None if files._row(doc_id) is None else files.url(doc_id)
+        row = files._row(_file_id(id, "get_url"))
+        return None if row is None else files.url(row)
 
     def delete(self, id: str) -> None:
         """Delete a stored file (its row at once, its bytes once that is durable)."""
         doc_id = _file_id(id, "delete")
 
         def delete(txn: WriteTransaction) -> None:
-            if txn._system_update(doc_id, None) is None:
+            row = txn._system_update(doc_id, None)
+            if row is None:
                 raise DocumentNotFoundError(f"storage.delete: no stored file with id {id!r}")
+            self._db._files.deleting(doc_id, row)
 
         system_mutation(self._db, "storage.delete", delete)
 

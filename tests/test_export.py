@@ -6,12 +6,16 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from livedb import (
     Database,
@@ -266,3 +270,334 @@ def test_the_command_line_checks_a_schema_when_given(tmp_path):
                             text=True, timeout=120,
                             env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": ""})
     assert result.returncode == 1 and "tags.label: expected string, got int" in result.stderr
+
+
+# -- bad input: refused before more than the limits are read or written --------------------------
+
+
+def _zip(path: Path, members: dict[str, bytes | str]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _line(doc: dict) -> str:
+    return json.dumps(doc) + "\n"
+
+
+def _tag_id(db) -> str:
+    tag = db.mutation(lambda ctx: ctx.db.insert("tags", {"label": "probe"}))
+    db.mutation(lambda ctx: ctx.db.delete(tag))
+    return tag
+
+
+def test_absurd_creation_times_are_refused_naming_the_line(tmp_path):
+    db = Database(SCHEMA, clock=lambda: 1_700_000_000.0)
+    tag = _tag_id(db)
+    for raw, why in [("1.797e308", "1.797e+308"), ("1e999", "inf"), ("NaN", "nan"),
+                     ("-1.0", "-1.0"), ("4102444800.0e1", "41024448000.0"),
+                     ("100000000000000000000000000000", "1000000")]:
+        line = f'{{"_id": "{tag}", "_creation_time": {raw}, "label": "x"}}\n'
+        archive = _zip(tmp_path / "t.zip", {"tags/documents.jsonl": _line({"label": "ok"}) + line})
+        with pytest.raises(ValidationError, match="tags/documents.jsonl line 2: _creation_time "
+                                                  f".*{re.escape(why)}"):
+            import_zip(db, archive)
+    assert dump(db)["tags"] == []
+    with Database() as files:
+        file_id = files.store_file(b"x")
+        export_zip(files, tmp_path / "files.zip")
+    with zipfile.ZipFile(tmp_path / "files.zip") as good:
+        row = json.loads(good.read("_storage/documents.jsonl"))
+        data = good.read("_storage/files/" + file_id.partition(":")[2])
+    row["_creation_time"] = 1.797e308
+    _zip(tmp_path / "bad_files.zip", {"_storage/documents.jsonl": _line(row),
+                                      "_storage/files/" + file_id.partition(":")[2]: data})
+    with pytest.raises(ValidationError, match="_storage/documents.jsonl line 1: _creation_time"):
+        import_zip(db, tmp_path / "bad_files.zip")
+    times = [db.query(lambda ctx, i=i: ctx.db.get(i))["_creation_time"]
+             for i in [db.mutation(lambda ctx: ctx.db.insert("tags", {"label": "after"}))
+                       for _ in range(3)]]
+    assert all(math.isfinite(t) and t < 1_800_000_000 for t in times)
+    assert times[0] < times[1] < times[2]
+
+
+def test_a_line_over_the_limit_is_refused_after_reading_about_the_limit(tmp_path):
+    import tracemalloc
+
+    archive = tmp_path / "huge.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z, \
+            z.open("tags/documents.jsonl", "w", force_zip64=True) as out:
+        out.write(_line({"label": "fine"}).encode() + b'{"label": "')
+        block = b"x" * (1 << 20)
+        for _ in range(64):
+            out.write(block)
+        out.write(b'"}\n')
+    db = Database(SCHEMA)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValidationError, match=r"tags/documents.jsonl line 2 is longer than "
+                                                  r"8388608 bytes"):
+            import_zip(db, archive)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 << 20, f"peak {peak} bytes to refuse a 64 MiB line"
+    assert dump(db)["tags"] == []
+
+
+def test_a_line_of_a_large_document_within_the_limits_is_imported(tmp_path):
+    source = Database(SCHEMA)
+    worst = "\x01" * ((1 << 20) - 200)
+    source.mutation(lambda ctx: ctx.db.insert("tags", {"label": worst}))
+    export_zip(source, tmp_path / "big.zip")
+    copy = Database(SCHEMA)
+    assert import_zip(copy, tmp_path / "big.zip")["tags"] == 1
+    assert dump(copy)["tags"][0]["label"] == worst
+
+
+def _written() -> int:
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
+
+
+def _storage_archive(tmp_path: Path, declared: bytes, entry: Path | bytes) -> Path:
+    """An archive with one stored file whose row declares `declared` and holds `entry`."""
+    import hashlib
+
+    with Database() as db:
+        file_id = db.store_file(declared)
+        export_zip(db, tmp_path / "one.zip")
+    with zipfile.ZipFile(tmp_path / "one.zip") as good:
+        rows = good.read("_storage/documents.jsonl")
+    assert json.loads(rows)["sha256"] == hashlib.sha256(declared).hexdigest()
+    archive = tmp_path / "lying.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("_storage/documents.jsonl", rows)
+        with z.open("_storage/files/" + file_id.partition(":")[2], "w", force_zip64=True) as out:
+            if isinstance(entry, bytes):
+                out.write(entry)
+            else:
+                block = b"\0" * (1 << 20)
+                for _ in range(int(entry.name)):
+                    out.write(block)
+    return archive
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_file_entry_larger_than_its_row_says_is_refused_before_it_is_written(tmp_path, on_disk):
+    import tracemalloc
+
+    archive = _storage_archive(tmp_path, b"abc", Path("300"))
+    path = str(tmp_path / "t.livedb") if on_disk else None
+    with Database(path=path) as db:
+        before = _written()
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValidationError, match=r"_storage/files/\w+ does not match .* "
+                                                      r"holds 314572800 bytes, the row says 3"):
+                import_zip(db, archive)
+            _current, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert _written() - before < 1 << 20
+        assert peak < 4 << 20
+        assert db.query(lambda ctx: ctx.db.system.query("_storage").collect()) == []
+        if on_disk:
+            assert not os.path.exists(path + ".files") or os.listdir(path + ".files") == []
+
+
+def _patch_sizes(archive: Path, member: str, size: int) -> None:
+    """Make the ZIP headers of `member` declare `size` uncompressed bytes (a lying entry)."""
+    import struct
+
+    data = bytearray(archive.read_bytes())
+    name = member.encode()
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            name_at = start + (30 if signature == b"PK\x03\x04" else 46)
+            if data[name_at:name_at + len(name)] == name:
+                struct.pack_into("<I", data, start + offset, size)
+            start += 4
+    archive.write_bytes(bytes(data))
+
+
+def test_a_file_entry_whose_zip_header_lies_is_refused_as_it_streams(tmp_path):
+    archive = _storage_archive(tmp_path, b"abc", b"abc" + b"\0" * (8 << 20))
+    with zipfile.ZipFile(archive) as z:
+        member = next(n for n in z.namelist() if n.startswith("_storage/files/"))
+    _patch_sizes(archive, member, 3)
+    path = str(tmp_path / "t.livedb")
+    with Database(path=path) as db:
+        before = _written()
+        with pytest.raises(ValidationError, match=member):
+            import_zip(db, archive)
+        assert _written() - before < 1 << 20
+        assert db.query(lambda ctx: ctx.db.system.query("_storage").collect()) == []
+
+
+MANIFESTS = [
+    ("[]", "livedb_export.json must be a JSON object"),
+    ("{not json", "livedb_export.json is not valid JSON"),
+    (json.dumps({"format": 3, "version": 1}), "field 'format'"),
+    (json.dumps({"format": "livedb-export", "version": "1"}), "field 'version'"),
+    (json.dumps({"format": "livedb-export", "version": 1, "tables": []}), "field 'tables'"),
+    (json.dumps({"format": "livedb-export", "version": 1, "tables": {"tags": "many"}}),
+     r"field 'tables\.tags'"),
+    (json.dumps({"format": "livedb-export", "version": 1, "tables": {"bad name": 1}}),
+     "field 'tables'"),
+    (json.dumps({"format": "livedb-export", "version": 1, "exported_at": "noon"}),
+     "field 'exported_at'"),
+]
+
+
+@pytest.mark.parametrize(("manifest", "message"), MANIFESTS)
+def test_a_malformed_manifest_is_a_validation_error_naming_the_field(tmp_path, manifest, message):
+    archive = _zip(tmp_path / "m.zip", {"livedb_export.json": manifest,
+                                        "tags/documents.jsonl": _line({"label": "x"})})
+    db = Database(SCHEMA)
+    with pytest.raises(ValidationError, match=message):
+        import_zip(db, archive)
+    assert dump(db)["tags"] == []
+
+
+@pytest.mark.parametrize("name", ["../tags/documents.jsonl", "/tags/documents.jsonl",
+                                  "tags\\documents.jsonl", "tags/../../documents.jsonl",
+                                  "C:/tags/documents.jsonl"])
+def test_members_outside_the_archive_are_refused(tmp_path, name):
+    archive = _zip(tmp_path / "p.zip", {"tags/documents.jsonl": _line({"label": "x"}),
+                                        name: _line({"label": "y"})})
+    db = Database(SCHEMA)
+    with pytest.raises(ValidationError, match="outside the archive"):
+        import_zip(db, archive)
+    assert dump(db)["tags"] == []
+
+
+def test_deeply_nested_json_is_a_validation_error(tmp_path):
+    deep = '{"label": "x", "n": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    archive = _zip(tmp_path / "d.zip", {"tags/documents.jsonl": deep})
+    with pytest.raises(ValidationError, match="line 1"):
+        import_zip(Database(), archive)
+
+
+@pytest.mark.parametrize("line", [
+    '{"label": "\\ud800"}',
+    '{"label": "ok", "note\\udfff": 1}',
+    '{"label": "ok", "deep": [{"x": ["\\udbff"]}]}',
+])
+def test_lone_surrogates_in_an_import_are_validation_errors_naming_the_line(tmp_path, line):
+    archive = _zip(tmp_path / "s.zip", {"tags/documents.jsonl": _line({"label": "fine"}) + line})
+    db = Database()
+    with pytest.raises(ValidationError, match="tags/documents.jsonl line 2.*surrogate"):
+        import_zip(db, archive)
+    encoded = _zip(tmp_path / "e.zip", {"tags/documents.jsonl": _line({"label": "fine"}).encode()
+                                        + b'{"label": "\xed\xa0\x80"}\n'})
+    with pytest.raises(ValidationError, match="tags/documents.jsonl line 2: not valid UTF-8"):
+        import_zip(db, encoded)
+    paired = _zip(tmp_path / "ok.zip", {"tags/documents.jsonl": '{"label": "\\ud83d\\ude00"}'})
+    import_zip(db, paired)
+    assert db.query(lambda ctx: ctx.db.query("tags").first())["label"] == "\U0001f600"
+
+
+def test_a_lone_surrogate_in_a_stored_files_content_type_is_refused(tmp_path):
+    with Database() as db:
+        file_id = db.store_file(b"x", "text/plain")
+        export_zip(db, tmp_path / "f.zip")
+    with zipfile.ZipFile(tmp_path / "f.zip") as good:
+        row = json.loads(good.read("_storage/documents.jsonl"))
+        data = good.read("_storage/files/" + file_id.partition(":")[2])
+    line = json.dumps(row).replace('"text/plain"', '"text/\\ud800"')
+    archive = _zip(tmp_path / "bad.zip", {"_storage/documents.jsonl": line + "\n",
+                                          "_storage/files/" + file_id.partition(":")[2]: data})
+    with Database() as db, pytest.raises(ValidationError, match="line 1.*content_type"):
+        import_zip(db, archive)
+
+
+def test_an_export_file_is_private_whatever_the_umask(source, tmp_path):
+    import stat
+
+    old = os.umask(0)
+    try:
+        export_zip(source, tmp_path / "out.zip")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "out.zip").st_mode) == 0o600
+    assert os.listdir(tmp_path) == ["out.zip"]
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    db = Database(SCHEMA)
+    other = db.mutation(lambda ctx: ctx.db.insert("items", {"name": "x", "value": 1}))
+    tag = _tag_id(db)
+    crc = _zip(tmp_path / "crc.zip", {"tags/documents.jsonl": _line({"label": "x" * 1000})})
+    raw = bytearray(crc.read_bytes())
+    raw[60] ^= 0xFF
+    crc.write_bytes(bytes(raw))
+    cases = {
+        "huge line": _zip(tmp_path / "huge.zip", {
+            "tags/documents.jsonl": '{"label": "' + "x" * (9 << 20) + '"}\n'}),
+        "lying entry": _storage_archive(tmp_path, b"abc", b"abc" * 1000),
+        "manifest": _zip(tmp_path / "manifest.zip", {"livedb_export.json": "[1, 2]"}),
+        "manifest tables": _zip(tmp_path / "tables.zip", {"livedb_export.json": json.dumps(
+            {"format": "livedb-export", "version": 1, "tables": 5})}),
+        "creation time": _zip(tmp_path / "time.zip", {"tags/documents.jsonl": _line(
+            {"_id": tag, "_creation_time": 1.797e308, "label": "x"})}),
+        "other table": _zip(tmp_path / "other.zip", {"tags/documents.jsonl": _line(
+            {"_id": other, "_creation_time": 1.0, "label": "x"})}),
+        "outside": _zip(tmp_path / "outside.zip", {"../evil/documents.jsonl": "{}\n"}),
+        "surrogate": _zip(tmp_path / "surrogate.zip", {
+            "tags/documents.jsonl": '{"label": "\\ud800"}\n'}),
+        "nested": _zip(tmp_path / "nested.zip", {
+            "tags/documents.jsonl": "[" * 50_000 + "]" * 50_000 + "\n"}),
+        "not a zip": tmp_path / "not.zip",
+        "truncated": tmp_path / "truncated.zip",
+        "crc": crc,
+    }
+    (tmp_path / "not.zip").write_bytes(b"this is not a zip file at all")
+    whole = (tmp_path / "huge.zip").read_bytes()
+    (tmp_path / "truncated.zip").write_bytes(whole[: len(whole) // 2])
+    return cases
+
+
+def test_the_command_line_reports_every_bad_input_on_one_line(tmp_path, capsys):
+    from livedb.__main__ import main
+
+    target = str(tmp_path / "target.livedb")
+    for case, archive in _bad_inputs(tmp_path).items():
+        code = main(["import", target, str(archive)])
+        captured = capsys.readouterr()
+        assert code == 1, (case, captured)
+        assert captured.out == "", (case, captured.out)
+        lines = captured.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("python -m livedb import: error: "), (
+            case, captured.err[:500])
+        assert len(lines[0]) < 600, (case, lines[0][:600])
+    with Database(SCHEMA, path=target) as db:
+        assert dump(db) == {"items": [], "tags": []}
+
+
+def test_the_command_line_process_prints_no_traceback_for_bad_input(tmp_path):
+    cases = _bad_inputs(tmp_path)
+    for case in ("manifest", "lying entry", "surrogate", "not a zip"):
+        result = _cli("import", str(tmp_path / "target.livedb"), str(cases[case]))
+        assert result.returncode == 1, (case, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, (
+            case, result.stderr)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"a", b"{}", b" ", b"\r\n", b"xyz\n\n"]), max_size=40),
+       st.lists(st.integers(1, 7), min_size=1, max_size=10))
+def test_lines_are_split_the_same_however_the_stream_is_chunked(pieces, cuts):
+    from livedb.export import split_lines
+
+    data = b"".join(pieces)
+    chunks, start, i = [], 0, 0
+    while start < len(data):
+        chunks.append(data[start:start + cuts[i % len(cuts)]])
+        start += cuts[i % len(cuts)]
+        i += 1
+    expected = [(n, line) for n, line in enumerate(data.split(b"\n"), 1)
+                if line and not line.isspace()]
+    assert list(split_lines(chunks, "m")) == expected
