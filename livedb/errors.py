@@ -18,7 +18,7 @@ class LiveDBError(Exception):
     matches, by `db.mutation` called inside a mutation, or when the disk is full or the
     file read-only.
 
-    Example:
+    Examples:
         >>> from livedb import Database, LiveDBError
         >>> db = Database()
         >>> db.close()
@@ -39,7 +39,7 @@ class ValidationError(LiveDBError):
     what, e.g. ``messages.body: expected string, got int``. A mutation that raises it
     commits nothing.
 
-    Example:
+    Examples:
         >>> from livedb import ValidationError, v
         >>> try:
         ...     v.object({"body": v.string()}).validate({"body": 1}, path="messages")
@@ -63,7 +63,7 @@ class SchemaError(LiveDBError):
 class DocumentNotFoundError(LiveDBError):
     """A patch, replace or delete named a document that does not exist (or no longer does).
 
-    Example:
+    Examples:
         >>> from livedb import Database, DocumentNotFoundError
         >>> db = Database()
         >>> doc_id = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
@@ -93,7 +93,7 @@ class AppError(LiveDBError):
     Args:
         data: Any storable value: a message, a code, a dict of details.
 
-    Example:
+    Examples:
         >>> from livedb import AppError, Database, mutation
         >>> @mutation
         ... def withdraw(ctx):

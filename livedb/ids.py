@@ -20,7 +20,7 @@ class Id(str):
     reused, but their form is not part of the API. To check a string from outside (a
     URL, a form), use `ctx.db.normalize_id(table, text)`.
 
-    Example:
+    Examples:
         >>> from livedb import Database, Id
         >>> db = Database()
         >>> note = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))

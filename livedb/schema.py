@@ -129,7 +129,7 @@ class TableDefinition:
                 twice, is a system field or (for a table of fixed fields) is not one of
                 the table's fields.
 
-        Example:
+        Examples:
             >>> from livedb import define_table, v
             >>> messages = (define_table({"channel": v.string(), "body": v.string()})
             ...             .index("by_channel", ["channel"]))
@@ -167,7 +167,7 @@ class TableDefinition:
             SchemaError: The name is malformed or taken, or a field is a system field,
                 listed twice, or not one of the table's fields.
 
-        Example:
+        Examples:
             >>> from livedb import define_table, v
             >>> messages = (define_table({"channel": v.string(), "body": v.string()})
             ...             .search_index("search_body", search_field="body",
@@ -203,7 +203,7 @@ class TableDefinition:
                 or a field is a system field, listed twice, or not one of the table's
                 fields.
 
-        Example:
+        Examples:
             >>> from livedb import define_table, v
             >>> docs = (define_table({"kind": v.string(), "embedding": v.array(v.float64())})
             ...         .vector_index("by_embedding", vector_field="embedding",
@@ -267,13 +267,13 @@ def define_table(document: Validator | Mapping[str, Validator]) -> TableDefiniti
 
     Returns:
         The table definition; chain `.index()`, `.search_index()` and `.vector_index()`
-        on it.
+            on it.
 
     Raises:
         SchemaError: `document` is not one of those forms, or a field name starts with
             `_` or `$`.
 
-    Example:
+    Examples:
         >>> from livedb import define_table, v
         >>> users = define_table({"name": v.string(), "email": v.string(),
         ...                       "age": v.optional(v.int64())}).index("by_email", ["email"])
@@ -331,7 +331,7 @@ def define_schema(tables: Mapping[str, TableDefinition], schema_validation: bool
         SchemaError: `tables` is not a dict of `define_table(...)`, or a table name is
             malformed.
 
-    Example:
+    Examples:
         >>> from livedb import Database, define_schema, define_table, v
         >>> schema = define_schema({
         ...     "users": define_table({"name": v.string()}),

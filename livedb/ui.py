@@ -58,7 +58,7 @@ def asyncio_dispatch(loop: asyncio.AbstractEventLoop | None = None) -> Dispatch:
     Raises:
         RuntimeError: `loop` is None and no loop is running in this thread.
 
-    Example:
+    Examples:
         >>> import asyncio
         >>> from livedb import Database
         >>> from livedb.ui import asyncio_dispatch

@@ -152,7 +152,7 @@ class Validator:
 
         Returns:
             A function returning the value as it is stored, raising an internal
-            mismatch otherwise; use `validate` for a `ValidationError`.
+                mismatch otherwise; use `validate` for a `ValidationError`.
         """
         if self._check is None:
             self._check = self._compile()
@@ -172,7 +172,7 @@ class Validator:
             ValidationError: `value` does not pass; the message names the path inside
                 `value` and what was expected.
 
-        Example:
+        Examples:
             >>> v.array(v.string()).validate(["a", 1], path="tags")
             Traceback (most recent call last):
             livedb.errors.ValidationError: tags[1]: expected string, got int
@@ -571,7 +571,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
 
     `v` is a namespace: call its static methods, never `v()` itself.
 
-    Example:
+    Examples:
         >>> from livedb import v
         >>> user = v.object({"name": v.string(), "age": v.optional(v.int64())})
         >>> user.validate({"name": "Ada"})
@@ -595,7 +595,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Returns:
             The string validator.
 
-        Example:
+        Examples:
             >>> v.string().validate("hello")
             'hello'
         """
@@ -611,7 +611,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Returns:
             The int64 validator.
 
-        Example:
+        Examples:
             >>> v.int64().validate(42)
             42
             >>> v.int64().validate(2**63)
@@ -629,7 +629,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Returns:
             The float64 validator.
 
-        Example:
+        Examples:
             >>> v.float64().validate(2)
             2.0
             >>> v.float64().validate(True)
@@ -648,7 +648,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Returns:
             The float64 validator.
 
-        Example:
+        Examples:
             >>> v.number() == v.float64()
             True
         """
@@ -691,7 +691,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Returns:
             The any validator.
 
-        Example:
+        Examples:
             >>> v.any().validate({"tags": ["a", 1, None]})
             {'tags': ['a', 1, None]}
         """
@@ -712,7 +712,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Raises:
             TypeError: `value` is of another type.
 
-        Example:
+        Examples:
             >>> status = v.union(v.literal("open"), v.literal("closed"))
             >>> status.validate("open")
             'open'
@@ -752,7 +752,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Raises:
             TypeError: `item` is not a validator.
 
-        Example:
+        Examples:
             >>> v.array(v.float64()).validate([1, 2.5])
             [1.0, 2.5]
         """
@@ -774,7 +774,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Raises:
             TypeError: A field name is not allowed, or a value is not a validator.
 
-        Example:
+        Examples:
             >>> point = v.object({"x": v.float64(), "y": v.float64()})
             >>> point.validate({"x": 1, "y": 2})
             {'x': 1.0, 'y': 2.0}
@@ -801,7 +801,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Raises:
             TypeError: `key` or `value` is not a validator.
 
-        Example:
+        Examples:
             >>> v.record(v.string(), v.int64()).validate({"ada": 3, "bob": 5})
             {'ada': 3, 'bob': 5}
         """
@@ -820,7 +820,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Raises:
             TypeError: No member was given, or one is not a validator.
 
-        Example:
+        Examples:
             >>> v.union(v.string(), v.null()).validate(None) is None
             True
         """
@@ -844,7 +844,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         Raises:
             TypeError: `inner` is not a validator.
 
-        Example:
+        Examples:
             >>> person = v.object({"nickname": v.optional(v.string())})
             >>> person.validate({})
             {}
