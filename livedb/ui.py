@@ -1,19 +1,24 @@
 """Dispatchers that hand live-query callbacks to a UI toolkit's own thread.
 
-Pass one as `Database(..., dispatch=...)`. A dispatcher is given a zero-argument function
-(a delivery thunk) by whichever thread committed; it must run that function later on the
-UI thread and return at once. It never blocks the committing thread, never runs the thunk
-inside the commit, and never needs a lock of ours. Coalescing is the subscription's own:
-a thunk reads the newest result when it runs, so a slow UI sees the latest state rather
-than a backlog, and results never go backwards.
+Pass one as `Database(..., dispatch=...)`. livedb then gives every callback (of a
+subscription, of a client's subscriptions, and a client mutation's future) to the
+dispatcher, which runs it later on the UI thread. The committing thread never waits for
+the UI, no callback runs inside a commit, and a busy UI gets the newest result rather
+than a backlog: updates still waiting to be delivered are coalesced, and results never
+go backwards.
 
 No toolkit is imported until its dispatcher is asked for, and none is a dependency of
 livedb (`pip install "livedb[textual]"` or `"livedb[qt]"`; Tk comes with Python).
 
-    asyncio   loop.call_soon_threadsafe                    asyncio_dispatch(loop)
-    Tk        a queue drained by root.after() polling      tk_dispatch(root)
-    Qt        a queued signal onto the main thread         qt_dispatch()
-    Textual   app.call_later (thread-safe post_message)    textual_dispatch(app)
+| toolkit | how a callback reaches the UI thread | dispatcher |
+| --- | --- | --- |
+| asyncio | `loop.call_soon_threadsafe` | `asyncio_dispatch(loop)` |
+| Tk | a queue drained by `root.after()` polling | `tk_dispatch(root)` |
+| Qt | a signal with a queued connection to the main thread | `qt_dispatch()` |
+| Textual | `app.call_later` (a thread-safe message) | `textual_dispatch(app)` |
+
+A dispatcher is any callable given a zero-argument function, which it must run later on
+the right thread and return at once; write your own for another toolkit.
 """
 
 from __future__ import annotations
