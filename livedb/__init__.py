@@ -1,5 +1,7 @@
 """livedb: an embedded, in-process, reactive document database for Python."""
 
+from importlib import metadata as _metadata
+
 from .auth import UserIdentity
 from .database import Database
 from .errors import (
@@ -13,7 +15,7 @@ from .errors import (
     SchemaError,
     ValidationError,
 )
-from .functions import action, mutation, query
+from .functions import ActionCtx, MutationCtx, QueryCtx, action, mutation, query
 from .ids import Id
 from .query import PaginationResult
 from .scheduler import Crons
@@ -23,6 +25,7 @@ from .validators import v
 
 __all__ = [
     "DELETE_FIELD",
+    "ActionCtx",
     "AppError",
     "AuthError",
     "ConflictError",
@@ -33,7 +36,9 @@ __all__ = [
     "DocumentNotFoundError",
     "Id",
     "LiveDBError",
+    "MutationCtx",
     "PaginationResult",
+    "QueryCtx",
     "SchemaError",
     "UserIdentity",
     "ValidationError",
@@ -44,4 +49,8 @@ __all__ = [
     "query",
     "v",
 ]
-__version__ = "0.1.0"
+try:
+    __version__: str = _metadata.version("livedb")
+    """The installed distribution's version, e.g. ``"0.1.0"``."""
+except _metadata.PackageNotFoundError:
+    __version__ = "0+unknown"

@@ -11,12 +11,30 @@ _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 
 
 class Id(str):
-    """A document id: a `str` of the form ``"<table>:<opaque>"``; `.table` names its table."""
+    """A document id: a `str` that also knows its table.
+
+    `ctx.db.insert` returns one, and every document holds its own as `_id`. An `Id` is
+    a plain `str` for everything else: it compares equal to the same text, hashes the
+    same, can be stored in documents (use `v.id(table)` to validate it) and passed as an
+    argument. Treat the text as opaque: ids are unique within a database and never
+    reused, but their form is not part of the API. To check a string from outside (a
+    URL, a form), use `ctx.db.normalize_id(table, text)`.
+
+    Examples:
+        >>> from livedb import Database, Id
+        >>> db = Database()
+        >>> note = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+        >>> isinstance(note, Id), isinstance(note, str), note.table
+        (True, True, 'notes')
+        >>> db.query(lambda ctx: ctx.db.get(note))["_id"] == note
+        True
+    """
 
     __slots__ = ()
 
     @property
     def table(self) -> str:
+        """The name of the table this id belongs to."""
         return self[: self.index(":")]
 
     def __repr__(self) -> str:

@@ -38,7 +38,7 @@ def _check_path(path: Any, what: str) -> tuple[str, ...]:
 
 
 class IndexDefinition:
-    """A sorted index: its name and field paths (each a tuple of names)."""
+    """A sorted index as declared: its name and field paths (each a tuple of names)."""
 
     __slots__ = ("name", "fields", "paths")
 
@@ -49,6 +49,8 @@ class IndexDefinition:
 
 
 class SearchIndexDefinition:
+    """A full-text search index as declared: name, search field and filter fields."""
+
     __slots__ = ("name", "search_field", "filter_fields")
 
     def __init__(self, name: str, search_field: str, filter_fields: Sequence[str]):
@@ -58,6 +60,8 @@ class SearchIndexDefinition:
 
 
 class VectorIndexDefinition:
+    """A vector index as declared: name, vector field, dimensions and filter fields."""
+
     __slots__ = ("name", "vector_field", "dimensions", "filter_fields")
 
     def __init__(self, name: str, vector_field: str, dimensions: int,
@@ -69,7 +73,15 @@ class VectorIndexDefinition:
 
 
 class TableDefinition:
-    """One table of a schema: its document validator and its indexes."""
+    """One table of a schema: its documents' validator and its indexes.
+
+    Made by `define_table`; `.index()`, `.search_index()` and `.vector_index()` add
+    indexes and return the table, so they chain.
+
+    Every table also has two built-in indexes: `by_id` (on `_id`) and
+    `by_creation_time` (on `_creation_time`). Every index orders documents with equal
+    fields by `_creation_time`, then `_id`.
+    """
 
     def __init__(self, document: Validator | Mapping[str, Validator]) -> None:
         try:
@@ -95,7 +107,33 @@ class TableDefinition:
         return {**self.indexes, **self.search_indexes, **self.vector_indexes}
 
     def index(self, name: str, fields: Sequence[str]) -> TableDefinition:
-        """Add a sorted index over `fields` (dotted paths allowed); returns the table."""
+        """Add a sorted index over `fields`, for `ctx.db.query(table).with_index(name, ...)`.
+
+        The index sorts documents by the fields in order, each in livedb's total order
+        of values (a missing field first, then null, numbers, booleans, strings, bytes,
+        lists, dicts), then by `_creation_time`. A query's range may fix the first
+        fields with `eq` and bound the next one with `gt`/`gte`/`lt`/`lte`. Adding an
+        index to the schema of an existing database builds it when the database opens.
+
+        Args:
+            name: Letters, digits and `_`, starting with a letter; unique in the table
+                and not `by_id` or `by_creation_time`.
+            fields: One or more field paths; a dotted path reads inside a nested
+                object (`"profile.city"`). `_creation_time` is added automatically.
+
+        Returns:
+            This table, so calls chain.
+
+        Raises:
+            SchemaError: The name is malformed, reserved or taken, or a field is listed
+                twice, is a system field or (for a table of fixed fields) is not one of
+                the table's fields.
+
+        Examples:
+            >>> from livedb import define_table, v
+            >>> messages = (define_table({"channel": v.string(), "body": v.string()})
+            ...             .index("by_channel", ["channel"]))
+        """
         _check_index_name(name, self._names())
         if isinstance(fields, str) or not isinstance(fields, Sequence) or not fields:
             raise SchemaError(f"index {name!r}: fields must be a non-empty list of field "
@@ -110,7 +148,31 @@ class TableDefinition:
 
     def search_index(self, name: str, search_field: str,
                      filter_fields: Sequence[str] = ()) -> TableDefinition:
-        """Add a full-text index on `search_field`, filterable by `eq` on `filter_fields`."""
+        """Add a full-text search index, for `.with_search_index(name, ...)`.
+
+        Documents whose `search_field` holds a string are indexed by its terms (runs of
+        letters and digits, case-insensitive); a search matches any term of its text,
+        the last term also as a prefix, ranked by relevance (BM25).
+
+        Args:
+            name: Letters, digits and `_`, starting with a letter; unique in the table.
+            search_field: The field path holding the text.
+            filter_fields: Field paths a search may narrow by equality
+                (`q.search(...).eq(field, value)`).
+
+        Returns:
+            This table, so calls chain.
+
+        Raises:
+            SchemaError: The name is malformed or taken, or a field is a system field,
+                listed twice, or not one of the table's fields.
+
+        Examples:
+            >>> from livedb import define_table, v
+            >>> messages = (define_table({"channel": v.string(), "body": v.string()})
+            ...             .search_index("search_body", search_field="body",
+            ...                           filter_fields=["channel"]))
+        """
         _check_index_name(name, self._names())
         path = _check_path(search_field, f"search index {name!r}")
         self._check_known_field(f"search index {name!r}", search_field, path)
@@ -120,7 +182,33 @@ class TableDefinition:
 
     def vector_index(self, name: str, vector_field: str, dimensions: int,
                      filter_fields: Sequence[str] = ()) -> TableDefinition:
-        """Add a vector index on `vector_field` (arrays of `dimensions` floats)."""
+        """Add a vector index, for `ctx.vector_search(table, name, vector, ...)` in actions.
+
+        Once the index exists, every write of `vector_field` must hold a list of exactly
+        `dimensions` finite numbers, or `None`, or leave the field out (a document
+        without a vector is not in the index); anything else is a `ValidationError`.
+        Similarity is cosine similarity.
+
+        Args:
+            name: Letters, digits and `_`, starting with a letter; unique in the table.
+            vector_field: The field path holding the vector.
+            dimensions: The length of every vector, 2 to 4096.
+            filter_fields: Field paths a vector search may filter by equality.
+
+        Returns:
+            This table, so calls chain.
+
+        Raises:
+            SchemaError: The name is malformed or taken, `dimensions` is out of range,
+                or a field is a system field, listed twice, or not one of the table's
+                fields.
+
+        Examples:
+            >>> from livedb import define_table, v
+            >>> docs = (define_table({"kind": v.string(), "embedding": v.array(v.float64())})
+            ...         .vector_index("by_embedding", vector_field="embedding",
+            ...                       dimensions=3, filter_fields=["kind"]))
+        """
         _check_index_name(name, self._names())
         path = _check_path(vector_field, f"vector index {name!r}")
         self._check_known_field(f"vector index {name!r}", vector_field, path)
@@ -166,12 +254,38 @@ def _is_document_validator(validator: Validator) -> bool:
 
 
 def define_table(document: Validator | Mapping[str, Validator]) -> TableDefinition:
-    """Describe a table by its documents' fields (a dict of validators) or a validator."""
+    """Describe a table by the documents it holds.
+
+    Every document of the table is checked on every write (insert, patch, replace).
+    User field names must not start with `_` or `$`; the system fields `_id` and
+    `_creation_time` are added to every document and need no validator.
+
+    Args:
+        document: A dict of field name to validator (the usual form), `v.object(...)`,
+            a `v.union(...)` of objects (a table of several shapes), or `v.any()` (any
+            document).
+
+    Returns:
+        The table definition; chain `.index()`, `.search_index()` and `.vector_index()`
+            on it.
+
+    Raises:
+        SchemaError: `document` is not one of those forms, or a field name starts with
+            `_` or `$`.
+
+    Examples:
+        >>> from livedb import define_table, v
+        >>> users = define_table({"name": v.string(), "email": v.string(),
+        ...                       "age": v.optional(v.int64())}).index("by_email", ["email"])
+        >>> events = define_table(v.union(
+        ...     v.object({"kind": v.literal("click"), "x": v.float64(), "y": v.float64()}),
+        ...     v.object({"kind": v.literal("key"), "key": v.string()})))
+    """
     return TableDefinition(document)
 
 
 class Schema:
-    """The tables of a database with their validators and indexes."""
+    """The tables of a database with their validators and indexes (see `define_schema`)."""
 
     def __init__(self, tables: Mapping[str, TableDefinition], schema_validation: bool = True,
                  strict_table_names: bool = True) -> None:
@@ -192,7 +306,40 @@ class Schema:
 
 def define_schema(tables: Mapping[str, TableDefinition], schema_validation: bool = True,
                   strict_table_names: bool = True) -> Schema:
-    """Build a schema from a dict of `define_table(...)` definitions."""
+    """Build the schema of a database from its tables: pass it to `Database(schema)`.
+
+    A database opened with a schema checks every write against its table's validator
+    and keeps the indexes it declares. Opening a file with a schema checks the
+    documents already stored and builds indexes added since; removed indexes are
+    dropped. No migration step is needed.
+
+    Args:
+        tables: Table name (letters, digits and `_`, starting with a letter, at most 64
+            characters) to `define_table(...)`.
+        schema_validation: When False, documents are not checked against the tables'
+            validators, neither on writes nor when a file is opened: use it to open a
+            file whose documents no longer match and repair them with mutations.
+            Indexes are kept either way.
+        strict_table_names: When True (the default), reading or writing a table not in
+            the schema is a `ValidationError`; when False, such tables hold any
+            documents, unchecked.
+
+    Returns:
+        The schema.
+
+    Raises:
+        SchemaError: `tables` is not a dict of `define_table(...)`, or a table name is
+            malformed.
+
+    Examples:
+        >>> from livedb import Database, define_schema, define_table, v
+        >>> schema = define_schema({
+        ...     "users": define_table({"name": v.string()}),
+        ... })
+        >>> db = Database(schema)
+        >>> lenient = define_schema({"users": define_table({"name": v.string()})},
+        ...                         schema_validation=False)
+    """
     return Schema(tables, schema_validation, strict_table_names)
 
 

@@ -1,19 +1,24 @@
 """Dispatchers that hand live-query callbacks to a UI toolkit's own thread.
 
-Pass one as `Database(..., dispatch=...)`. A dispatcher is given a zero-argument function
-(a delivery thunk) by whichever thread committed; it must run that function later on the
-UI thread and return at once. It never blocks the committing thread, never runs the thunk
-inside the commit, and never needs a lock of ours. Coalescing is the subscription's own:
-a thunk reads the newest result when it runs, so a slow UI sees the latest state rather
-than a backlog, and results never go backwards.
+Pass one as `Database(..., dispatch=...)`. livedb then gives every callback (of a
+subscription, of a client's subscriptions, and a client mutation's future) to the
+dispatcher, which runs it later on the UI thread. The committing thread never waits for
+the UI, no callback runs inside a commit, and a busy UI gets the newest result rather
+than a backlog: updates still waiting to be delivered are coalesced, and results never
+go backwards.
 
 No toolkit is imported until its dispatcher is asked for, and none is a dependency of
 livedb (`pip install "livedb[textual]"` or `"livedb[qt]"`; Tk comes with Python).
 
-    asyncio   loop.call_soon_threadsafe                    asyncio_dispatch(loop)
-    Tk        a queue drained by root.after() polling      tk_dispatch(root)
-    Qt        a queued signal onto the main thread         qt_dispatch()
-    Textual   app.call_later (thread-safe post_message)    textual_dispatch(app)
+| toolkit | how a callback reaches the UI thread | dispatcher |
+| --- | --- | --- |
+| asyncio | `loop.call_soon_threadsafe` | `asyncio_dispatch(loop)` |
+| Tk | a queue drained by `root.after()` polling | `tk_dispatch(root)` |
+| Qt | a signal with a queued connection to the main thread | `qt_dispatch()` |
+| Textual | `app.call_later` (a thread-safe message) | `textual_dispatch(app)` |
+
+A dispatcher is any callable given a zero-argument function, which it must run later on
+the right thread and return at once; write your own for another toolkit.
 """
 
 from __future__ import annotations
@@ -41,9 +46,40 @@ def _run(fn: Thunk) -> None:
 
 
 def asyncio_dispatch(loop: asyncio.AbstractEventLoop | None = None) -> Dispatch:
-    """Deliver on `loop`'s thread (default: the running loop) via `call_soon_threadsafe`.
+    """Deliver callbacks on an asyncio event loop's thread.
 
-    Once the loop is closed, deliveries are dropped: nobody is left to see them."""
+    Each callback is handed over with `loop.call_soon_threadsafe`, the one loop method
+    other threads may call. Once the loop is closed, deliveries are dropped: nobody is
+    left to see them. A callback that raises is logged (logger ``"livedb"``) and does
+    not stop the loop.
+
+    Args:
+        loop: The loop to deliver on. Default: the running loop (so call it from a
+            coroutine).
+
+    Returns:
+        A dispatcher for `Database(..., dispatch=...)`.
+
+    Raises:
+        RuntimeError: `loop` is None and no loop is running in this thread.
+
+    Examples:
+        >>> import asyncio
+        >>> from livedb import Database
+        >>> from livedb.ui import asyncio_dispatch
+        >>> async def main():
+        ...     db = Database(dispatch=asyncio_dispatch())
+        ...     seen = []
+        ...     db.subscribe(lambda ctx: len(ctx.db.query("notes").collect()), None,
+        ...                  seen.append)
+        ...     await asyncio.sleep(0.01)          # the loop delivers the first result
+        ...     db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+        ...     await asyncio.sleep(0.01)
+        ...     db.close()
+        ...     return seen
+        >>> asyncio.run(main())
+        [0, 1]
+    """
     if loop is None:
         loop = asyncio.get_running_loop()
     target = loop
@@ -62,11 +98,23 @@ def asyncio_dispatch(loop: asyncio.AbstractEventLoop | None = None) -> Dispatch:
 
 
 class TkDispatch:
-    """A thread-safe queue of thunks that the Tk thread drains every `interval_ms`.
+    """A thread-safe queue of callbacks that the Tk thread drains every `interval_ms`.
 
-    Tk is not thread-safe: other threads may not even call `root.after`, so they only put
-    thunks on the queue, and a poll that `after` re-arms on the Tk thread runs them in
-    order. Polling stops with the root window (or `stop()`)."""
+    Tk is not thread-safe: other threads may not even call `root.after`, so they only
+    put callbacks on the queue, and a poll that `after` re-arms on the Tk thread runs
+    them in order. Polling stops when the root window is destroyed (or on `stop()`).
+    Calling the dispatcher is safe from any thread, so a worker thread may also use it
+    to run its own code on the Tk thread (`dispatch(root.destroy)`).
+
+    Made by `tk_dispatch`.
+
+    Args:
+        root: The application's `tkinter.Tk()` root.
+        interval_ms: How often the queue is polled, in milliseconds (at least 1).
+
+    Raises:
+        ValueError: `interval_ms` is less than 1.
+    """
 
     def __init__(self, root: Any, interval_ms: int = 10) -> None:
         import tkinter
@@ -97,15 +145,21 @@ class TkDispatch:
             self._schedule()
 
     def drain(self) -> int:
-        """Run the thunks queued so far (on the calling thread, which must be Tk's);
-        thunks they queue wait for the next poll. Returns how many ran."""
+        """Run the callbacks queued so far, now, on the calling thread (which must be Tk's).
+
+        Callbacks they queue in turn wait for the next poll. The poll calls this itself;
+        call it directly to deliver at once, e.g. in a test.
+
+        Returns:
+            How many callbacks ran.
+        """
         count = self._queue.qsize()
         for _ in range(count):
             _run(self._queue.get_nowait())
         return count
 
     def stop(self) -> None:
-        """Stop polling (queued thunks are not run)."""
+        """Stop polling; callbacks still queued are not run. Call it on the Tk thread."""
         self._stopped = True
         if self._after is not None:
             try:
@@ -116,7 +170,21 @@ class TkDispatch:
 
 
 def tk_dispatch(root: Any, interval_ms: int = 10) -> TkDispatch:
-    """Deliver on the Tk thread: call this on that thread, with the root `Tk()`."""
+    """Deliver callbacks on the Tk thread, through a queue it polls.
+
+    Call it on the Tk thread (the one that created `root` and runs `mainloop()`),
+    before `mainloop()`. See the live queries guide for a complete window.
+
+    Args:
+        root: The application's `tkinter.Tk()` root.
+        interval_ms: How often the queue is polled, in milliseconds.
+
+    Returns:
+        A `TkDispatch`, the dispatcher for `Database(..., dispatch=...)`.
+
+    Raises:
+        ValueError: `interval_ms` is less than 1.
+    """
     return TkDispatch(root, interval_ms)
 
 
@@ -136,11 +204,21 @@ def _qt_core() -> Any:
 
 
 def qt_dispatch() -> Dispatch:
-    """Deliver on the Qt main thread through a queued signal (PySide6, else PyQt6).
+    """Deliver callbacks on the Qt main thread, through a signal with a queued connection.
 
-    Create the `QApplication` first. The signal is connected with a queued connection,
-    so a thunk dispatched even from the main thread runs later from its event loop,
-    never inside the commit. Once the application is gone, deliveries are dropped."""
+    Uses PySide6 if it is installed, else PyQt6. Because the connection is queued, a
+    callback dispatched even from the main thread runs later from the event loop, never
+    inside the commit. Once the application is gone, deliveries are dropped. See the
+    live queries guide for a complete window.
+
+    Returns:
+        A dispatcher for `Database(..., dispatch=...)`.
+
+    Raises:
+        ImportError: Neither PySide6 nor PyQt6 is installed
+            (`pip install "livedb[qt]"`).
+        RuntimeError: No `QApplication` exists yet: create it first.
+    """
     QtCore = _qt_core()
     app = QtCore.QCoreApplication.instance()
     if app is None:
@@ -171,11 +249,19 @@ def qt_dispatch() -> Dispatch:
 
 
 def textual_dispatch(app: Any) -> Dispatch:
-    """Deliver on a Textual app's thread, as `app.call_later` callbacks.
+    """Deliver callbacks on a Textual app's thread, as `app.call_later` callbacks.
 
     `call_later` posts a message, which Textual makes thread-safe and which never waits
-    (unlike `call_from_thread`, which blocks its caller and refuses the app's own thread).
-    Subscribe once the app runs (e.g. in `on_mount`); once it closes, updates are dropped."""
+    (unlike `call_from_thread`, which blocks its caller and refuses the app's own
+    thread). Subscribe once the app runs (e.g. in `on_mount`); once it closes, updates
+    are dropped. See the live queries guide for a complete app.
+
+    Args:
+        app: The running `textual.app.App`.
+
+    Returns:
+        A dispatcher for `Database(..., dispatch=...)`.
+    """
 
     def dispatch(fn: Thunk) -> None:
         app.call_later(_run, fn)

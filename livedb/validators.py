@@ -168,7 +168,11 @@ sizes and lengths bind only what is stored)."""
 
 
 class Validator:
-    """Base of every `v.*` validator: `describe()` for messages, `compile()` for checks."""
+    """What every `v.*` constructor returns: a description of the values it accepts.
+
+    Validators compare equal when they describe the same values, so `v.number() ==
+    v.float64()`. Their checks are compiled once, on first use.
+    """
 
     __slots__ = ("_check", "_check_value")
     optional = False
@@ -178,14 +182,27 @@ class Validator:
         self._check_value: Check | None = None
 
     def describe(self) -> str:
+        """A short description for error messages, e.g. ``"array of string"``.
+
+        Returns:
+            The description.
+        """
         raise NotImplementedError
 
     def _compile(self, stored: bool) -> Check:
         raise NotImplementedError
 
     def compile(self, stored: bool = True) -> Check:
-        """The check function, built once: as stored in a document (`stored`: arrays of
-        at most 8192 items), or as a function argument or result (any length)."""
+        """The compiled check `check(value, depth)` (built once, then cached).
+
+        Args:
+            stored: Check values as stored in a document (arrays of at most 8192 items);
+                False checks them as function arguments and results are (any length).
+
+        Returns:
+            A function returning the value as it is stored, raising an internal
+                mismatch otherwise; use `validate` for a `ValidationError`.
+        """
         if stored:
             if self._check is None:
                 self._check = self._compile(True)
@@ -195,14 +212,35 @@ class Validator:
         return self._check_value
 
     def validate(self, value: Any, path: str = "") -> Any:
-        """Check `value`, returning it as it should be stored; `ValidationError` otherwise."""
+        """Check `value` and return it as it would be stored.
+
+        Args:
+            value: Any Python value.
+            path: A prefix for the error message's path (e.g. a table name).
+
+        Returns:
+            `value`, or a copy with ints in float fields turned into floats.
+
+        Raises:
+            ValidationError: `value` does not pass; the message names the path inside
+                `value` and what was expected.
+
+        Examples:
+            >>> v.array(v.string()).validate(["a", 1], path="tags")
+            Traceback (most recent call last):
+            livedb.errors.ValidationError: tags[1]: expected string, got int
+        """
         try:
             return self.compile()(value, 1)
         except Mismatch as e:
             raise ValidationError(e.render(path)) from None
 
     def to_json(self) -> Any:
-        """A plain description used to compare schemas (e.g. the stored one at open)."""
+        """A plain description of the validator, used to compare validators.
+
+        Returns:
+            Nested dicts and lists naming the validator's kind and parts.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -576,8 +614,30 @@ def as_validator(value: Any, where: str) -> Validator:
     return _need_validator(value, where)
 
 
-class _V:
-    """The `v` namespace: constructors of validators."""
+class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({...})`
+    """The validator constructors: `v.string()`, `v.int64()`, `v.object({...})`, ...
+
+    A validator describes the values a document field, a function argument or a return
+    value may hold. Pass them to `define_table` (one per field, as a dict) and to the
+    `args=` / `returns=` of `@query`, `@mutation` and `@action`. Validators are
+    immutable and may be shared between tables and functions.
+
+    Every check also enforces the value limits: nesting at most 16 deep, arrays of at
+    most 8192 items, field names of at most 1024 characters that do not start with `$`
+    (nor, at the top level of a document, with `_`). A value that does not fit raises
+    `livedb.ValidationError` naming the path inside the value and what was expected,
+    e.g. ``messages.body: expected string, got int``.
+
+    `v` is a namespace: call its static methods, never `v()` itself.
+
+    Examples:
+        >>> from livedb import v
+        >>> user = v.object({"name": v.string(), "age": v.optional(v.int64())})
+        >>> user.validate({"name": "Ada"})
+        {'name': 'Ada'}
+        >>> v.float64().validate(3)
+        3.0
+    """
 
     _string = _Scalar("string")
     _int64 = _Scalar("int64")
@@ -587,50 +647,268 @@ class _V:
     _bytes = _Scalar("bytes")
     _any = _Scalar("any")
 
-    def string(self) -> Validator:
-        return self._string
+    @staticmethod
+    def string() -> Validator:
+        """Accept a `str`. Stored strings must encode to UTF-8 (no lone surrogates).
 
-    def int64(self) -> Validator:
-        return self._int64
+        Returns:
+            The string validator.
 
-    def float64(self) -> Validator:
-        return self._float64
+        Examples:
+            >>> v.string().validate("hello")
+            'hello'
+        """
+        return v._string
 
-    def number(self) -> Validator:
-        return self._float64
+    @staticmethod
+    def int64() -> Validator:
+        """Accept an `int` in the signed 64-bit range (-2**63 to 2**63 - 1).
 
-    def boolean(self) -> Validator:
-        return self._boolean
+        A `bool` is never accepted, although Python makes it an `int` subclass, and a
+        `float` is refused even when it is whole (`1.0`).
 
-    def null(self) -> Validator:
-        return self._null
+        Returns:
+            The int64 validator.
 
-    def bytes(self) -> Validator:
-        return self._bytes
+        Examples:
+            >>> v.int64().validate(42)
+            42
+            >>> v.int64().validate(2**63)
+            Traceback (most recent call last):
+            livedb.errors.ValidationError: integer 9223372036854775808 is outside the int64 range
+        """
+        return v._int64
 
-    def any(self) -> Validator:
-        return self._any
+    @staticmethod
+    def float64() -> Validator:
+        """Accept a `float`, or an `int`, which is stored as a `float`.
 
-    def literal(self, value: Any) -> Validator:
+        NaN and the infinities are accepted. A `bool` is never accepted as a number.
+
+        Returns:
+            The float64 validator.
+
+        Examples:
+            >>> v.float64().validate(2)
+            2.0
+            >>> v.float64().validate(True)
+            Traceback (most recent call last):
+            livedb.errors.ValidationError: expected float64, got boolean
+        """
+        return v._float64
+
+    @staticmethod
+    def number() -> Validator:
+        """The same validator as `v.float64()`: Convex's `v.number()` is a float64.
+
+        Use `v.int64()` for whole numbers that must stay `int` (counters, ids from other
+        systems); `v.number()` stores `3` as `3.0`.
+
+        Returns:
+            The float64 validator.
+
+        Examples:
+            >>> v.number() == v.float64()
+            True
+        """
+        return v._float64
+
+    @staticmethod
+    def boolean() -> Validator:
+        """Accept `True` or `False` (and not `0` or `1`).
+
+        Returns:
+            The boolean validator.
+        """
+        return v._boolean
+
+    @staticmethod
+    def null() -> Validator:
+        """Accept only `None`.
+
+        Combine it with `v.union` for a nullable field: `v.union(v.string(), v.null())`.
+
+        Returns:
+            The null validator.
+        """
+        return v._null
+
+    @staticmethod
+    def bytes() -> Validator:
+        """Accept `bytes` (not `bytearray` or `memoryview`).
+
+        Returns:
+            The bytes validator.
+        """
+        return v._bytes
+
+    @staticmethod
+    def any() -> Validator:
+        """Accept any storable value: `None`, `bool`, `int` (int64), `float`, `str`,
+        `bytes`, and `list`s and `dict`s (with `str` keys) of them, within the limits.
+
+        Returns:
+            The any validator.
+
+        Examples:
+            >>> v.any().validate({"tags": ["a", 1, None]})
+            {'tags': ['a', 1, None]}
+        """
+        return v._any
+
+    @staticmethod
+    def literal(value: str | int | float | bool | None) -> Validator:
+        """Accept exactly `value` (of the same kind: the literal `1` refuses `True`).
+
+        A float literal also accepts an equal `int` (and stores it as a float).
+
+        Args:
+            value: A `str`, `int`, `float`, `bool` or `None`.
+
+        Returns:
+            A validator for that one value.
+
+        Raises:
+            TypeError: `value` is of another type.
+
+        Examples:
+            >>> status = v.union(v.literal("open"), v.literal("closed"))
+            >>> status.validate("open")
+            'open'
+        """
         return Literal(value)
 
-    def id(self, table: str) -> Validator:
+    @staticmethod
+    def id(table: str) -> Validator:
+        """Accept an id of a document of `table` (an `Id`, or the `str` it equals).
+
+        Only the form is checked: that the document exists is not.
+
+        Args:
+            table: The table the ids belong to (a system table such as `"_storage"`
+                too).
+
+        Returns:
+            A validator of that table's ids.
+
+        Raises:
+            TypeError: `table` is not a valid table name.
+        """
         return IdValidator(table)
 
-    def array(self, item: Validator) -> Validator:
+    @staticmethod
+    def array(item: Validator) -> Validator:
+        """Accept a `list` whose items all pass `item` (at most 8192 of them).
+
+        A `tuple` is not accepted: values are stored and returned as lists.
+
+        Args:
+            item: The validator of every item.
+
+        Returns:
+            A validator of such lists.
+
+        Raises:
+            TypeError: `item` is not a validator.
+
+        Examples:
+            >>> v.array(v.float64()).validate([1, 2.5])
+            [1.0, 2.5]
+        """
         return Array(item)
 
-    def object(self, fields: Mapping[str, Validator]) -> Validator:
+    @staticmethod
+    def object(fields: Mapping[str, Validator]) -> Validator:
+        """Accept a `dict` with exactly these fields: each required unless wrapped in
+        `v.optional(...)`, and no others.
+
+        `define_table({...})` and `args={...}` take the same dict directly.
+
+        Args:
+            fields: Field name to validator. Names must not be empty nor start with `$`.
+
+        Returns:
+            A validator of such dicts.
+
+        Raises:
+            TypeError: A field name is not allowed, or a value is not a validator.
+
+        Examples:
+            >>> point = v.object({"x": v.float64(), "y": v.float64()})
+            >>> point.validate({"x": 1, "y": 2})
+            {'x': 1.0, 'y': 2.0}
+            >>> point.validate({"x": 1})
+            Traceback (most recent call last):
+            livedb.errors.ValidationError: y: missing required field
+        """
         return Object(fields)
 
-    def record(self, key: Validator, value: Validator) -> Validator:
+    @staticmethod
+    def record(key: Validator, value: Validator) -> Validator:
+        """Accept a `dict` with any keys that pass `key` and values that pass `value`.
+
+        Keys are always strings: use `v.string()` (or a union of literals, or
+        `v.id(table)`) for `key`.
+
+        Args:
+            key: The validator of every key.
+            value: The validator of every value.
+
+        Returns:
+            A validator of such dicts.
+
+        Raises:
+            TypeError: `key` or `value` is not a validator.
+
+        Examples:
+            >>> v.record(v.string(), v.int64()).validate({"ada": 3, "bob": 5})
+            {'ada': 3, 'bob': 5}
+        """
         return Record(key, value)
 
-    def union(self, *members: Validator) -> Validator:
+    @staticmethod
+    def union(*members: Validator) -> Validator:
+        """Accept a value that passes any of `members` (tried in order).
+
+        Args:
+            *members: At least one validator.
+
+        Returns:
+            A validator of the union.
+
+        Raises:
+            TypeError: No member was given, or one is not a validator.
+
+        Examples:
+            >>> v.union(v.string(), v.null()).validate(None) is None
+            True
+        """
         return Union(*members)
 
-    def optional(self, inner: Validator) -> Validator:
+    @staticmethod
+    def optional(inner: Validator) -> Validator:
+        """Let a field of an object (or an argument) be absent; when present it must pass
+        `inner`.
+
+        Absent is not `None`: `None` passes only if `inner` accepts null, as in
+        `v.optional(v.union(v.string(), v.null()))`. An omitted optional argument is
+        not passed to the handler, so give its parameter a default.
+
+        Args:
+            inner: The validator of the value when it is present.
+
+        Returns:
+            The optional validator (meaningful only as an object field or argument).
+
+        Raises:
+            TypeError: `inner` is not a validator.
+
+        Examples:
+            >>> person = v.object({"nickname": v.optional(v.string())})
+            >>> person.validate({})
+            {}
+            >>> person.validate({"nickname": None})
+            Traceback (most recent call last):
+            livedb.errors.ValidationError: nickname: expected string, got null
+        """
         return Optional(inner)
-
-
-v = _V()
