@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 from operator import is_
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .errors import ValidationError
+from .errors import LiveDBError, ValidationError
 from .ids import Id
 from .query import PaginationResult
-from .validators import Mismatch, Validator, as_validator, check_value
+from .validators import Mismatch, Object, Validator, as_validator, check_value
 from .values import type_name
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ class Function:
         if self.is_async and kind != ACTION:
             raise TypeError(f"{self.name}: only actions may be async; queries and mutations "
                             "are plain functions")
+        if isinstance(self.args, Object):
+            _check_optional_defaults(self.name, handler, self.args)
         self.__wrapped__ = handler
         functools.update_wrapper(self, handler)
 
@@ -55,6 +57,23 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<livedb {self.kind} {self.name}>"
+
+
+def _check_optional_defaults(name: str, handler: Callable[..., Any], args: Object) -> None:
+    """An omitted `v.optional` argument is not passed: its parameter needs a default."""
+    try:
+        parameters = inspect.signature(handler).parameters
+    except (TypeError, ValueError):
+        return
+    for field, validator in args.fields.items():
+        parameter = parameters.get(field)
+        if (validator.optional and parameter is not None
+                and parameter.default is inspect.Parameter.empty
+                and parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                       inspect.Parameter.KEYWORD_ONLY)):
+            raise TypeError(f"{name}: argument {field!r} is v.optional(...), so a call may "
+                            f"omit it, but parameter {field!r} has no default; give it one "
+                            f"(e.g. {field}=None)")
 
 
 def function_name(fn: Callable[..., Any]) -> str:
@@ -292,6 +311,12 @@ class ActionCtx:
 
             self._scheduler = ActionScheduler(self._db)
         return self._scheduler
+
+    @property
+    def db(self) -> Any:
+        """Actions have no `ctx.db` (they are not transactions): raises `LiveDBError`."""
+        raise LiveDBError("actions have no ctx.db: an action is not a transaction; read with "
+                          "ctx.run_query(...) and write with ctx.run_mutation(...)")
 
     def run_query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
         """Run a query with the action's identity and return its result."""

@@ -37,6 +37,7 @@ import logging
 import math
 import sys
 import threading
+import warnings
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,7 @@ from .functions import ACTION, MUTATION, Function, check_args, mutation
 from .ids import Id, parse_id
 from .persistence import WriteError
 from .transaction import Transaction, WriteTransaction
+from .validators import Mismatch, check_any
 from .values import decode, type_name
 
 if TYPE_CHECKING:
@@ -152,6 +154,11 @@ def schedulable(fn: Any) -> Function:
                             "runs; define it at module level")
     if _resolved.get(fn.name) is fn:
         return fn
+    if fn.name.startswith("__main__:"):
+        warnings.warn(f"scheduling {fn.name}, a function of the script being run: its name "
+                      "resolves only while this same script is the entry point (another "
+                      "process, or the app started another way, will fail to find it); "
+                      "define scheduled functions in an importable module", stacklevel=3)
     found = lookup(fn.name)
     if found is not fn:
         why = ("its name leads to a different function (was it redefined?)" if found
@@ -196,6 +203,11 @@ def _insert_call(txn: WriteTransaction, fn: Any, args: Mapping[str, Any] | None,
                  when: float, cron: dict | None = None) -> Id:
     spec = schedulable(fn)
     kwargs = check_args(spec, args)
+    try:
+        check_any(kwargs, 2)
+    except Mismatch as e:
+        raise ValidationError(f"{spec.name}: the args of a scheduled call are stored, so the "
+                              f"limits of stored values apply: {e.render('args')}") from None
     row = {"name": spec.name, "args": kwargs, "scheduled_time": when, "completed_time": None,
            "state": {"kind": "pending"}}
     if cron is not None:
@@ -846,6 +858,7 @@ class Scheduler:
         if fn is None or fn.kind not in (MUTATION, ACTION):
             error = (f"cannot find {row['name']}: no mutation or action of that name can be "
                      "imported")
+            log.error("livedb: scheduled call %s failed: %s", doc_id, error)
             return self._finish(row, "pending", {"kind": "failed", "error": error})
         if fn.kind == MUTATION:
             return self._run_mutation(row, fn)

@@ -13,7 +13,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import DocumentNotFoundError, ValidationError
+from .errors import DocumentNotFoundError, LiveDBError, ValidationError
 from .ids import Id, new_id, parse_id
 from .search import check_vectors
 from .validators import Mismatch, check_any, check_field_name
@@ -126,6 +126,22 @@ class Transaction:
         from .query import SystemReader
 
         return SystemReader(self)
+
+    def insert(self, table: str, document: dict) -> Id:
+        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+        raise _read_only("insert")
+
+    def patch(self, id: str, fields: dict) -> None:
+        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+        raise _read_only("patch")
+
+    def replace(self, id: str, document: dict) -> None:
+        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+        raise _read_only("replace")
+
+    def delete(self, id: str) -> None:
+        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+        raise _read_only("delete")
 
     # -- internals ---------------------------------------------------------------
 
@@ -481,6 +497,11 @@ class WriteTransaction(Transaction):
                 if new_key is not None:
                     entry[2].append(new_key)
         return docs, changes
+
+
+def _read_only(op: str) -> LiveDBError:
+    return LiveDBError(f"ctx.db.{op}: queries are read-only; write from a @mutation "
+                       "(or call one with ctx.run_mutation from an action)")
 
 
 def _passes(filters: list, doc: dict) -> bool:

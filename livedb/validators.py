@@ -294,10 +294,12 @@ def _check_float64(value: Any, depth: int) -> Any:
     cls = value.__class__
     if cls is float:
         return value
-    if cls is int:
-        return float(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if cls is int or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        try:
+            return float(value)
+        except OverflowError:
+            raise Mismatch(f"integer of {int(value).bit_length()} bits is too large for "
+                           "float64") from None
     raise expected("float64", value)
 
 

@@ -556,3 +556,51 @@ def test_async_action_called_from_a_running_event_loop(db):
     result = asyncio.run(main())
     assert result["bodies"] == ["from loop"]
     assert result["me"]["subject"] == "loop"
+
+
+# -- friendly errors for common mistakes --------------------------------------------------
+
+
+def test_writing_in_a_query_says_queries_are_read_only():
+    db = Database()
+    for write in (lambda ctx: ctx.db.insert("t", {"a": 1}),
+                  lambda ctx: ctx.db.patch("t:00000000", {"a": 1}),
+                  lambda ctx: ctx.db.replace("t:00000000", {"a": 1}),
+                  lambda ctx: ctx.db.delete("t:00000000")):
+        with pytest.raises(LiveDBError, match="queries are read-only.*mutation"):
+            db.query(write)
+
+
+def test_ctx_db_in_an_action_says_to_use_run_query_or_run_mutation():
+    db = Database()
+    with pytest.raises(LiveDBError, match=r"ctx\.run_query.*ctx\.run_mutation"):
+        db.action(lambda ctx: ctx.db.query("t").collect())
+
+
+def test_an_optional_argument_without_a_default_is_refused_at_definition():
+    with pytest.raises(TypeError, match="'limit'.*no default"):
+        @query(args={"channel": v.string(), "limit": v.optional(v.int64())})
+        def bad(ctx, channel, limit):
+            return None
+
+    @query(args={"channel": v.string(), "limit": v.optional(v.int64())})
+    def good(ctx, channel, limit=None):
+        return limit
+
+    @query(args={"limit": v.optional(v.int64())})
+    def via_kwargs(ctx, **rest):
+        return rest.get("limit")
+
+    db = Database()
+    assert db.query(good, {"channel": "c"}) is None
+    assert db.query(via_kwargs, {}) is None
+    assert db.query(via_kwargs, {"limit": 3}) == 3
+
+
+def test_a_huge_int_for_a_float_field_is_a_validation_error():
+    @query(args={"x": v.float64()})
+    def take(ctx, x):
+        return x
+
+    with pytest.raises(ValidationError, match="too large for float64"):
+        Database().query(take, {"x": 10 ** 400})

@@ -95,6 +95,11 @@ def chain(ctx, tag):
         ctx.scheduler.run_after(0, chain, {"tag": tag + "+"})
 
 
+@mutation(args={"items": v.array(v.int64())})
+def keep_items(ctx, items):
+    pass
+
+
 @mutation
 def forever(ctx):
     ctx.scheduler.run_after(0, forever, {})
@@ -508,7 +513,8 @@ def test_an_action_cut_short_by_a_crash_is_marked_failed_not_retried(tmp_path, m
         assert db.query(tags) == []
 
 
-def test_a_function_that_is_gone_after_a_restart_is_marked_failed(tmp_path, monkeypatch):
+def test_a_function_that_is_gone_after_a_restart_is_marked_failed(tmp_path, monkeypatch,
+                                                                 caplog):
     (tmp_path / "vanishing.py").write_text(CRASHY)
     monkeypatch.syspath_prepend(str(tmp_path))
     import vanishing
@@ -519,11 +525,43 @@ def test_a_function_that_is_gone_after_a_restart_is_marked_failed(tmp_path, monk
     (tmp_path / "vanishing.py").unlink()
     monkeypatch.delitem(sys.modules, "vanishing")
     monkeypatch.setattr(scheduler_module, "_resolved", {})
-    with Database(path=path, clock=lambda: 1000.0) as db:
+    with Database(path=path, clock=lambda: 1000.0) as db, caplog.at_level(logging.ERROR,
+                                                                          "livedb"):
         assert db.run_scheduled() == 1
         [failed] = db.query(calls)
         assert failed["state"]["kind"] == "failed"
         assert "cannot find vanishing:write_then_die" in failed["state"]["error"]
+    assert any("cannot find vanishing:write_then_die" in r.getMessage()
+               for r in caplog.records), "a call that cannot run is logged, not only recorded"
+
+
+def test_scheduling_a_function_of_the_running_script_warns(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import warnings\n"
+        "from livedb import Database, mutation\n"
+        "@mutation\n"
+        "def later(ctx):\n"
+        "    pass\n"
+        "db = Database(clock=lambda: 0.0)\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    db.mutation(lambda ctx: ctx.scheduler.run_after(0, later))\n"
+        "print([str(w.message) for w in caught])\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "__main__:later" in out and "entry point" in out
+
+
+def test_scheduled_args_must_fit_the_limits_of_stored_values():
+    db, _clock = manual_db()
+    with pytest.raises(ValidationError, match="stored.*8192"):
+        db.mutation(lambda ctx: ctx.scheduler.run_after(0, keep_items, {"items": [0] * 9000}))
+    assert db.query(lambda ctx: len(ctx.db.system.query("_scheduled_functions").collect())) == 0
+    assert db.mutation(keep_items, {"items": [0] * 9000}) is None, "a direct call is not stored"
+    with pytest.raises(ValidationError):
+        db.mutation(lambda ctx: ctx.scheduler.run_after(0, record, {"tag": "x" * (2 << 20)}))
+    assert db.query(calls) == []
 
 
 # -- the background runner -------------------------------------------------------------------

@@ -8,6 +8,7 @@ and a stuck UI catches up with coalesced updates ending at the current result.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -215,6 +216,55 @@ def test_textual_dispatch_delivers_on_the_app_thread_from_any_thread() -> None:
 
 
 # -- Qt ----------------------------------------------------------------------------------
+
+
+def _qt_app() -> Any:
+    try:
+        from PySide6.QtWidgets import QApplication
+    except ImportError:
+        pytest.skip('needs Qt: pip install ".[qt]" (PySide6); .ci/run installs it')
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    return QApplication.instance() or QApplication([])
+
+
+def test_qt_dispatch_delivers_on_the_main_thread_and_tie_ends_with_the_widget() -> None:
+    app = _qt_app()
+    from PySide6.QtWidgets import QLabel
+
+    db = Database(dispatch=qt_dispatch())
+    label = QLabel("")
+    threads: list[int] = []
+
+    def show(n: int) -> None:
+        threads.append(threading.get_ident())
+        label.setText(f"{n} items")
+
+    sub = tie(db.subscribe(count, None, show), label)
+
+    def pump(done: Any) -> None:
+        deadline = time.monotonic() + 10
+        while not done():
+            assert time.monotonic() < deadline, "Qt did not get there in time"
+            app.processEvents()
+            time.sleep(0.005)
+
+    assert label.text() == ""
+    pump(lambda: label.text() == "0 items")
+    writer = add_many(db, 30)
+    writer.join(10)
+    assert not writer.is_alive()
+    assert label.text() == "0 items", "the committing thread never runs the callback"
+    pump(lambda: label.text() == "30 items")
+    assert set(threads) == {threading.get_ident()}
+    assert len(threads) <= 4
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    label.deleteLater()
+    QCoreApplication.sendPostedEvents(label, QEvent.Type.DeferredDelete)
+    pump(lambda: not sub.active)
+    assert db.stats()["subscriptions"] == 0
+    db.close()
+    app.shutdown()
 
 
 def test_qt_dispatch_without_qt_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
