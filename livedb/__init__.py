@@ -1,5 +1,6 @@
 """livedb: an embedded, in-process, reactive document database for Python."""
 
+from ._serve import serve
 from .auth import UserIdentity
 from .database import Database
 from .errors import (
@@ -42,6 +43,7 @@ __all__ = [
     "define_table",
     "mutation",
     "query",
+    "serve",
     "v",
 ]
 __version__ = "0.1.0"
