@@ -437,8 +437,8 @@ def password_auth(db: Database) -> PasswordAuth:
     return PasswordAuth(db)
 
 
-def session_of_token(db: Database, token: str) -> tuple[str, bytes] | None:
-    """`(session id, token hash)` of a live session token, or None."""
+def session_of_token(db: Database, token: str) -> str | None:
+    """The session id of a live session token, or None."""
     token_hash = _token_hash(token)
 
     def find(ctx: Any) -> Any:
@@ -448,7 +448,7 @@ def session_of_token(db: Database, token: str) -> tuple[str, bytes] | None:
     session = db.query(find)
     if session is None or session["expires_at"] <= now(db):
         return None
-    return str(session["_id"]), session["token_hash"]
+    return str(session["_id"])
 
 
 def session_identity(db: Database, session_id: str) -> tuple[UserIdentity, bytes] | None:
@@ -462,7 +462,7 @@ def session_identity(db: Database, session_id: str) -> tuple[UserIdentity, bytes
         if session is None:
             return None
         user = ctx.db.get(session["user_id"])
-        return None if user is None else (session, user)
+        return None if user is None else [session, user]
 
     try:
         found = db.query(find)

@@ -157,23 +157,28 @@ class Server:
 
     async def _cors(self, request: Any, handler: Any) -> Any:
         origin = request.headers.get("Origin")
+        allow = origin is not None and self._origin_allowed(origin)
         if request.method == "OPTIONS":
             response = web.Response(status=204)
         else:
             try:
                 response = await handler(request)
             except web.HTTPException as e:
-                response = e
-        if origin is not None and self._origin_allowed(origin):
-            headers = response.headers
-            headers["Access-Control-Allow-Origin"] = "*" if "*" in self._allowed else origin
-            headers["Vary"] = "Origin"
-            headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            headers["Access-Control-Allow-Headers"] = (
-                request.headers.get("Access-Control-Request-Headers")
-                or "Content-Type, Authorization, Convex-Client")
-            headers["Access-Control-Max-Age"] = "86400"
+                if allow:
+                    self._allow(request, origin, e.headers)
+                raise
+        if allow:
+            self._allow(request, origin, response.headers)
         return response
+
+    def _allow(self, request: Any, origin: str, headers: Any) -> None:
+        headers["Access-Control-Allow-Origin"] = "*" if "*" in self._allowed else origin
+        headers["Vary"] = "Origin"
+        headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = (
+            request.headers.get("Access-Control-Request-Headers")
+            or "Content-Type, Authorization, Convex-Client")
+        headers["Access-Control-Max-Age"] = "86400"
 
     # -- WebSocket -----------------------------------------------------------------------------
 
@@ -345,7 +350,7 @@ def _json(data: Any, status: int = 200) -> Any:
 
 def _unauthenticated(message: str) -> Any:
     return web.HTTPUnauthorized(
-        body=msgspec.json.encode({"code": "Unauthenticated", "message": message}),
+        text=msgspec.json.encode({"code": "Unauthenticated", "message": message}).decode(),
         content_type="application/json")
 
 
