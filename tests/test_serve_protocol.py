@@ -70,18 +70,20 @@ def test_subscribe_then_a_mutation_its_response_then_the_covering_transition(ser
         assert first["endVersion"]["querySet"] == 1
         assert a.results[0] == []
 
-        await a.send(type="Mutation", requestId=0, udfPath="messages:send",
-                     args=[{"channel": "general", "body": "hello"}])
-        response = await a.until(lambda m: m["type"] != "Ping")
-        assert response["type"] == "MutationResponse", (
-            "a Transition covering the commit came before the mutation's response")
-        assert response["success"] is True
-        ts = u64(response["ts"])
-        assert a.version[2] < ts
-        resolved = await a.until(lambda m: m["type"] == "Transition")
-        assert u64(resolved["endVersion"]["ts"]) >= ts
-        assert [m["body"] for m in a.results[0]] == ["hello"]
-        doc = a.results[0][0]
+        for n in range(20):
+            await a.send(type="Mutation", requestId=n, udfPath="messages:send",
+                         args=[{"channel": "general", "body": f"hello {n}"}])
+            response = await a.until(lambda m: m["type"] != "Ping")
+            assert response["type"] == "MutationResponse", (
+                f"mutation {n}: a Transition covering the commit came before its response")
+            assert response["success"] is True
+            ts = u64(response["ts"])
+            assert a.version[2] < ts
+            resolved = await a.until(lambda m: m["type"] == "Transition")
+            assert u64(resolved["endVersion"]["ts"]) >= ts
+            assert [m["body"] for m in a.results[0]] == [f"hello {i}" for i in range(n + 1)]
+            assert a.results[0][-1]["_id"] == response["result"]
+        doc = a.results[0][-1]
         assert doc["_id"] == response["result"] and doc["author"] == "anonymous"
         assert isinstance(doc["_creationTime"], float) and doc["_creationTime"] > 1e12
         assert "_creation_time" not in doc
