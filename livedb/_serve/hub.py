@@ -3,9 +3,11 @@ worker threads, argument and error mapping, and encoded results."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -97,11 +99,42 @@ class Hub:
         self.actions = ThreadPoolExecutor(max_workers=16, thread_name_prefix="livedb-action")
         """Actions, which may wait on the network for long."""
         self._encoded: dict[int, tuple[Any, Any]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The server's event loop (set once it runs)."""
+        self._woken: list[Callable[[], None]] = []
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
 
     def close(self) -> None:
         """Stop the worker threads (running calls finish)."""
         self.pool.shutdown(wait=True)
         self.actions.shutdown(wait=True)
+
+    def wake(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on the loop, from any thread. The wake-ups of one commit (one
+        per connection whose results changed) cross to the loop in one hop, not one each."""
+        with self._wake_lock:
+            self._woken.append(callback)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        loop = self.loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._set_woken)
+        except RuntimeError:
+            pass
+
+    def _set_woken(self) -> None:
+        with self._wake_lock:
+            woken, self._woken = self._woken, []
+            self._wake_pending = False
+        for callback in woken:
+            try:
+                callback()
+            except Exception:
+                log.exception("livedb serve: a connection failed to update")
 
     # -- calls ---------------------------------------------------------------------------
 

@@ -119,6 +119,7 @@ class Server:
 
     async def _open(self) -> None:
         self._stop = asyncio.Event()
+        self.hub.loop = asyncio.get_running_loop()
         @web.middleware
         async def cors(request: Any, handler: Any) -> Any:
             return await self._cors(request, handler)

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +97,12 @@ class SyncConnection:
         self.applied_identity_value: UserIdentity | None = None
         self.queries: dict[int, _Query] = {}
         self.removed: list[int] = []
-        self.outbox: asyncio.Queue[Any] = asyncio.Queue()
-        self.dirty = asyncio.Event()
+        self.outbox: deque[Any] = deque()
+        self.outbox_waiter: asyncio.Future[None] | None = None
+        self.dirty = False
+        """Something may have changed since the last Transition was built."""
+        self.building = False
+        """A transition task is running (it loops while `dirty`)."""
         self.force = False
         self.committing: int | None = None
         """Set (from the mutation's thread) to a mutation's commit ts until its response
@@ -114,8 +119,7 @@ class SyncConnection:
     async def run(self) -> None:
         """Serve the socket until it closes."""
         writer = asyncio.create_task(self._writer())
-        self.tasks = [asyncio.create_task(self._transitions()),
-                      asyncio.create_task(self._mutation_worker()),
+        self.tasks = [asyncio.create_task(self._mutation_worker()),
                       asyncio.create_task(self._pinger())]
         try:
             await self._receive()
@@ -127,22 +131,33 @@ class SyncConnection:
             for task in self.tasks:
                 task.cancel()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                self.outbox.put_nowait(_CLOSE)
+                self._put(_CLOSE)
                 await asyncio.wait_for(writer, timeout=5)
             writer.cancel()
             await self.loop.run_in_executor(self.hub.pool, self.live.close)
 
     def _close_after_sending(self, code: int, reason: str) -> None:
         self.closing = True
-        self.outbox.put_nowait((_CLOSE, code, reason))
+        self._put((_CLOSE, code, reason))
 
     def _send(self, message: dict[str, Any]) -> None:
-        self.outbox.put_nowait(message)
+        self._put(message)
+
+    def _put(self, item: Any) -> None:
+        self.outbox.append(item)
+        waiter = self.outbox_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _writer(self) -> None:
         ws = self.ws
+        outbox = self.outbox
         while True:
-            item = await self.outbox.get()
+            if not outbox:
+                self.outbox_waiter = self.loop.create_future()
+                await self.outbox_waiter
+                continue
+            item = outbox.popleft()
             if item is _CLOSE or (isinstance(item, tuple) and item[0] is _CLOSE):
                 code, reason = (1000, "") if item is _CLOSE else item[1:]
                 if not ws.closed:
@@ -168,10 +183,7 @@ class SyncConnection:
 
     def _changed(self) -> None:
         """A result may have changed (called from any thread)."""
-        try:
-            self.loop.call_soon_threadsafe(self.dirty.set)
-        except RuntimeError:
-            pass
+        self.hub.wake(self._schedule)
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -245,7 +257,7 @@ class SyncConnection:
         self.received_query_set = new
         self.pending.query_set = new
         self.pending.modifications.extend(modifications)
-        self.dirty.set()
+        self._schedule()
 
     async def _on_authenticate(self, message: dict) -> bool:
         base = message.get("baseVersion")
@@ -271,7 +283,7 @@ class SyncConnection:
         self.identity = identity
         self.pending.identity_version = self.received_identity
         self.pending.identity = identity
-        self.dirty.set()
+        self._schedule()
         return True
 
     def _on_mutation(self, message: dict) -> None:
@@ -313,7 +325,7 @@ class SyncConnection:
             self.committing = None
             self._send(response)
             self.force = True
-            self.dirty.set()
+            self._schedule()
 
     def _mutate(self, entry: Entry, args: dict, identity: UserIdentity | None,
                 request: int) -> tuple[Any, int]:
@@ -341,24 +353,49 @@ class SyncConnection:
         if not self.closing:
             self._send(response)
             self.force = True
-            self.dirty.set()
+            self._schedule()
 
     # -- transitions -------------------------------------------------------------------------
 
-    async def _transitions(self) -> None:
-        while True:
-            await self.dirty.wait()
-            self.dirty.clear()
-            await self._transition()
+    def _schedule(self) -> None:
+        """Send a Transition if anything changed (on the loop). Usually done at once, in
+        this call; applying query-set changes, or a commit still being processed, moves
+        the work to a task (and a thread)."""
+        self.dirty = True
+        if self.building or self.closing:
+            return
+        while self.dirty:
+            if self.pending.modifications or self.pending.identity_version is not None:
+                break
+            snapshot = self.live.read(block=False)
+            if snapshot is None:
+                break
+            self.dirty = False
+            self._emit(snapshot)
+        else:
+            return
+        self.building = True
+        task = asyncio.create_task(self._transitions())
+        self.tasks.append(task)
+        task.add_done_callback(self._forget_task)
 
-    async def _transition(self) -> None:
-        pending = self.pending
-        if pending.modifications or pending.identity_version is not None:
-            self.pending = _Pending(query_set=pending.query_set)
-            await self.loop.run_in_executor(self.hub.pool, self._apply, pending)
-        snapshot = self.live.read(block=False)
-        if snapshot is None:
-            snapshot = await self.loop.run_in_executor(self.hub.pool, self.live.read)
+    async def _transitions(self) -> None:
+        try:
+            while self.dirty and not self.closing:
+                self.dirty = False
+                pending = self.pending
+                if pending.modifications or pending.identity_version is not None:
+                    self.pending = _Pending(query_set=pending.query_set)
+                    await self.loop.run_in_executor(self.hub.pool, self._apply, pending)
+                snapshot = self.live.read(block=False)
+                if snapshot is None:
+                    snapshot = await self.loop.run_in_executor(self.hub.pool, self.live.read)
+                self._emit(snapshot)
+        finally:
+            self.building = False
+
+    def _emit(self, snapshot: backend.Snapshot) -> None:
+        """Send the Transition from the last one sent to `snapshot`, if there is news."""
         committing = self.committing
         if committing is not None and snapshot.ts >= committing:
             return
@@ -457,8 +494,17 @@ class SyncConnection:
             self.live.add(query.query_id, query.entry.function, query.kwargs, identity)
 
 
+_ENCODED_TS: dict[int, str] = {}
+
+
 def _version(version: tuple[int, int, int]) -> dict[str, Any]:
-    return {"querySet": version[0], "ts": encode_u64(version[1]), "identity": version[2]}
+    ts = version[1]
+    text = _ENCODED_TS.get(ts)
+    if text is None:
+        if len(_ENCODED_TS) > 1024:
+            _ENCODED_TS.clear()
+        text = _ENCODED_TS[ts] = encode_u64(ts)
+    return {"querySet": version[0], "ts": text, "identity": version[2]}
 
 
 def _encode_text(value: Any) -> str:
