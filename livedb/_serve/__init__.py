@@ -52,9 +52,10 @@ def serve(db: Database, package: Any, *, host: str = "127.0.0.1", port: int = 32
     if not (isinstance(ping_interval, (int, float)) and ping_interval > 0):
         raise ValueError(f"serve: ping_interval must be > 0 seconds, got {ping_interval!r}")
     server = importlib.import_module("livedb._serve.server")
-    return server.start(db, package, host=host, port=port, auth=auth,
+    running: Server = server.start(db, package, host=host, port=port, auth=auth,
                         token_ttl=float(token_ttl), ping_interval=float(ping_interval),
                         allowed_origins=origins, sign_up=sign_up)
+    return running
 
 
 __all__ = ["serve"]

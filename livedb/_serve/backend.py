@@ -100,7 +100,7 @@ def function_kind(fn: Any) -> str | None:
 # -- one-shot queries -------------------------------------------------------------------
 
 
-def query(db: Database, fn: Any, args: dict | None, identity: UserIdentity | None,
+def query(db: Database, fn: Any, args: dict[str, Any] | None, identity: UserIdentity | None,
           at: int | None = None) -> tuple[Any, int]:
     """Run query `fn` once; returns `(result, protocol ts it was read at)`.
 
@@ -166,7 +166,7 @@ def release_snapshot(db: Database, ts: int) -> None:
 class _Replay(Exception):
     """A twin of this request committed first: roll back and answer with its outcome."""
 
-    def __init__(self, row: dict) -> None:
+    def __init__(self, row: dict[str, Any]) -> None:
         super().__init__()
         self.row = row
 
@@ -192,7 +192,7 @@ def _row_id(request_key: tuple[str, int]) -> str:
     return f"{SESSION_REQUESTS}:{digest}"
 
 
-def mutate(db: Database, fn: Any, args: dict | None, identity: UserIdentity | None,
+def mutate(db: Database, fn: Any, args: dict[str, Any] | None, identity: UserIdentity | None,
            request_key: tuple[str, int] | None = None, *,
            encode: Callable[[Any], Any] | None = None,
            on_commit: Callable[[int], None] | None = None) -> tuple[Any, int]:
@@ -256,7 +256,7 @@ def mutate(db: Database, fn: Any, args: dict | None, identity: UserIdentity | No
     return box["outcome"], box.get("ts") or latest_ts(db)
 
 
-def _replayed(db: Database, served: _Served, row: dict) -> tuple[Any, int]:
+def _replayed(db: Database, served: _Served, row: dict[str, Any]) -> tuple[Any, int]:
     """A recorded outcome, once every live query shows its commit (if it is this run's)."""
     ts = row["ts"]
     kernel = ts - served.base
@@ -268,7 +268,7 @@ def _replayed(db: Database, served: _Served, row: dict) -> tuple[Any, int]:
     return row["value"], ts
 
 
-def _read_row(db: Database, row_id: str) -> dict | None:
+def _read_row(db: Database, row_id: str) -> dict[str, Any] | None:
     txn = Transaction(db)
     try:
         blob = txn._blob(row_id)
@@ -277,12 +277,14 @@ def _read_row(db: Database, row_id: str) -> dict | None:
     return None if blob is None else decode(blob)
 
 
-def _newest_row(db: Database) -> dict | None:
+def _newest_row(db: Database) -> dict[str, Any] | None:
     txn = Transaction(db)
     try:
-        return txn.system.query(SESSION_REQUESTS).order("desc").first()
+        newest: dict[str, Any] | None = (
+            txn.system.query(SESSION_REQUESTS).order("desc").first())
     finally:
         txn.close()
+    return newest
 
 
 def _prune(db: Database) -> None:
@@ -311,7 +313,7 @@ def _prune(db: Database) -> None:
 class Result:
     """One live query's current outcome. `token` changes exactly when it does."""
 
-    token: tuple
+    token: tuple[Any, ...]
     ok: bool
     value: Any
     """The result if `ok`, else the exception the query raised."""
@@ -340,7 +342,7 @@ class LiveSet:
         self._lock = threading.Lock()
         self._closed = False
 
-    def add(self, query_id: int, fn: Any, args: dict | None,
+    def add(self, query_id: int, fn: Any, args: dict[str, Any] | None,
             identity: UserIdentity | None) -> None:
         """Watch query `fn(args)` as `identity` under `query_id` (replacing what it was).
 

@@ -161,7 +161,7 @@ class Hub:
         if not isinstance(raw, dict):
             raise FunctionError(f"args: expected an object, got {type(raw).__name__}")
         try:
-            args = from_json(raw)
+            args: dict[str, Any] = from_json(raw)
         except WireError as e:
             raise FunctionError(f"args: {e}") from None
         if PAGINATION_ARG in args:
@@ -178,7 +178,7 @@ class Hub:
 
     # -- results -------------------------------------------------------------------------
 
-    def encode_result(self, token: tuple, value: Any) -> msgspec.Raw:
+    def encode_result(self, token: tuple[Any, ...], value: Any) -> msgspec.Raw:
         """A live query's result encoded once for every connection showing it (`token`
         identifies the result). Raises `WireError` if the client cannot accept it."""
         key = id(token[0])
@@ -196,7 +196,8 @@ class Hub:
             self._encoded[key] = (token, outcome)
         if isinstance(outcome, WireError):
             raise outcome
-        return outcome
+        raw: msgspec.Raw = outcome
+        return raw
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Submit `fn(*args)` to the short-work pool (returns a concurrent Future)."""

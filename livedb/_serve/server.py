@@ -25,7 +25,7 @@ from .wire import WireError, decode_u64, dumps, encode_u64, to_json
 try:
     from aiohttp import web
 except ImportError:
-    web = None
+    web = None  # type: ignore[assignment]
 
 log = logging.getLogger("livedb.serve")
 
@@ -206,7 +206,7 @@ class Server:
 
     # -- HTTP API ------------------------------------------------------------------------------
 
-    async def _body(self, request: Any) -> dict:
+    async def _body(self, request: Any) -> dict[str, Any]:
         try:
             body = msgspec.json.decode(await request.read())
         except msgspec.DecodeError:
@@ -326,14 +326,14 @@ class Server:
             "signedOut": self.hub.auth.sign_out(_field(body, "token"))})
 
     async def _auth_token(self, request: Any) -> Any:
-        def token(body: dict) -> dict[str, Any]:
+        def token(body: dict[str, Any]) -> dict[str, Any]:
             jwt, expires = self.hub.mint(_field(body, "token"))
             return {"jwt": jwt, "expiresAt": expires}
 
         return await self._auth_call(request, token)
 
 
-def _field(body: dict, name: str) -> str:
+def _field(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str):
         raise ValidationError(f"{name}: expected a string")

@@ -43,8 +43,12 @@ from .wire import WireError, decode_u64, dumps, encode_u64, loads, to_json
 
 log = logging.getLogger("livedb.serve")
 
-_CLOSE = object()
-"""Outbox sentinel: close the socket once everything before it is sent."""
+@dataclass(frozen=True)
+class _Close:
+    """Outbox item: close the socket once everything before it is sent."""
+
+    code: int = 1000
+    reason: str = ""
 
 
 class ProtocolError(Exception):
@@ -59,13 +63,13 @@ class _Query:
     path: str
     args: Any
     entry: Entry | None = None
-    kwargs: dict | None = None
+    kwargs: dict[str, Any] | None = None
     """The args the live query runs with (paginated: pinned to `journal`)."""
     journal: str | None = None
     """A paginated query's end cursor: its page keeps this boundary, across reconnects."""
     error: Exception | None = None
     paginated: bool = False
-    sent: tuple | None = None
+    sent: tuple[Any, ...] | None = None
 
 
 @dataclass
@@ -73,7 +77,7 @@ class _Pending:
     """Query-set and identity changes received but not yet applied."""
 
     query_set: int = 0
-    modifications: list = field(default_factory=list)
+    modifications: list[dict[str, Any]] = field(default_factory=list)
     identity_version: int | None = None
     identity: UserIdentity | None = None
 
@@ -112,7 +116,7 @@ class SyncConnection:
         self.live = backend.LiveSet(hub.db, self._changed)
         self.last_sent = time.monotonic()
         self.closing = False
-        self.tasks: list[asyncio.Task] = []
+        self.tasks: list[asyncio.Task[Any]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -131,14 +135,14 @@ class SyncConnection:
             for task in self.tasks:
                 task.cancel()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                self._put(_CLOSE)
+                self._put(_Close())
                 await asyncio.wait_for(writer, timeout=5)
             writer.cancel()
             await self.loop.run_in_executor(self.hub.pool, self.live.close)
 
     def _close_after_sending(self, code: int, reason: str) -> None:
         self.closing = True
-        self._put((_CLOSE, code, reason))
+        self._put(_Close(code, reason))
 
     def _send(self, message: dict[str, Any]) -> None:
         self._put(message)
@@ -158,8 +162,8 @@ class SyncConnection:
                 await self.outbox_waiter
                 continue
             item = outbox.popleft()
-            if item is _CLOSE or (isinstance(item, tuple) and item[0] is _CLOSE):
-                code, reason = (1000, "") if item is _CLOSE else item[1:]
+            if isinstance(item, _Close):
+                code, reason = item.code, item.reason
                 if not ws.closed:
                     await ws.close(code=code, message=reason.encode())
                 return
@@ -222,7 +226,7 @@ class SyncConnection:
             if self.closing:
                 return
 
-    def _on_connect(self, message: dict) -> None:
+    def _on_connect(self, message: dict[str, Any]) -> None:
         session = message.get("sessionId")
         if not isinstance(session, str) or not session:
             raise ProtocolError("Connect needs a sessionId string")
@@ -238,7 +242,7 @@ class SyncConnection:
                 log.info("livedb serve: a client has seen ts %d, newer than this server's "
                          "%d (was the database replaced?)", seen, latest)
 
-    def _on_modify(self, message: dict) -> None:
+    def _on_modify(self, message: dict[str, Any]) -> None:
         base, new = message.get("baseVersion"), message.get("newVersion")
         modifications = message.get("modifications")
         if base != self.received_query_set:
@@ -259,7 +263,7 @@ class SyncConnection:
         self.pending.modifications.extend(modifications)
         self._schedule()
 
-    async def _on_authenticate(self, message: dict) -> bool:
+    async def _on_authenticate(self, message: dict[str, Any]) -> bool:
         base = message.get("baseVersion")
         if base != self.received_identity:
             raise ProtocolError(f"Authenticate baseVersion {base!r} does not match the "
@@ -286,13 +290,13 @@ class SyncConnection:
         self._schedule()
         return True
 
-    def _on_mutation(self, message: dict) -> None:
+    def _on_mutation(self, message: dict[str, Any]) -> None:
         request = message.get("requestId")
         if request.__class__ is not int:
             raise ProtocolError("Mutation needs an int requestId")
         self.mutations.put_nowait((request, message.get("udfPath"), message, self.identity))
 
-    def _on_action(self, message: dict) -> None:
+    def _on_action(self, message: dict[str, Any]) -> None:
         request = message.get("requestId")
         if request.__class__ is not int:
             raise ProtocolError("Action needs an int requestId")
@@ -300,7 +304,7 @@ class SyncConnection:
         self.tasks.append(task)
         task.add_done_callback(self._forget_task)
 
-    def _forget_task(self, task: asyncio.Task) -> None:
+    def _forget_task(self, task: asyncio.Task[Any]) -> None:
         if task in self.tasks:
             self.tasks.remove(task)
 
@@ -327,7 +331,7 @@ class SyncConnection:
             self.force = True
             self._schedule()
 
-    def _mutate(self, entry: Entry, args: dict, identity: UserIdentity | None,
+    def _mutate(self, entry: Entry, args: dict[str, Any], identity: UserIdentity | None,
                 request: int) -> tuple[Any, int]:
         key = None if self.session_id is None else (self.session_id, request)
         return backend.mutate(self.hub.db, entry.function, args, identity, key,
@@ -336,7 +340,7 @@ class SyncConnection:
     def _on_commit(self, ts: int) -> None:
         self.committing = ts
 
-    async def _run_action(self, request: int, message: dict,
+    async def _run_action(self, request: int, message: dict[str, Any],
                           identity: UserIdentity | None) -> None:
         hub = self.hub
         try:
@@ -390,7 +394,8 @@ class SyncConnection:
                 snapshot = self.live.read(block=False)
                 if snapshot is None:
                     snapshot = await self.loop.run_in_executor(self.hub.pool, self.live.read)
-                self._emit(snapshot)
+                if snapshot is not None:
+                    self._emit(snapshot)
         finally:
             self.building = False
 
@@ -443,7 +448,7 @@ class SyncConnection:
                     self.live.remove(query_id)
                 self.removed.append(query_id)
                 continue
-            query = _Query(query_id, change.get("udfPath"), change.get("args"),
+            query = _Query(query_id, str(change.get("udfPath")), change.get("args"),
                            journal=change.get("journal"))
             self._prepare(query, identity)
             self.queries[query_id] = query
