@@ -171,7 +171,7 @@ def _row(title: str, samples: list[float], judge: bool) -> Row:
                       f"samples{verdict}")
 
 
-@workload("serve", "serve: Convex protocol latency")
+@workload("serve", "serve latency")
 def serve_latency(config: Config) -> list[Row]:
     """Mutation round trips and commit-to-update latency with 1 and 100 clients."""
     mutations = 30 if config.smoke else 300
@@ -183,8 +183,8 @@ def serve_latency(config: Config) -> list[Row]:
             trips, delays = asyncio.run(_measure(url, clients, mutations))
             judge = clients == 100
             who = f"{clients} client{'s' if clients > 1 else ''}"
-            rows.append(_row(f"serve: mutation round trip ({who})", trips, judge))
-            rows.append(_row(f"serve: commit to update ({who})", delays, judge))
+            rows.append(_row(f"serve latency (mutation round trip, {who})", trips, judge))
+            rows.append(_row(f"serve latency (commit to update, {who})", delays, judge))
     finally:
         proc.terminate()
         proc.wait(30)

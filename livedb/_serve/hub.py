@@ -93,7 +93,8 @@ class Hub:
         self.token_ttl = token_ttl
         self.ping_interval = ping_interval
         self.sign_up = sign_up
-        self.auth = auth if auth is not None else backend.password_auth(db)
+        self._auth = auth
+        self._auth_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="livedb-serve")
         """Queries, mutations and query-set changes (short, database-bound work)."""
         self.actions = ThreadPoolExecutor(max_workers=16, thread_name_prefix="livedb-action")
@@ -168,9 +169,17 @@ class Hub:
             args["pagination_opts"] = pagination_opts(args.pop(PAGINATION_ARG))
         return args
 
+    @property
+    def auth(self) -> Any:
+        """The `PasswordAuth` behind sign-in and session tokens, set up on first use."""
+        with self._auth_lock:
+            if self._auth is None:
+                self._auth = backend.password_auth(self.db)
+            return self._auth
+
     def identify(self, token: Any) -> UserIdentity:
         """The identity of a client token (a livedb JWT or a session token); `AuthError`."""
-        return tokens.identify(self.db, token)
+        return tokens.identify(self.db, token, lambda: self.auth)
 
     def mint(self, session_token: Any) -> tuple[str, int]:
         """A short JWT for a session token (see tokens.mint); `AuthError`."""

@@ -19,6 +19,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import AuthError, Database, UserIdentity
@@ -61,14 +62,16 @@ def mint(db: Database, session_token: Any, ttl: float) -> tuple[str, int]:
     return f"{signing_input}.{_b64url(signature)}", expires
 
 
-def identify(db: Database, token: Any) -> UserIdentity:
-    """The identity a client's token stands for: a JWT from `mint` or a session token.
+def identify(db: Database, token: Any, auth: Callable[[], Any]) -> UserIdentity:
+    """The identity a client's token stands for: a JWT from `mint`, or a session token of
+    the `PasswordAuth` that `auth()` returns.
 
     Raises `AuthError` (saying why) if it stands for none."""
     if not isinstance(token, str) or not token:
         raise AuthError(_BAD)
     if token.count(".") != 2:
-        return backend.password_auth(db).identity(token)
+        identity: UserIdentity = auth().identity(token)
+        return identity
     header, payload, signature = token.split(".")
     try:
         claims = json.loads(_unb64url(payload))
