@@ -16,7 +16,7 @@ const browser = await chromium.launch({
 const pageErrors = [];
 
 async function open(channel) {
-  const context = await browser.newContext({ viewport: { width: 640, height: 620 } });
+  const context = await browser.newContext({ viewport: { width: 620, height: 420 } });
   const page = await context.newPage();
   page.on("pageerror", (e) => pageErrors.push(String(e)));
   page.on("console", (m) => {
@@ -34,6 +34,21 @@ async function signUp(page, email) {
   await page.getByTestId("me").filter({ hasText: email }).waitFor({ timeout: 15000 });
 }
 
+// Both pages side by side in one picture (for the docs).
+async function sideBySide(pages, captions, path) {
+  const shots = [];
+  for (const page of pages) shots.push((await page.screenshot()).toString("base64"));
+  const context = await browser.newContext({ viewport: { width: 1290, height: 466 } });
+  const board = await context.newPage();
+  await board.setContent(`<body style="margin:0;background:#dfe3e8;font:14px system-ui">
+    <div style="display:flex;gap:20px;padding:10px 10px 0">${shots.map((shot, i) => `
+      <figure style="margin:0"><img style="border-radius:8px;display:block"
+        src="data:image/png;base64,${shot}"><figcaption style="padding:6px 2px;color:#444">
+        ${captions[i]}</figcaption></figure>`).join("")}</div></body>`);
+  await board.screenshot({ path });
+  await context.close();
+}
+
 async function say(page, text) {
   await page.fill("input[name=message]", text);
   await page.press("input[name=message]", "Enter");
@@ -43,11 +58,11 @@ const messages = (page) => page.getByTestId("messages").locator("li span").allTe
 
 const tests = [
   ["a message typed in one page appears in the other", async () => {
-    const channel = `browser-${process.pid}`;
+    const channel = "general";
     const ada = await open(channel);
     const bob = await open(channel);
-    await signUp(ada, `ada-${process.pid}@example.com`);
-    await signUp(bob, `bob-${process.pid}@example.com`);
+    await signUp(ada, "ada@example.com");
+    await signUp(bob, "bob@example.com");
     await say(ada, "Hello from a Python process!");
     await bob.getByTestId("messages").getByText("Hello from a Python process!")
       .waitFor({ timeout: 10000 });
@@ -59,11 +74,12 @@ const tests = [
     assert.deepEqual(await messages(ada), await messages(bob));
     await ada.getByTestId("count").filter({ hasText: "3 messages" }).waitFor();
     await ada.waitForFunction(() => !document.querySelector(".messages li.pending"));
-    await ada.screenshot({ path: screenshot });
+    await bob.waitForFunction(() => !document.querySelector(".messages li.pending"));
+    await sideBySide([ada, bob], ["Ada's browser", "Bob's browser"], screenshot);
   }],
 
   ["usePaginatedQuery loads older messages", async () => {
-    const channel = `history-${process.pid}`;
+    const channel = "history";
     for (let i = 1; i <= 11; i++) {
       const reply = await fetch(`${convexUrl}/api/mutation`, {
         method: "POST", headers: { "Content-Type": "application/json" },
@@ -72,7 +88,7 @@ const tests = [
       assert.equal(reply.status, 200);
     }
     const page = await open(channel);
-    await signUp(page, `eve-${process.pid}@example.com`);
+    await signUp(page, "eve@example.com");
     await page.getByTestId("count").filter({ hasText: "11 messages" }).waitFor();
     await page.getByTestId("count").filter({ hasText: "8 shown" }).waitFor();
     assert.equal((await messages(page))[0], "note 4");
