@@ -498,3 +498,25 @@ def test_serve_errors_are_clear(app_schema: Any, tmp_path: Path) -> None:
                 livedb.serve(db, sys_path_app, port=server.port)
     finally:
         db.close()
+
+
+def test_query_ts_snapshots_are_released_when_the_server_closes(app_schema: Any) -> None:
+    db = Database(app_schema)
+    baseline = db.stats()["snapshots"]
+    server = livedb.serve(db, sys_path_app, port=0)
+
+    async def body(http: Any) -> None:
+        for _ in range(3):
+            async with http.post(f"{server.url}/api/query_ts") as reply:
+                assert reply.status == 200
+            async with http.post(f"{server.url}/api/mutation", json={
+                    "path": "counter:increment", "args": [{"name": "pins"}]}) as reply:
+                assert reply.status == 200
+
+    try:
+        run(body)
+        assert db.stats()["snapshots"] == baseline + 3
+    finally:
+        server.close()
+    assert db.stats()["snapshots"] == baseline
+    db.close()

@@ -53,6 +53,8 @@ class Server:
         self._error: BaseException | None = None
         self._sockets: set[Any] = set()
         self._runner: Any = None
+        self._pins: dict[int, asyncio.TimerHandle] = {}
+        """query_ts timestamps still readable, with the timer that releases each."""
         self._thread = threading.Thread(target=self._main, name="livedb-serve", daemon=True)
         self._closed = False
 
@@ -150,6 +152,8 @@ class Server:
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"the server is shutting down")
         await self._runner.cleanup()
+        for ts in list(self._pins):
+            self._unpin(ts)
 
     # -- middleware ----------------------------------------------------------------------------
 
@@ -290,10 +294,19 @@ class Server:
 
     async def _http_query_ts(self, request: Any) -> Any:
         ts = await self._in_pool(backend.pin_snapshot, self.hub.db)
-        asyncio.get_running_loop().call_later(
-            QUERY_TS_SECONDS, lambda: self.hub.pool.submit(backend.release_snapshot,
-                                                           self.hub.db, ts))
+        timer = self._pins.get(ts)
+        if timer is not None:
+            timer.cancel()
+            backend.release_snapshot(self.hub.db, ts)
+        self._pins[ts] = asyncio.get_running_loop().call_later(QUERY_TS_SECONDS,
+                                                                self._unpin, ts)
         return _json({"ts": encode_u64(ts)})
+
+    def _unpin(self, ts: int) -> None:
+        timer = self._pins.pop(ts, None)
+        if timer is not None:
+            timer.cancel()
+            backend.release_snapshot(self.hub.db, ts)
 
     # -- sign-in endpoints ---------------------------------------------------------------------
 
