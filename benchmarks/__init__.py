@@ -12,7 +12,7 @@ import importlib
 from .harness import REGISTRY, Workload
 
 MODULES: tuple[str, ...] = ("benchmarks.core", "benchmarks.validation", "benchmarks.reactive",
-                            "benchmarks.durable", "benchmarks.search")
+                            "benchmarks.durable", "benchmarks.search", "benchmarks.serve")
 """Modules that register workloads, imported in this order (their order is the table's)."""
 
 

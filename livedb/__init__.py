@@ -2,6 +2,7 @@
 
 from importlib import metadata as _metadata
 
+from ._serve import serve
 from .auth import UserIdentity
 from .database import Database
 from .errors import (
@@ -47,6 +48,7 @@ __all__ = [
     "define_table",
     "mutation",
     "query",
+    "serve",
     "v",
 ]
 try:

@@ -10,6 +10,7 @@ import zipfile
 from typing import Any
 
 from . import Database, LiveDBError, define_schema, define_table, mutation, query, v
+from ._serve import cli as serve_cli
 from .export import TerminalProgress, export_zip, import_zip
 
 schema = define_schema({
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="delete the documents of the imported tables first")
     load.add_argument("--schema", metavar="MODULE:NAME",
                       help="check the documents against this schema (e.g. myapp.db:schema)")
+    serve_cli.add_parser(commands)
     return parser
 
 
@@ -104,6 +106,8 @@ def main(argv: list[str]) -> int:
     if args.command in (None, "demo"):
         demo()
         return 0
+    if args.command == "serve":
+        return serve_cli.run(args)
     try:
         print(_transfer(args))
     except (LiveDBError, OSError, zipfile.BadZipFile) as e:

@@ -48,7 +48,9 @@ from .values import type_name
 if TYPE_CHECKING:
     from .client import Client
 
-SYSTEM_TABLES = ("_scheduled_functions", "_storage")
+SYSTEM_TABLES = ("_scheduled_functions", "_storage", "_session_requests")
+"""Tables only livedb writes; `_session_requests` records mutations served over the
+Convex sync protocol (livedb._serve.backend)."""
 TokenResolver = Callable[[Any], tuple[UserIdentity, Callable[[], None]]]
 """Turns a session token into its identity and a check of its session (see `client`)."""
 

@@ -13,6 +13,10 @@ A block that needs a UI toolkit says so in an HTML comment on the line before it
     <!-- test: qt -->        runs with QT_QPA_PLATFORM=offscreen; skipped, with the reason,
                              only when neither PySide6 nor PyQt6 is installed
 
+A block whose first line is a comment naming a Python file (`# app/messages.py`) is also
+written to that file, so that later blocks may import it (as `livedb.serve` imports a
+package).
+
 Each such block is a test of its own: it runs after the page's untagged blocks that come
 before it, so it may build on them, and no other block may build on it. Every other
 ```` ```python ```` block runs in its page's test; nothing is skipped silently. A block
@@ -107,6 +111,7 @@ def _slug(page: Path) -> str:
 def page_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     """A fresh module to run a page's blocks in, in a temporary working directory."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     name = f"livedb_docs_{tmp_path.name}"
     module = types.ModuleType(name)
@@ -119,11 +124,27 @@ def page_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[typ
             if isinstance(value, (Database, Client)):
                 value.close()
         del sys.modules[name]
+        for other, loaded in list(sys.modules.items()):
+            where = getattr(loaded, "__file__", None) or str(getattr(loaded, "__path__", ""))
+            if str(tmp_path) in where:
+                del sys.modules[other]
+
+
+_FILE_LINE = re.compile(r"# (?P<path>[\w./-]+\.py)$")
+"""A block whose first line names a file (`# app/messages.py`) shows that file: it is
+written there (in the page's temporary directory) before it runs, so later blocks can
+import it."""
 
 
 def run(blocks: list[Block], module: types.ModuleType) -> None:
     """Run `blocks` in order in `module`; a failure names the block's page and line."""
     for block in blocks:
+        named = _FILE_LINE.match(block.code.split("\n", 1)[0])
+        if named is not None:
+            target = Path(named["path"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(block.code, encoding="utf-8")
+            importlib.invalidate_caches()
         code = compile("\n" * (block.line - 1) + block.code, str(block.page), "exec")
         try:
             exec(code, vars(module))
