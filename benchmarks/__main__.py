@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("(smoke run: targets are not judged)", file=out)
     elif missed:
         print(f"targets MISSED: {', '.join(missed)}", file=out)
-    else:
+    elif any(row.target is not None for row in plain):
         print("every target met", file=out)
     if args.json is not None:
         document = json.dumps(as_json(facts, rows, judged, ENGINE_NOTES), indent=1)

@@ -21,6 +21,7 @@ A message is `{"channel": "c7", "body": "hello from message 7", "n": 7}`. The en
 
 from __future__ import annotations
 
+import importlib
 import json
 import sqlite3
 import time
@@ -33,10 +34,19 @@ import msgspec
 
 from livedb import Database, Id, PaginationResult, define_schema, define_table, mutation, query, v
 
-try:
-    import apsw
-except ImportError:
-    apsw = None
+from .harness import Untimed
+
+
+def _optional(name: str) -> Any:
+    """The module `name`, or None when it cannot be imported (an optional engine)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+apsw: Any = _optional("apsw")
+"""apsw, from the `bench` extra; None when it is not installed."""
 
 APSW_MISSING = "apsw is not installed (pip install '.[bench]')"
 """The figure of every apsw column when apsw cannot be imported."""
@@ -326,14 +336,15 @@ class Loaded:
 @cache
 def loaded(size: int, channels: int) -> Loaded:
     """Every engine loaded with `size` messages in `channels` channels (built once a run)."""
-    db = Database(SCHEMA)
-    livedb_load(db, size, channels)
-    sql = sql_engines()
-    for engine in sql:
-        engine.insert_many(size, channels)
-    floor = DictFloor()
-    floor.insert_many(size, channels)
-    ids = livedb_ids(db)
+    with Untimed():
+        db = Database(SCHEMA)
+        livedb_load(db, size, channels)
+        sql = sql_engines()
+        for engine in sql:
+            engine.insert_many(size, channels)
+        floor = DictFloor()
+        floor.insert_many(size, channels)
+        ids = livedb_ids(db)
     if len(ids) != size:
         raise AssertionError(f"livedb lists {len(ids)} of the {size} messages inserted")
     return Loaded(size, channels, db, ids, sql, floor)

@@ -86,8 +86,11 @@ def _affected_row(config: Config, watchers: int, commits: int) -> Row:
     docs = 500 if config.smoke else 20_000
     channels = 100
 
+    opened: list[Database] = []
+
     def livedb_side() -> Prepare:
         db = Database(SCHEMA)
+        opened.append(db)
         livedb_load(db, docs, channels)
         boxes: list[list[Any]] = []
         for viewer in range(watchers):
@@ -169,6 +172,8 @@ def _affected_row(config: Config, watchers: int, commits: int) -> Row:
     names = ["livedb", *(name for name, _ in sql), "dict"]
     seconds = best_times(config, livedb_side(), *(sql_side(make) for _, make in sql),
                          dict_side())
+    for db in opened:
+        db.close()
     return Row(
         f"affected-{watchers}", f"commit, {watchers} affected sub{'s' * (watchers > 1)}",
         engine_figures(names, seconds),
@@ -233,7 +238,7 @@ def fanout(config: Config) -> list[Row]:
     channels = 50 if config.smoke else 2_000
     docs = 2_000 if config.smoke else 100_000
     commits = 50 if config.smoke else 2_000
-    sqlite_commits = 3 if config.smoke else 20
+    sqlite_commits = 3 if config.smoke else 10
     rng = random.Random(SEED)
     targets = [channel_name(rng.randrange(channels)) for _ in range(commits)]
     reruns_per_commit: list[float] = []
