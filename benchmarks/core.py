@@ -64,6 +64,12 @@ def _same(what: str, answers: dict[str, Any]) -> None:
               f"{what}: {engine} answered {answer!r}, livedb {answers['livedb']!r}")
 
 
+def _close(handle: Database | Sql | None) -> None:
+    """Close the previous repetition's database before the next one is made."""
+    if handle is not None:
+        handle.close()
+
+
 @workload("insert", "single insert")
 def single_insert(config: Config) -> list[Row]:
     """One transaction per inserted document, into fresh tables each repetition."""
@@ -71,6 +77,7 @@ def single_insert(config: Config) -> list[Row]:
     latest: dict[str, Any] = {}
 
     def livedb_side() -> Run:
+        _close(latest.pop("livedb", None))
         db = latest["livedb"] = Database(SCHEMA)
 
         def run() -> int:
@@ -83,6 +90,7 @@ def single_insert(config: Config) -> list[Row]:
 
     def sql_side(name: str, make: Callable[[], Sql]) -> Prepare:
         def prepare() -> Run:
+            _close(latest.pop(name, None))
             engine = latest[name] = make()
 
             def run() -> int:
@@ -134,6 +142,7 @@ def bulk_insert(config: Config) -> list[Row]:
     latest: dict[str, Any] = {}
 
     def livedb_side() -> Run:
+        _close(latest.pop("livedb", None))
         db = latest["livedb"] = Database(SCHEMA)
 
         def run() -> int:
@@ -144,6 +153,7 @@ def bulk_insert(config: Config) -> list[Row]:
 
     def sql_side(name: str, make: Callable[[], Sql]) -> Prepare:
         def prepare() -> Run:
+            _close(latest.pop(name, None))
             engine = latest[name] = make()
 
             def run() -> int:

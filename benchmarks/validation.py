@@ -44,7 +44,7 @@ def unvalidated(ctx: Any, channel: str, body: str, n: int) -> int:
     return n
 
 
-@workload("validate", "validate a document")
+@workload("validate", "validated query call")
 def validate(config: Config) -> list[Row]:
     """A 3-field document as validated query args, unvalidated, and through msgspec."""
     doc: dict[str, Any] = {"channel": "c1", "body": "hello from message 1", "n": 1}

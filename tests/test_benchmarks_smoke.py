@@ -123,10 +123,11 @@ def test_without_apsw_its_column_says_why(tmp_path: Path) -> None:
     assert set(row["figures"]) == {"livedb", "sqlite3", "msgspec", "dict"}
 
 
-def test_json_to_stdout_sends_the_table_to_stderr() -> None:
-    smoke = run_benchmarks("--smoke", "--only", "validate", "--json")
+def test_json_to_stdout_sends_the_table_to_stderr_and_gc_off_is_recorded() -> None:
+    smoke = run_benchmarks("--smoke", "--only", "validate", "--json", "--gc-off")
     assert smoke.returncode == 0, smoke.stderr
     document = json.loads(smoke.stdout)
+    assert document["run"]["gc_while_timing"] == "off"
     assert [row["key"] for row in document["rows"]] == ["validate"]
     assert "validated query call" in smoke.stderr
 
