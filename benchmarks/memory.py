@@ -33,17 +33,22 @@ from .fixtures import (
     Sql,
     apsw,
     apsw_engine,
+    livedb_count,
     livedb_load,
     msgspec_engine,
     sqlite_engine,
 )
-from .harness import BYTES, Config, Row, workload
+from .harness import BYTES, Config, Row, check, workload
 
 BATCH = 10_000
 
 
-def _traced(build: Callable[[], Any]) -> tuple[int, int]:
-    """(peak, retained) bytes that Python allocated while `build()` ran and what it keeps."""
+def _traced(build: Callable[[], Any], size: int) -> tuple[int, int]:
+    """(peak, retained) bytes that Python allocated while `build()` ran and what it keeps.
+
+    `build` returns what it built (a livedb `Database` or a `DictFloor`); it must hold
+    `size` documents.
+    """
     gc.collect()
     tracemalloc.start()
     try:
@@ -53,7 +58,11 @@ def _traced(build: Callable[[], Any]) -> tuple[int, int]:
     finally:
         tracemalloc.stop()
     if isinstance(kept, Database):
+        held = livedb_count(kept)
         kept.close()
+    else:
+        held = len(kept.docs)
+    check(held == size, f"memory: {type(kept).__name__} holds {held} of {size} documents")
     return peak, current
 
 
@@ -63,10 +72,9 @@ def _pages(make: Callable[[], Sql], size: int, channels: int) -> int:
     engine.insert_many(size, channels)
     pages = engine.execute("PRAGMA page_count").fetchone()[0]
     page_size = engine.execute("PRAGMA page_size").fetchone()[0]
-    check_count = engine.count()
+    held = engine.count()
     engine.close()
-    if check_count != size:
-        raise AssertionError(f"memory: {engine.name} holds {check_count} of {size}")
+    check(held == size, f"memory: {engine.name} holds {held} of {size} documents")
     return int(pages) * int(page_size)
 
 
@@ -98,8 +106,8 @@ def memory(config: Config) -> list[Row]:
         floor.insert_many(size, channels)
         return floor
 
-    livedb_peak, livedb_kept = _traced(build_livedb)
-    floor_peak, floor_kept = _traced(build_floor)
+    livedb_peak, livedb_kept = _traced(build_livedb, size)
+    floor_peak, floor_kept = _traced(build_floor, size)
     names = ["livedb", "sqlite3"]
     values = [livedb_peak / size, _pages(sqlite_engine, size, channels) / size]
     extra = {"livedb_retained_bytes_per_doc": livedb_kept / size,
