@@ -1,14 +1,17 @@
 """The core workloads: single inserts, bulk insert, point get, take(20), read-modify-write.
 
-Each workload checks once, outside the timed loops, that both engines gave the same
-answers, so a broken side fails the run instead of producing a fast wrong figure.
+Each runs on every engine of `fixtures` (livedb, sqlite3, apsw, msgspec, the dict
+floor) in one process, alternating engines repetition by repetition; the headline is
+livedb's time per operation over sqlite3's. Each workload checks, outside the timed
+loops, that every engine gave the same answers, so a broken side fails the run instead
+of producing a fast wrong figure.
 """
 
 from __future__ import annotations
 
-import json
 import random
-import sqlite3
+import time
+from collections.abc import Callable
 from typing import Any
 
 from livedb import Database
@@ -19,40 +22,52 @@ from .fixtures import (
     SQL_INSERT,
     SQL_LATEST,
     SQL_UPDATE,
+    DictFloor,
+    Sql,
     bump_counter,
     channel_name,
     get_message,
     insert_many,
     insert_message,
     latest_in_channel,
-    livedb_ids,
+    livedb_count,
     loaded,
     make_doc,
-    sqlite_connect,
-    sqlite_get,
-    sqlite_insert_many,
-    sqlite_latest,
+    missing_engines,
+    sql_factories,
     user_fields,
 )
-from .harness import Config, Row, Run, best_rates, workload
+from .harness import Config, Figure, Prepare, Row, Run, best_times, check, workload
 
 SEED = 20240601
 
 
-def _count(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+def engine_figures(names: list[str], seconds: list[float]) -> dict[str, Figure]:
+    """Figures keyed by engine, with the reason for every engine that could not run."""
+    figures: dict[str, Figure] = dict(zip(names, seconds, strict=True))
+    figures.update(missing_engines())
+    return figures
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
+def _same(what: str, answers: dict[str, Any]) -> None:
+    """Every engine's answer equals livedb's (compared without system fields)."""
+    def plain(answer: Any) -> Any:
+        if answer is None:
+            return None
+        if isinstance(answer, list):
+            return [user_fields(doc) for doc in answer]
+        return user_fields(answer)
+
+    mine = plain(answers["livedb"])
+    for engine, answer in answers.items():
+        check(plain(answer) == mine,
+              f"{what}: {engine} answered {answer!r}, livedb {answers['livedb']!r}")
 
 
-def _check_counts(db: Database, conn: sqlite3.Connection, expected: int, what: str) -> None:
-    in_livedb, in_sqlite = len(livedb_ids(db)), _count(conn)
-    _check(in_livedb == in_sqlite == expected,
-           f"{what}: expected {expected} documents, livedb has {in_livedb}, "
-           f"sqlite3 {in_sqlite}")
+def _close(handle: Database | Sql | None) -> None:
+    """Close the previous repetition's database before the next one is made."""
+    if handle is not None:
+        handle.close()
 
 
 @workload("insert", "single insert")
@@ -62,7 +77,8 @@ def single_insert(config: Config) -> list[Row]:
     latest: dict[str, Any] = {}
 
     def livedb_side() -> Run:
-        db = latest["db"] = Database(SCHEMA)
+        _close(latest.pop("livedb", None))
+        db = latest["livedb"] = Database(SCHEMA)
 
         def run() -> int:
             mutate = db.mutation
@@ -72,32 +88,62 @@ def single_insert(config: Config) -> list[Row]:
 
         return run
 
-    def sqlite_side() -> Run:
-        conn = latest["conn"] = sqlite_connect()
+    def sql_side(name: str, make: Callable[[], Sql]) -> Prepare:
+        def prepare() -> Run:
+            _close(latest.pop(name, None))
+            engine = latest[name] = make()
+
+            def run() -> int:
+                conn, execute, dumps = engine.conn, engine.conn.execute, engine.dumps
+                for doc in docs:
+                    with conn:
+                        execute(SQL_INSERT, (doc["channel"], dumps(doc)))
+                return len(docs)
+
+            return run
+
+        return prepare
+
+    def dict_side() -> Run:
+        floor = latest["dict"] = DictFloor()
 
         def run() -> int:
-            execute, dumps = conn.execute, json.dumps
+            stored, by_channel, clock = floor.docs, floor.by_channel, time.time
+            doc_id = floor.next_id
             for doc in docs:
-                with conn:
-                    execute(SQL_INSERT, (doc["channel"], dumps(doc)))
+                stored[doc_id] = {**doc, "_id": doc_id, "_creation_time": clock()}
+                channel = doc["channel"]
+                ids = by_channel.get(channel)
+                if ids is None:
+                    by_channel[channel] = [doc_id]
+                else:
+                    ids.append(doc_id)
+                doc_id += 1
+            floor.next_id = doc_id
             return len(docs)
 
         return run
 
-    livedb_rate, sqlite_rate = best_rates(config, livedb_side, sqlite_side)
-    _check_counts(latest["db"], latest["conn"], len(docs), "single insert")
-    return [Row("single insert", livedb_rate, sqlite_rate, target=1.0,
+    sql = sql_factories()
+    names = ["livedb", *(name for name, _ in sql), "dict"]
+    seconds = best_times(config, livedb_side, *(sql_side(n, m) for n, m in sql), dict_side)
+    counts = {"livedb": livedb_count(latest["livedb"]), "dict": len(latest["dict"].docs)}
+    counts.update((name, latest[name].count()) for name, _ in sql)
+    check(set(counts.values()) == {len(docs)},
+          f"single insert: expected {len(docs)} documents in each engine, found {counts}")
+    return [Row("insert", "single insert", engine_figures(names, seconds), target=1.3,
                 detail=f"{len(docs):,} one-document transactions into an empty table")]
 
 
 @workload("bulk", "bulk insert")
 def bulk_insert(config: Config) -> list[Row]:
-    """One transaction inserting `bulk_docs` documents; a rate here is documents/s."""
+    """One transaction inserting `bulk_docs` documents; an operation is one document."""
     count, channels = config.bulk_docs, config.channels
     latest: dict[str, Any] = {}
 
     def livedb_side() -> Run:
-        db = latest["db"] = Database(SCHEMA)
+        _close(latest.pop("livedb", None))
+        db = latest["livedb"] = Database(SCHEMA)
 
         def run() -> int:
             db.mutation(insert_many, {"count": count, "channels": channels})
@@ -105,19 +151,38 @@ def bulk_insert(config: Config) -> list[Row]:
 
         return run
 
-    def sqlite_side() -> Run:
-        conn = latest["conn"] = sqlite_connect()
+    def sql_side(name: str, make: Callable[[], Sql]) -> Prepare:
+        def prepare() -> Run:
+            _close(latest.pop(name, None))
+            engine = latest[name] = make()
+
+            def run() -> int:
+                engine.insert_many(count, channels)
+                return count
+
+            return run
+
+        return prepare
+
+    def dict_side() -> Run:
+        floor = latest["dict"] = DictFloor()
 
         def run() -> int:
-            sqlite_insert_many(conn, count, channels)
+            floor.insert_many(count, channels)
             return count
 
         return run
 
-    livedb_rate, sqlite_rate = best_rates(config, livedb_side, sqlite_side)
-    _check_counts(latest["db"], latest["conn"], count, "bulk insert")
-    return [Row("bulk insert", livedb_rate, sqlite_rate,
-                detail=f"one transaction of {count:,} inserts (executemany); ops = documents")]
+    sql = sql_factories()
+    names = ["livedb", *(name for name, _ in sql), "dict"]
+    seconds = best_times(config, livedb_side, *(sql_side(n, m) for n, m in sql), dict_side)
+    counts = {"livedb": livedb_count(latest["livedb"]), "dict": len(latest["dict"].docs)}
+    counts.update((name, latest[name].count()) for name, _ in sql)
+    check(set(counts.values()) == {count},
+          f"bulk insert: expected {count} documents in each engine, found {counts}")
+    return [Row("bulk", "bulk insert", engine_figures(names, seconds),
+                detail=f"one transaction of {count:,} inserts (SQL: executemany); "
+                       "time per document")]
 
 
 @workload("get", "point get")
@@ -128,12 +193,13 @@ def point_get(config: Config) -> list[Row]:
     picks = [rng.randrange(data.size) for _ in range(config.gets)]
     ids = [data.ids[i] for i in picks]
     rowids = [i + 1 for i in picks]
-    db, conn = data.db, data.conn
+    db, floor = data.db, data.floor
     for doc_id, rowid in zip(ids[:100], rowids[:100], strict=True):
-        mine, theirs = db.query(get_message, {"id": doc_id}), sqlite_get(conn, rowid)
-        _check(mine is not None and theirs is not None
-               and user_fields(mine) == user_fields(theirs),
-               f"point get: livedb {mine!r} differs from sqlite3 {theirs!r}")
+        answers: dict[str, Any] = {"livedb": db.query(get_message, {"id": doc_id}),
+                                   "dict": floor.get(rowid)}
+        answers.update((engine.name, engine.get(rowid)) for engine in data.sql)
+        check(answers["livedb"] is not None, f"point get: livedb lost document {doc_id}")
+        _same("point get", answers)
 
     def livedb_run() -> int:
         run_query = db.query
@@ -141,30 +207,43 @@ def point_get(config: Config) -> list[Row]:
             run_query(get_message, {"id": doc_id})
         return len(ids)
 
-    def sqlite_run() -> int:
-        execute, loads = conn.execute, json.loads
+    def sql_side(engine: Sql) -> Prepare:
+        def run() -> int:
+            execute, loads = engine.conn.execute, engine.loads
+            for rowid in rowids:
+                loads(execute(SQL_GET, (rowid,)).fetchone()[0])
+            return len(rowids)
+
+        return lambda: run
+
+    def dict_run() -> int:
+        docs = floor.docs
         for rowid in rowids:
-            loads(execute(SQL_GET, (rowid,)).fetchone()[0])
+            docs[rowid].copy()
         return len(rowids)
 
-    livedb_rate, sqlite_rate = best_rates(config, lambda: livedb_run, lambda: sqlite_run)
-    return [Row("point get", livedb_rate, sqlite_rate, target=3.0,
-                detail=f"random ids over {data.size:,} documents")]
+    names = ["livedb", *(engine.name for engine in data.sql), "dict"]
+    seconds = best_times(config, lambda: livedb_run, *(sql_side(e) for e in data.sql),
+                         lambda: dict_run)
+    return [Row("get", "point get", engine_figures(names, seconds), target=0.9,
+                detail=f"a query function returning ctx.db.get(id) at random ids over "
+                       f"{data.size:,} documents; SQL: SELECT by primary key + decode")]
 
 
-@workload("take", "take(20) by index")
+@workload("take", "eq + desc + take(20)")
 def take_20(config: Config) -> list[Row]:
     """The 20 newest documents of a random channel through the `by_channel` index."""
     data = loaded(config.table_docs, config.channels)
     rng = random.Random(SEED + 1)
     channels = [channel_name(rng.randrange(data.channels)) for _ in range(config.takes)]
-    db, conn = data.db, data.conn
+    db, floor = data.db, data.floor
     for channel in channels[:20]:
-        mine = db.query(latest_in_channel, {"channel": channel})
-        theirs = sqlite_latest(conn, channel)
-        _check(len(mine) == min(20, data.size // data.channels)
-               and [user_fields(d) for d in mine] == [user_fields(d) for d in theirs],
-               f"take(20): livedb and sqlite3 disagree on channel {channel!r}")
+        answers: dict[str, Any] = {"livedb": db.query(latest_in_channel, {"channel": channel}),
+                                   "dict": floor.latest(channel)}
+        answers.update((engine.name, engine.latest(channel)) for engine in data.sql)
+        check(len(answers["livedb"]) == min(20, data.size // data.channels),
+              f"take(20): livedb returned {len(answers['livedb'])} documents")
+        _same(f"take(20) in {channel!r}", answers)
 
     def livedb_run() -> int:
         run_query = db.query
@@ -172,16 +251,28 @@ def take_20(config: Config) -> list[Row]:
             run_query(latest_in_channel, {"channel": channel})
         return len(channels)
 
-    def sqlite_run() -> int:
-        execute, loads = conn.execute, json.loads
+    def sql_side(engine: Sql) -> Prepare:
+        def run() -> int:
+            execute, loads = engine.conn.execute, engine.loads
+            for channel in channels:
+                [loads(data) for (data,) in execute(SQL_LATEST, (channel,))]
+            return len(channels)
+
+        return lambda: run
+
+    def dict_run() -> int:
+        docs, by_channel = floor.docs, floor.by_channel
         for channel in channels:
-            [loads(text) for (text,) in execute(SQL_LATEST, (channel,))]
+            [docs[i].copy() for i in reversed(by_channel[channel][-20:])]
         return len(channels)
 
-    livedb_rate, sqlite_rate = best_rates(config, lambda: livedb_run, lambda: sqlite_run)
-    return [Row("take(20) by index", livedb_rate, sqlite_rate, target=3.0,
-                detail=f"eq + order desc + take(20); {data.channels} channels, "
-                       f"{data.size:,} documents")]
+    names = ["livedb", *(engine.name for engine in data.sql), "dict"]
+    seconds = best_times(config, lambda: livedb_run, *(sql_side(e) for e in data.sql),
+                         lambda: dict_run)
+    return [Row("take", "eq + desc + take(20)", engine_figures(names, seconds), target=0.6,
+                detail=f"with_index eq + order desc + take(20); {data.channels} channels, "
+                       f"{data.size:,} documents; SQL: WHERE channel = ? ORDER BY id DESC "
+                       "LIMIT 20 + decode")]
 
 
 @workload("rmw", "read-modify-write")
@@ -190,14 +281,15 @@ def read_modify_write(config: Config) -> list[Row]:
 
     Under sqlite3's default isolation level `with conn:` begins the transaction at the
     UPDATE, not the SELECT; with one connection and one thread that changes nothing
-    here, and it is the cheaper form for sqlite3.
+    here, and it is the cheaper form for sqlite3. Every engine runs the same number of
+    repetitions, so their counters agree afterwards.
     """
     data = loaded(config.table_docs, config.channels)
     rng = random.Random(SEED + 2)
     picks = [rng.randrange(data.size) for _ in range(config.rmws)]
     ids = [data.ids[i] for i in picks]
     rowids = [i + 1 for i in picks]
-    db, conn = data.db, data.conn
+    db, floor = data.db, data.floor
 
     def livedb_run() -> int:
         mutate = db.mutation
@@ -205,20 +297,34 @@ def read_modify_write(config: Config) -> list[Row]:
             mutate(bump_counter, {"id": doc_id})
         return len(ids)
 
-    def sqlite_run() -> int:
-        execute, loads, dumps = conn.execute, json.loads, json.dumps
+    def sql_side(engine: Sql) -> Prepare:
+        def run() -> int:
+            conn, execute, loads, dumps = engine.conn, engine.conn.execute, engine.loads, \
+                engine.dumps
+            for rowid in rowids:
+                with conn:
+                    doc = loads(execute(SQL_GET, (rowid,)).fetchone()[0])
+                    doc["n"] += 1
+                    execute(SQL_UPDATE, (dumps(doc), rowid))
+            return len(rowids)
+
+        return lambda: run
+
+    def dict_run() -> int:
+        docs = floor.docs
         for rowid in rowids:
-            with conn:
-                doc = loads(execute(SQL_GET, (rowid,)).fetchone()[0])
-                doc["n"] += 1
-                execute(SQL_UPDATE, (dumps(doc), rowid))
+            doc = docs[rowid].copy()
+            docs[rowid] = {**doc, "n": doc["n"] + 1}
         return len(rowids)
 
-    livedb_rate, sqlite_rate = best_rates(config, lambda: livedb_run, lambda: sqlite_run)
+    names = ["livedb", *(engine.name for engine in data.sql), "dict"]
+    seconds = best_times(config, lambda: livedb_run, *(sql_side(e) for e in data.sql),
+                         lambda: dict_run)
     for doc_id, rowid in zip(ids[:100], rowids[:100], strict=True):
-        mine, theirs = db.query(get_message, {"id": doc_id}), sqlite_get(conn, rowid)
-        _check(mine is not None and theirs is not None
-               and user_fields(mine) == user_fields(theirs),
-               f"read-modify-write: livedb {mine!r} differs from sqlite3 {theirs!r}")
-    return [Row("read-modify-write", livedb_rate, sqlite_rate, target=1.0,
-                detail="get + patch(n + 1) per transaction at random ids")]
+        answers: dict[str, Any] = {"livedb": db.query(get_message, {"id": doc_id}),
+                                   "dict": floor.get(rowid)}
+        answers.update((engine.name, engine.get(rowid)) for engine in data.sql)
+        _same("read-modify-write", answers)
+    return [Row("rmw", "read-modify-write", engine_figures(names, seconds), target=0.9,
+                detail="a mutation: get + patch(n + 1) at random ids; SQL: SELECT, decode, "
+                       "UPDATE in one transaction")]

@@ -160,15 +160,14 @@ def _start_server() -> tuple[subprocess.Popen, str]:
     return proc, line.rsplit(" ", 1)[1].strip()
 
 
-def _row(title: str, samples: list[float], judge: bool) -> Row:
-    p50, p99 = _percentile(samples, 0.5) * 1e3, _percentile(samples, 0.99) * 1e3
-    verdict = ""
-    if judge:
-        verdict = (f"; target p99 < {TARGET_P99_MS:g} ms: "
-                   f"{'met' if p99 < TARGET_P99_MS else 'NOT met'}")
-    return Row(title, 1e3 / p50, None,
-               detail=f"p50 {p50:.2f} ms, p99 {p99:.2f} ms over {len(samples):,} "
-                      f"samples{verdict}")
+def _row(key: str, title: str, samples: list[float], judge: bool) -> Row:
+    """A latency row: livedb's p99 against the 10 ms target (the ratio is p99 / target)."""
+    p50, p99 = _percentile(samples, 0.5), _percentile(samples, 0.99)
+    return Row(key, title, {"livedb": p99, "p99 target": TARGET_P99_MS / 1e3},
+               baseline="p99 target", target=1.0 if judge else None,
+               detail=f"p99 (the livedb column) {p99 * 1e3:.2f} ms, p50 {p50 * 1e3:.2f} ms "
+                      f"over {len(samples):,} samples",
+               extra={"p50": p50, "p99": p99})
 
 
 @workload("serve", "serve latency")
@@ -183,8 +182,10 @@ def serve_latency(config: Config) -> list[Row]:
             trips, delays = asyncio.run(_measure(url, clients, mutations))
             judge = clients == 100
             who = f"{clients} client{'s' if clients > 1 else ''}"
-            rows.append(_row(f"serve latency (mutation round trip, {who})", trips, judge))
-            rows.append(_row(f"serve latency (commit to update, {who})", delays, judge))
+            rows.append(_row(f"serve-trip-{clients}", f"serve: mutation round trip, {who}",
+                             trips, judge))
+            rows.append(_row(f"serve-update-{clients}", f"serve: commit to update, {who}",
+                             delays, judge))
     finally:
         proc.terminate()
         proc.wait(30)
