@@ -36,8 +36,8 @@ from livedb import (
     query,
     v,
 )
+from livedb._client import Client, OptimisticStore, PaginatedView
 from livedb.auth import PasswordAuth
-from livedb.client import Client, OptimisticStore, PaginatedView
 from livedb.ui import textual_dispatch
 
 schema = define_schema({

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from livedb import Database, define_schema, define_table, mutation, query, v
-from livedb.client import Client, OptimisticStore
+from livedb._client import Client, OptimisticStore
 from livedb.ui import tie, tk_dispatch
 
 schema = define_schema({

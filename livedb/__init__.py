@@ -2,10 +2,8 @@
 
 from importlib import metadata as _metadata
 
-from ._serve import serve
-from .auth import UserIdentity
-from .database import Database
-from .errors import (
+from ._database import Database
+from ._errors import (
     AppError,
     AuthError,
     ConflictError,
@@ -16,13 +14,15 @@ from .errors import (
     SchemaError,
     ValidationError,
 )
-from .functions import ActionCtx, MutationCtx, QueryCtx, action, mutation, query
-from .ids import Id
-from .query import PaginationResult
-from .scheduler import Crons
-from .schema import define_schema, define_table
-from .transaction import DELETE_FIELD
-from .validators import v
+from ._functions import ActionCtx, MutationCtx, QueryCtx, action, mutation, query
+from ._ids import Id
+from ._query import PaginationResult
+from ._scheduler import Crons
+from ._schema import define_schema, define_table
+from ._serve import serve
+from ._transaction import DELETE_FIELD
+from ._validators import v
+from .auth import UserIdentity
 
 __all__ = [
     "DELETE_FIELD",

@@ -17,15 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthError, LiveDBError, SchemaError, ValidationError
-from .functions import mutation, query
-from .ids import Id
-from .schema import TableDefinition, TableInfo, define_table
-from .validators import v
-from .values import type_name
+from ._errors import AuthError, LiveDBError, SchemaError, ValidationError
+from ._functions import mutation, query
+from ._ids import Id
+from ._schema import TableDefinition, TableInfo, define_table
+from ._validators import v
+from ._values import type_name
 
 if TYPE_CHECKING:
-    from .database import Database
+    from ._database import Database
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,10 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from .database import SYSTEM_TABLES, Database
-from .errors import LiveDBError, ValidationError
-from .ids import new_id, parse_id, valid_table_name
-from .storage import (
+from ._database import SYSTEM_TABLES, Database
+from ._errors import LiveDBError, ValidationError
+from ._ids import new_id, parse_id, valid_table_name
+from ._storage import (
     CHUNK,
     EXPORT_FILES,
     EXPORT_ROWS,
@@ -57,8 +57,8 @@ from .storage import (
     FileImport,
     check_content_type,
 )
-from .transaction import Transaction, WriteTransaction
-from .values import KEY_MAX, MAX_DOCUMENT_BYTES, decode, type_name
+from ._transaction import Transaction, WriteTransaction
+from ._values import KEY_MAX, MAX_DOCUMENT_BYTES, decode, type_name
 
 FORMAT = "livedb-export"
 VERSION = 1

@@ -25,6 +25,7 @@ from livedb import (
     query,
     v,
 )
+from livedb._values import encode
 from livedb.auth import (
     ACCOUNTS,
     RATE_LIMITS,
@@ -34,7 +35,6 @@ from livedb.auth import (
     Session,
     auth_tables,
 )
-from livedb.values import encode
 
 SCHEMA = define_schema({
     "messages": define_table({"author": v.string(), "body": v.string()}),

@@ -1,4 +1,4 @@
-"""The internal sorted index (`livedb.index.SortedIndex`) against a plain sorted-list model.
+"""The internal sorted index (`livedb._index.SortedIndex`) against a plain sorted-list model.
 
 An internal unit test: the index is the structure every query scans, so it is checked
 directly: random changes against a model, range scans with every kind of bound, chunk
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livedb import index as index_module
-from livedb.index import SortedIndex
+from livedb import _index as index_module
+from livedb._index import SortedIndex
 
 KEYS = st.integers(min_value=0, max_value=400).map(lambda n: (n, "k"))
 OPERATION = st.one_of(

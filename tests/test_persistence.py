@@ -29,7 +29,7 @@ from livedb import (
     query,
     v,
 )
-from livedb.persistence import APPLICATION_ID, FORMAT_VERSION, Persistence
+from livedb._persistence import APPLICATION_ID, FORMAT_VERSION, Persistence
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,8 +19,8 @@ import pytest
 
 import livedb
 from livedb import AppError, Database, LiveDBError, ValidationError, action, mutation, query, v
-from livedb import scheduler as scheduler_module
-from livedb.persistence import Persistence
+from livedb import _scheduler as scheduler_module
+from livedb._persistence import Persistence
 
 # -- functions the tests schedule (module level: scheduled calls are found by name) ----------
 

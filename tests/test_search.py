@@ -20,8 +20,8 @@ from livedb import (
     query,
     v,
 )
-from livedb import search as search_module
-from livedb.transaction import Transaction, WriteTransaction
+from livedb import _search as search_module
+from livedb._transaction import Transaction, WriteTransaction
 
 SCHEMA = define_schema({
     "messages": define_table({"channel": v.string(), "kind": v.optional(v.string()),

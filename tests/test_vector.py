@@ -16,7 +16,7 @@ from livedb import (
     define_table,
     v,
 )
-from livedb import search as search_module
+from livedb import _search as search_module
 
 DIMS = 8
 SCHEMA = define_schema({
@@ -200,7 +200,7 @@ def test_a_durable_database_rebuilds_its_vector_index(tmp_path, db):
 
 
 def test_only_the_newest_version_is_found_while_an_old_snapshot_is_open(db):
-    from livedb.transaction import Transaction
+    from livedb._transaction import Transaction
 
     (doc,) = db.mutation(lambda ctx: [ctx.db.insert("items", {"genre": "a",
                                                               "embedding": [1.0] * DIMS})])

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .._database import Database
     from ..auth import PasswordAuth
-    from ..database import Database
     from .server import Server
 
 

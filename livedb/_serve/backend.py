@@ -28,13 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._database import SYSTEM_TABLES, Database, _auth
+from .._errors import LiveDBError, ValidationError
+from .._functions import MUTATION, QUERY, Function, QueryCtx, check_args, check_result, resolve
+from .._reactive import Subscription
+from .._transaction import Transaction, WriteTransaction
+from .._values import decode
 from ..auth import SESSIONS, PasswordAuth, UserIdentity, _token_hash
-from ..database import SYSTEM_TABLES, Database, _auth
-from ..errors import LiveDBError, ValidationError
-from ..functions import MUTATION, QUERY, Function, QueryCtx, check_args, check_result, resolve
-from ..reactive import Subscription
-from ..transaction import Transaction, WriteTransaction
-from ..values import decode
 
 log = logging.getLogger("livedb.serve")
 

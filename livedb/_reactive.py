@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .errors import LiveDBError
-from .functions import QueryCtx, check_result
-from .ids import Id
-from .query import PaginationResult
-from .transaction import Transaction
-from .values import _enc_hook, encode
+from ._errors import LiveDBError
+from ._functions import QueryCtx, check_result
+from ._ids import Id
+from ._query import PaginationResult
+from ._transaction import Transaction
+from ._values import _enc_hook, encode
 
 if TYPE_CHECKING:
+    from ._database import Database
+    from ._functions import Auth, Function
     from .auth import UserIdentity
-    from .database import Database
-    from .functions import Auth, Function
 
 log = logging.getLogger("livedb")
 

@@ -19,9 +19,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .auth import AUTH_TABLE_NAMES, UserIdentity, auth_tables
-from .errors import LiveDBError, ValidationError
-from .functions import (
+from ._errors import LiveDBError, ValidationError
+from ._functions import (
     ACTION,
     MUTATION,
     NO_AUTH,
@@ -34,19 +33,20 @@ from .functions import (
     check_result,
     resolve,
 )
-from .ids import Id, valid_table_name
-from .persistence import Persistence
-from .reactive import Reactive, Subscription
-from .scheduler import Scheduler
-from .schema import Schema, TableInfo
-from .search import Indexes
-from .storage import FileStorage
-from .store import Store
-from .transaction import Transaction, WriteTransaction, next_after
-from .values import type_name
+from ._ids import Id, valid_table_name
+from ._persistence import Persistence
+from ._reactive import Reactive, Subscription
+from ._scheduler import Scheduler
+from ._schema import Schema, TableInfo
+from ._search import Indexes
+from ._storage import FileStorage
+from ._store import Store
+from ._transaction import Transaction, WriteTransaction, next_after
+from ._values import type_name
+from .auth import AUTH_TABLE_NAMES, UserIdentity, auth_tables
 
 if TYPE_CHECKING:
-    from .client import Client
+    from ._client import Client
 
 SYSTEM_TABLES = ("_scheduled_functions", "_storage", "_session_requests")
 """Tables only livedb writes; `_session_requests` records mutations served over the
@@ -270,7 +270,7 @@ class Database:
 
     def client(self, identity: UserIdentity | None = None, token: str | None = None) -> Client:
         """A client for a UI: its own subscriptions, ordered mutations, optimistic updates."""
-        from .client import Client
+        from ._client import Client
 
         self._check_open()
         token_check = None

@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 from operator import is_
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .errors import LiveDBError, ValidationError
-from .ids import Id
-from .query import PaginationResult
-from .validators import Mismatch, Object, Validator, as_validator, check_value
-from .values import type_name
+from ._errors import LiveDBError, ValidationError
+from ._ids import Id
+from ._query import PaginationResult
+from ._validators import Mismatch, Object, Validator, as_validator, check_value
+from ._values import type_name
 
 if TYPE_CHECKING:
     from .auth import UserIdentity
@@ -245,7 +245,7 @@ class QueryCtx:
     def storage(self) -> Any:
         """File storage as a query sees it: `get_url`, `get_metadata` (built on first use)."""
         if self._storage is None:
-            from .storage import QueryStorage
+            from ._storage import QueryStorage
 
             self._storage = QueryStorage(self.db)
         return self._storage
@@ -266,7 +266,7 @@ class MutationCtx:
     def storage(self) -> Any:
         """File storage in this transaction: `get_url`, `get_metadata`, `delete`."""
         if self._storage is None:
-            from .storage import MutationStorage
+            from ._storage import MutationStorage
 
             self._storage = MutationStorage(self.db)
         return self._storage
@@ -275,7 +275,7 @@ class MutationCtx:
     def scheduler(self) -> Any:
         """`run_after`, `run_at`, `cancel`: they commit with this mutation or not at all."""
         if self._scheduler is None:
-            from .scheduler import MutationScheduler
+            from ._scheduler import MutationScheduler
 
             self._scheduler = MutationScheduler(self.db)
         return self._scheduler
@@ -298,7 +298,7 @@ class ActionCtx:
     def storage(self) -> Any:
         """File storage: `store`, `get`, `get_url`, `get_metadata`, `delete`."""
         if self._storage is None:
-            from .storage import ActionStorage
+            from ._storage import ActionStorage
 
             self._storage = ActionStorage(self._db)
         return self._storage
@@ -307,7 +307,7 @@ class ActionCtx:
     def scheduler(self) -> Any:
         """`run_after`, `run_at`, `cancel`, each committed at once (actions are not atomic)."""
         if self._scheduler is None:
-            from .scheduler import ActionScheduler
+            from ._scheduler import ActionScheduler
 
             self._scheduler = ActionScheduler(self._db)
         return self._scheduler

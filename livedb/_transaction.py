@@ -13,16 +13,16 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import DocumentNotFoundError, LiveDBError, ValidationError
-from .ids import Id, new_id, parse_id
-from .search import check_vectors
-from .validators import Mismatch, check_any, check_field_name
-from .values import MAX_DOCUMENT_BYTES, check_size, decode, encode, type_name
+from ._errors import DocumentNotFoundError, LiveDBError, ValidationError
+from ._ids import Id, new_id, parse_id
+from ._search import check_vectors
+from ._validators import Mismatch, check_any, check_field_name
+from ._values import MAX_DOCUMENT_BYTES, check_size, decode, encode, type_name
 
 if TYPE_CHECKING:
-    from .database import Database
-    from .query import Query
-    from .schema import TableInfo
+    from ._database import Database
+    from ._query import Query
+    from ._schema import TableInfo
 
 
 class _DeleteField:
@@ -105,7 +105,7 @@ class Transaction:
 
     def query(self, table: str) -> Query:
         """Start a query over `table` (then with_index, order, filter and a terminal)."""
-        from .query import Query
+        from ._query import Query
 
         info = self._db._table_for_read(table, "query")
         return Query(self, table, info)
@@ -123,7 +123,7 @@ class Transaction:
     @property
     def system(self) -> Any:
         """Read-only access to the system tables `_scheduled_functions` and `_storage`."""
-        from .query import SystemReader
+        from ._query import SystemReader
 
         return SystemReader(self)
 

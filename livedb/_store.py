@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from .index import EMPTY, SortedIndex
+from ._index import EMPTY, SortedIndex
 
 Version = tuple  # (commit_ts, blob or None when deleted, index keys or None)
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from .errors import LiveDBError
-from .functions import MUTATION, QUERY, Auth, check_args, resolve
-from .reactive import (
+from ._errors import LiveDBError
+from ._functions import MUTATION, QUERY, Auth, check_args, resolve
+from ._reactive import (
     Deliveries,
     Subscriber,
     Subscription,
@@ -28,12 +28,12 @@ from .reactive import (
     fingerprint,
     same_result,
 )
-from .values import type_name
+from ._values import type_name
 
 if TYPE_CHECKING:
+    from ._database import Database
+    from ._functions import Function
     from .auth import UserIdentity
-    from .database import Database
-    from .functions import Function
 
 log = logging.getLogger("livedb")
 
@@ -171,7 +171,7 @@ class Client:
 
     def __init__(self, db: Database, identity: UserIdentity | None,
                  token_check: Callable[[], None] | None = None) -> None:
-        from .database import _auth
+        from ._database import _auth
 
         self._db = db
         self.identity = identity
@@ -366,7 +366,7 @@ class Client:
         """Act as `identity` from now on (None: signed out): every subscription of the
         client re-runs with it, and mutations submitted from now on carry it. A client made
         from a session token stops checking that session."""
-        from .database import _auth
+        from ._database import _auth
 
         self._check_open()
         auth = _auth(identity)

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .errors import LiveDBError, ValidationError
-from .ids import Id, parse_id
-from .validators import Mismatch, check_any
-from .values import (
+from ._errors import LiveDBError, ValidationError
+from ._ids import Id, parse_id
+from ._validators import Mismatch, check_any
+from ._values import (
     KEY_MAX,
     KEY_MIN,
     MAX_DEPTH,
@@ -28,8 +28,8 @@ from .values import (
 )
 
 if TYPE_CHECKING:
-    from .schema import TableInfo
-    from .transaction import Transaction
+    from ._schema import TableInfo
+    from ._transaction import Transaction
 
 _CURSOR_VERSION = 1
 
@@ -204,7 +204,7 @@ class Query:
 
         `search(q)` calls `q.search(field, text)`, then optionally `.eq(field, value)` on
         the index's filter fields."""
-        from .search import search_plan
+        from ._search import search_plan
 
         self._advance(1, "with_search_index")
         self._search = search_plan(self._txn, self._table, self._info, name, search)
@@ -343,7 +343,7 @@ class Query:
 
     def _iterate(self, start: tuple, end: tuple) -> Iterator[dict]:
         """Lazily yield documents; records the range read so far when closed early."""
-        from .transaction import to_document
+        from ._transaction import to_document
 
         txn = self._txn
         index = (self._table, self._index)
@@ -458,7 +458,7 @@ class SystemReader:
         blob = txn._blob(parsed[1])
         if blob is None:
             return None
-        from .transaction import to_document
+        from ._transaction import to_document
 
         return to_document(blob)
 

@@ -44,16 +44,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import LiveDBError, ValidationError
-from .functions import ACTION, MUTATION, Function, check_args, mutation
-from .ids import Id, parse_id
-from .persistence import WriteError
-from .transaction import Transaction, WriteTransaction
-from .validators import Mismatch, check_any
-from .values import decode, type_name
+from ._errors import LiveDBError, ValidationError
+from ._functions import ACTION, MUTATION, Function, check_args, mutation
+from ._ids import Id, parse_id
+from ._persistence import WriteError
+from ._transaction import Transaction, WriteTransaction
+from ._validators import Mismatch, check_any
+from ._values import decode, type_name
 
 if TYPE_CHECKING:
-    from .database import Database
+    from ._database import Database
 
 log = logging.getLogger("livedb")
 

@@ -6,9 +6,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import SchemaError
-from .ids import valid_table_name
-from .validators import Object, Union, Validator, _Scalar, as_validator
+from ._errors import SchemaError
+from ._ids import valid_table_name
+from ._validators import Object, Union, Validator, _Scalar, as_validator
 
 BUILTIN_INDEXES = ("by_id", "by_creation_time")
 _INDEX_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
@@ -354,7 +354,7 @@ class TableInfo:
                  "_getters")
 
     def __init__(self, name: str, definition: TableDefinition | None, validate: bool) -> None:
-        from .values import field_getter
+        from ._values import field_getter
 
         self.name = name
         self.definition = definition

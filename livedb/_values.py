@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import ValidationError
+from ._errors import ValidationError
 
 MAX_DOCUMENT_BYTES = 1 << 20
 MAX_DEPTH = 16

@@ -43,15 +43,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .errors import CorruptionError, DatabaseLockedError, LiveDBError, SchemaError
-from .index import SortedIndex
-from .schema import TableInfo
-from .validators import Mismatch
-from .values import decode, encode
+from ._errors import CorruptionError, DatabaseLockedError, LiveDBError, SchemaError
+from ._index import SortedIndex
+from ._schema import TableInfo
+from ._validators import Mismatch
+from ._values import decode, encode
 
 if TYPE_CHECKING:
-    from .schema import Schema
-    from .store import Store
+    from ._schema import Schema
+    from ._store import Store
 
 try:
     import fcntl

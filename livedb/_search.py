@@ -33,12 +33,12 @@ from numbers import Real
 from operator import mul
 from typing import TYPE_CHECKING, Any
 
-from .errors import ValidationError
-from .ids import Id
-from .index import SortedIndex
-from .query import PaginationResult, decode_cursor, encode_cursor
-from .validators import Mismatch, check_any, valid_text
-from .values import ABSENT, KEY_MAX, decode, encode_key, field_getter, type_name, value_getter
+from ._errors import ValidationError
+from ._ids import Id
+from ._index import SortedIndex
+from ._query import PaginationResult, decode_cursor, encode_cursor
+from ._validators import Mismatch, check_any, valid_text
+from ._values import ABSENT, KEY_MAX, decode, encode_key, field_getter, type_name, value_getter
 
 try:
     import numpy as np
@@ -46,9 +46,9 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching np to None
     np = None
 
 if TYPE_CHECKING:
-    from .schema import SearchIndexDefinition, TableInfo, VectorIndexDefinition
-    from .store import Store
-    from .transaction import Transaction
+    from ._schema import SearchIndexDefinition, TableInfo, VectorIndexDefinition
+    from ._store import Store
+    from ._transaction import Transaction
 
 MAX_TERMS = 16
 """A search text may hold at most this many distinct terms."""

@@ -36,14 +36,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .errors import CorruptionError, DocumentNotFoundError, LiveDBError, ValidationError
-from .ids import Id, parse_id
-from .scheduler import system_mutation
-from .transaction import Transaction, WriteTransaction
-from .values import decode, type_name
+from ._errors import CorruptionError, DocumentNotFoundError, LiveDBError, ValidationError
+from ._ids import Id, parse_id
+from ._scheduler import system_mutation
+from ._transaction import Transaction, WriteTransaction
+from ._values import decode, type_name
 
 if TYPE_CHECKING:
-    from .database import Database
+    from ._database import Database
 
 log = logging.getLogger("livedb")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import ValidationError
-from .ids import Id, parse_id, valid_table_name
-from .values import (
+from ._errors import ValidationError
+from ._ids import Id, parse_id, valid_table_name
+from ._values import (
     INT64_MAX,
     INT64_MIN,
     MAX_ARRAY_LENGTH,
@@ -228,7 +228,7 @@ class Validator:
         Examples:
             >>> v.array(v.string()).validate(["a", 1], path="tags")
             Traceback (most recent call last):
-            livedb.errors.ValidationError: tags[1]: expected string, got int
+            livedb._errors.ValidationError: tags[1]: expected string, got int
         """
         try:
             return self.compile()(value, 1)
@@ -677,7 +677,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
             42
             >>> v.int64().validate(2**63)
             Traceback (most recent call last):
-            livedb.errors.ValidationError: integer 9223372036854775808 is outside the int64 range
+            livedb._errors.ValidationError: integer 9223372036854775808 is outside the int64 range
         """
         return v._int64
 
@@ -695,7 +695,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
             2.0
             >>> v.float64().validate(True)
             Traceback (most recent call last):
-            livedb.errors.ValidationError: expected float64, got boolean
+            livedb._errors.ValidationError: expected float64, got boolean
         """
         return v._float64
 
@@ -841,7 +841,7 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
             {'x': 1.0, 'y': 2.0}
             >>> point.validate({"x": 1})
             Traceback (most recent call last):
-            livedb.errors.ValidationError: y: missing required field
+            livedb._errors.ValidationError: y: missing required field
         """
         return Object(fields)
 
@@ -911,6 +911,6 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
             {}
             >>> person.validate({"nickname": None})
             Traceback (most recent call last):
-            livedb.errors.ValidationError: nickname: expected string, got null
+            livedb._errors.ValidationError: nickname: expected string, got null
         """
         return Optional(inner)
