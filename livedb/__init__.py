@@ -2,6 +2,9 @@
 
 from importlib import metadata as _metadata
 
+from . import auth  # noqa: F401 - registers PasswordAuth's tables for every database
+from ._client import Client
+from ._crons import Crons
 from ._database import Database
 from ._errors import (
     AppError,
@@ -15,14 +18,14 @@ from ._errors import (
     ValidationError,
 )
 from ._functions import ActionCtx, MutationCtx, QueryCtx, action, mutation, query
+from ._identity import UserIdentity
 from ._ids import Id
-from ._query import PaginationResult
-from ._scheduler import Crons
+from ._reactive import Subscription
+from ._results import PaginationResult
 from ._schema import define_schema, define_table
 from ._serve import serve
 from ._transaction import DELETE_FIELD
 from ._validators import v
-from .auth import UserIdentity
 
 __all__ = [
     "DELETE_FIELD",
@@ -31,6 +34,7 @@ __all__ = [
     "AuthError",
     "ConflictError",
     "CorruptionError",
+    "Client",
     "Crons",
     "Database",
     "DatabaseLockedError",
@@ -41,6 +45,7 @@ __all__ = [
     "PaginationResult",
     "QueryCtx",
     "SchemaError",
+    "Subscription",
     "UserIdentity",
     "ValidationError",
     "action",

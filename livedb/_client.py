@@ -15,34 +15,16 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import LiveDBError
-from ._functions import MUTATION, QUERY, Auth, check_args, resolve
-from ._reactive import (
-    Deliveries,
-    Subscriber,
-    Subscription,
-    args_key,
-    copy_of,
-    fingerprint,
-    same_result,
-)
+from ._functions import MUTATION, QUERY, Auth, Function, Runner, auth_for, check_args, resolve
+from ._identity import UserIdentity
+from ._reactive import Deliveries, Dispatch, Reactive, Subscriber, Subscription
+from ._results import args_key, copy_of, copy_value, fingerprint, same_result
 from ._values import type_name
 
-if TYPE_CHECKING:
-    from ._database import Database
-    from ._functions import Function
-    from .auth import UserIdentity
-
 log = logging.getLogger("livedb")
-
-
-def _copy(value: Any) -> Any:
-    """A deep copy of a result (ids stay `Id`s), for its receiver to change freely."""
-    if value is None or value.__class__ in (str, int, float, bool, bytes):
-        return value
-    return copy_of(fingerprint(value))
 
 
 class _Pending:
@@ -89,7 +71,7 @@ class OptimisticStore:
     def get_query(self, fn: Any, args: dict | None = None) -> Any:
         """The local value of a query the client watches (a copy), or None."""
         key = self._client._key(fn, args)
-        return _copy(self._values[key]) if key in self._values else None
+        return copy_value(self._values[key]) if key in self._values else None
 
     def set_query(self, fn: Any, args: dict | None, value: Any) -> None:
         """Set the local value of a watched query until the mutation is settled."""
@@ -113,7 +95,7 @@ class ClientSubscription(Subscriber):
     def result(self) -> Any:
         """The client's local view of the query (server result plus optimistic updates):
         your own copy."""
-        return _copy(self._query.view)
+        return copy_value(self._query.view)
 
     def _remove(self) -> None:
         self._client._drop(self)
@@ -160,7 +142,7 @@ class ClientSubscription(Subscriber):
                 else:
                     log.error("livedb: client query %s raised: %r", query.spec.name, error)
             else:
-                self._on_update(_copy(view))
+                self._on_update(copy_value(view))
         except Exception:
             log.exception("livedb: a client subscription callback of %s raised",
                           query.spec.name)
@@ -169,15 +151,15 @@ class ClientSubscription(Subscriber):
 class Client:
     """A UI's connection to the database: one identity, its subscriptions and mutations."""
 
-    def __init__(self, db: Database, identity: UserIdentity | None,
-                 token_check: Callable[[], None] | None = None) -> None:
-        from ._database import _auth
-
-        self._db = db
+    def __init__(self, runner: Runner, reactive: Reactive, identity: UserIdentity | None,
+                 token_check: Callable[[], None] | None = None,
+                 dispatch: Dispatch | None = None) -> None:
+        self._runner = runner
+        self._reactive = reactive
         self.identity = identity
         self._token_check = token_check
-        self._auth: Auth = _auth(identity)
-        self._dispatch = db._dispatch
+        self._auth: Auth = auth_for(identity)
+        self._dispatch = dispatch
         self._lock = threading.RLock()
         self._queries: dict[tuple, _ClientQuery] = {}
         self._pending: list[_Pending] = []
@@ -197,13 +179,16 @@ class Client:
 
     def query(self, fn: Any, args: dict | None = None) -> Any:
         """Run a query once with the client's identity."""
+        self._check_open()
         self._check_token()
-        return self._db.query(fn, args, identity=self.identity)
+        return self._runner.query(fn, args, self.identity)
 
     def watch(self, fn: Any, args: dict | None = None) -> Any:
         """`db.watch` with the client's identity (server results, no optimistic layer)."""
+        self._check_open()
         self._check_token()
-        return self._db.watch(fn, args, identity=self.identity)
+        spec = resolve(fn, QUERY)
+        return self._reactive.watch(spec, check_args(spec, args), self._auth, self.identity)
 
     def subscribe(self, fn: Any, args: dict | None, on_update: Callable[[Any], Any], *,
                   on_error: Callable[[BaseException], Any] | None = None
@@ -227,7 +212,7 @@ class Client:
                 query.subscribers.append(subscription)
         if fresh:
             try:
-                query.source = self._db._reactive.subscribe(
+                query.source = self._reactive.subscribe(
                     spec, kwargs, self._auth, self.identity,
                     lambda result, ts: self._server_update(query, result, None, ts),
                     lambda error, ts: self._server_update(query, None, error, ts),
@@ -279,7 +264,7 @@ class Client:
                 return commit_ts is None or queries[key].server_ts < commit_ts
 
             try:
-                pending.update(OptimisticStore(self, values, allowed), _copy(pending.args))
+                pending.update(OptimisticStore(self, values, allowed), copy_value(pending.args))
             except Exception:
                 log.exception("livedb: an optimistic update raised; it is ignored")
         changed: list[ClientSubscription] = []
@@ -340,7 +325,8 @@ class Client:
         try:
             if token_check is not None:
                 token_check()
-            outcome = (True, self._db._mutation(fn, args, identity, on_commit))
+            outcome = (True, self._runner.mutation(fn, args, identity,
+                                                   on_commit=on_commit)[0])
         except BaseException as e:  # noqa: BLE001 - handed to the future
             outcome = (False, e)
         with self._lock:
@@ -366,10 +352,8 @@ class Client:
         """Act as `identity` from now on (None: signed out): every subscription of the
         client re-runs with it, and mutations submitted from now on carry it. A client made
         from a session token stops checking that session."""
-        from ._database import _auth
-
         self._check_open()
-        auth = _auth(identity)
+        auth = auth_for(identity)
         with self._lock:
             self.identity, self._auth = identity, auth
             self._token_check = None
@@ -378,7 +362,7 @@ class Client:
             old = query.source
             if old is not None:
                 old.unsubscribe()
-            query.source = self._db._reactive.subscribe(
+            query.source = self._reactive.subscribe(
                 query.spec, query.kwargs, auth, identity,
                 lambda result, ts, query=query: self._server_update(query, result, None, ts),
                 lambda error, ts, query=query: self._server_update(query, None, error, ts),
@@ -411,7 +395,7 @@ class Client:
     def _check_open(self) -> None:
         if self._closed:
             raise LiveDBError("the client is closed")
-        self._db._check_open()
+        self._runner.kernel.check_open()
 
     def close(self) -> None:
         """Wait for queued mutations, then end every subscription of this client.

@@ -1,76 +1,152 @@
-"""`Database`: wires schema, store, transactions and functions together.
+"""`Database`: the facade users hold, wiring the kernel, its engine and its features.
 
-Concurrency design: mutations run one at a time under a single writer lock (they are
-in-memory Python code, so under the GIL optimistic concurrency would buy no parallelism
-and would cost read-set validation and retries). Serializability is then immediate:
-each mutation sees every earlier commit and nothing later. Readers never take that lock:
-a query works on an immutable snapshot `State` and never waits for a writer.
+It builds the catalog, the storage engine and the kernel, plugs the features in as
+commit listeners (live queries, the scheduler, file storage), provides what contexts
+reach beyond the database (`Services`), and checks that it is open before each call.
+The call path itself is the `Runner`'s (_functions.py).
+
+Modules beside this one (livedb.auth, livedb.export, livedb._serve) reach the kernel and
+the features through the functions at the end of this module, never through private
+attributes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
-import math
 import os
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar, overload
 
+from ._catalog import Catalog
+from ._client import Client
+from ._crons import Crons
+from ._engines import StorageEngine
+from ._engines.memory import MemoryEngine
+from ._engines.sqlite import SqliteEngine
 from ._errors import LiveDBError, ValidationError
 from ._functions import (
-    ACTION,
-    MUTATION,
-    NO_AUTH,
     QUERY,
     ActionCtx,
-    Auth,
+    ActionFunction,
     MutationCtx,
+    MutationFunction,
     QueryCtx,
+    QueryFunction,
+    Runner,
+    auth_for,
     check_args,
-    check_result,
     resolve,
 )
-from ._ids import Id, valid_table_name
-from ._persistence import Persistence
-from ._reactive import Reactive, Subscription
-from ._scheduler import Scheduler
-from ._schema import Schema, TableInfo
-from ._search import Indexes
-from ._storage import FileStorage
-from ._store import Store
-from ._transaction import Transaction, WriteTransaction, next_after
+from ._identity import UserIdentity
+from ._ids import Id
+from ._kernel import Kernel, State
+from ._reactive import Dispatch, Reactive, Subscription
+from ._scheduler import ActionScheduler, MutationScheduler, Scheduler
+from ._schema import Schema
+from ._search import vector_search
+from ._storage import ActionStorage, FileStorage, MutationStorage, QueryStorage
 from ._values import type_name
-from .auth import AUTH_TABLE_NAMES, UserIdentity, auth_tables
 
-if TYPE_CHECKING:
-    from ._client import Client
+R = TypeVar("R")
 
-SYSTEM_TABLES = ("_scheduled_functions", "_storage", "_session_requests")
-"""Tables only livedb writes; `_session_requests` records mutations served over the
-Convex sync protocol (livedb._serve.backend)."""
 TokenResolver = Callable[[Any], tuple[UserIdentity, Callable[[], None]]]
 """Turns a session token into its identity and a check of its session (see `client`)."""
 
 
-class State(enum.Enum):
-    """A database's lifecycle: open, closing (draining clients and scheduled calls; new
-    calls are refused), closed."""
+class _Services:
+    """What contexts reach beyond the database: storage, scheduler, nested calls."""
 
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
+    __slots__ = ("kernel", "runner", "files", "scheduler")
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.runner: Runner
+        self.files: FileStorage
+        self.scheduler: Scheduler
+
+    def query_storage(self, ctx: QueryCtx) -> QueryStorage:
+        return QueryStorage(ctx, self.files)
+
+    def mutation_storage(self, ctx: MutationCtx) -> MutationStorage:
+        return MutationStorage(ctx, self.files)
+
+    def mutation_scheduler(self, ctx: MutationCtx) -> MutationScheduler:
+        return MutationScheduler(ctx)
+
+    def action_storage(self) -> ActionStorage:
+        return ActionStorage(self.files)
+
+    def action_scheduler(self) -> ActionScheduler:
+        return ActionScheduler(self.kernel)
+
+    def vector_search(self, table: str, index: str, vector: Any, limit: int,
+                      filter: Any) -> list[dict[str, Any]]:
+        kernel = self.kernel
+        kernel.check_open()
+        indexes = kernel.search_indexes
+        found = None if indexes is None else indexes.vector.get((table, index))
+        if found is None:
+            info = kernel.catalog.for_read(table, "vector_search")
+            known = ", ".join(info.definition.vector_indexes) if info.definition else ""
+            raise ValidationError(f"vector_search: table {table!r} has no vector index "
+                                  f"{index!r} (vector indexes: {known or 'none'})")
+        return vector_search(found, kernel.store, vector, limit, filter)
+
+    def run_query(self, fn: Any, args: Mapping[str, Any] | None,
+                  identity: UserIdentity | None) -> Any:
+        return self.runner.query(fn, args, identity)
+
+    def run_mutation(self, fn: Any, args: Mapping[str, Any] | None,
+                     identity: UserIdentity | None) -> Any:
+        return self.runner.mutation(fn, args, identity)[0]
+
+    def run_action(self, fn: Any, args: Mapping[str, Any] | None,
+                   identity: UserIdentity | None) -> Any:
+        return self.runner.action(fn, args, identity)
 
 
 class Database:
-    """An embedded reactive document database, in memory or (with `path`) on disk."""
+    """An embedded, reactive document database: in memory, or durable in one file.
 
-    def __init__(self, schema: Schema | None = None, *, path: str | None = None,
-                 clock: Callable[[], float] | None = None,
-                 dispatch: Callable[[Callable[[], None]], Any] | None = None,
-                 durability: str = "full", crons: Any = None) -> None:
+    Queries read one consistent snapshot and never wait for writers; mutations run one
+    at a time as serializable transactions, each durable on return; live queries
+    (`subscribe`, `watch`, `client`) re-run only when a commit writes into what they read.
+    Every method may be called from any thread.
+
+    Args:
+        schema: The tables, validators and indexes (`define_schema(...)`); None accepts
+            any table name and any storable value.
+        path: A file to keep the database in (created if missing); None keeps it in
+            memory only.
+        clock: A function returning the time in seconds since the epoch (default
+            `time.time`). It stamps `_creation_time` and drives the scheduler; with a
+            manual clock no background scheduler thread runs (use `run_scheduled`).
+        dispatch: How callbacks of live queries reach your thread: a function given a
+            zero-argument function to call later (e.g. `loop.call_soon_threadsafe`, or a
+            dispatcher from `livedb.ui`). Default: called in the committing thread.
+        durability: "full" (every commit synced to disk) or "normal" (syncs batched: a
+            power loss may lose the last moments, never corrupt).
+        crons: Recurring jobs (`livedb.Crons()`).
+
+    Raises:
+        DatabaseLockedError: another `Database` has `path` open.
+        CorruptionError: the file is damaged.
+        SchemaError: stored documents do not match `schema` (the message names them).
+
+    Example:
+        ```python
+        with Database(schema, path="app.livedb") as db:
+            db.mutation(send, {"channel": "general", "body": "hello"})
+            print(db.query(latest, {"channel": "general"}))
+        ```
+    """
+
+    def __init__(self, schema: Schema | None = None, *, path: str | os.PathLike[str] | None
+                 = None, clock: Callable[[], float] | None = None,
+                 dispatch: Dispatch | None = None, durability: str = "full",
+                 crons: Crons | None = None) -> None:
         if schema is not None and not isinstance(schema, Schema):
             raise TypeError(f"Database(schema): expected define_schema(...), got "
                             f"{type_name(schema)}")
@@ -81,198 +157,219 @@ class Database:
         if durability not in ("full", "normal"):
             raise ValueError(f"Database(durability=...): expected 'full' or 'normal', got "
                              f"{durability!r}")
-        self._schema = schema
-        self._clock = clock or time.time
         self._dispatch = dispatch
-        self._durability = durability
-        self._store = Store()
-        self._write_lock = threading.Lock()
-        self._local = threading.local()
-        self._last_time = 0.0
-        self._state = State.OPEN
-        self._state_lock = threading.Lock()
         self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
         self._token_resolver: TokenResolver | None = None
-        self._scheduler = Scheduler(self, crons, manual=clock is not None)
-        self._files = FileStorage(self, None if path is None else os.fspath(path))
-        validate = schema is None or schema.schema_validation
-        self._tables: dict[str, TableInfo] = {}
-        if schema is not None:
-            for name, definition in schema.tables.items():
-                self._tables[name] = TableInfo(name, definition, validate)
-        for name in SYSTEM_TABLES:
-            self._tables[name] = TableInfo(name, None, False)
-        self._persist: Persistence | None = None
-        if path is not None:
-            stored_auth = _known_auth_tables(self._tables)
-            self._persist = Persistence(os.fspath(path), durability, self._store, self._tables,
-                                        self._write_lock, self._make_visible)
-            self._last_time = self._persist.load(schema)
-            _forget_empty_auth_tables(self._tables, self._store, stored_auth)
-        self._search: Indexes | None = Indexes.build(self._store, self._tables)
-        self._store.search = self._search
-        self._reactive = Reactive(self)
+        self._closing = threading.Lock()
+        catalog = Catalog(schema, clock or time.time)
+        location = None if path is None else os.fspath(path)
+        engine: StorageEngine = (MemoryEngine() if location is None
+                                 else SqliteEngine(location, durability))
+        kernel = self._kernel = Kernel(catalog, engine)
+        services = self._services = _Services(kernel)
+        runner = self._runner = services.runner = Runner(kernel, services)
         try:
-            self._files.open()
-            self._scheduler.open()
+            files = self._files = services.files = FileStorage(kernel, location)
+            scheduler = self._scheduler = services.scheduler = Scheduler(
+                kernel, runner, crons, manual=clock is not None)
+            kernel.load()
+            self._reactive = Reactive(kernel, services)
+            kernel.listeners.extend([scheduler, files, self._reactive])
+            files.open()
+            scheduler.open()
         except BaseException:
-            self.close()
+            self._abandon()
             raise
 
-    # -- public API --------------------------------------------------------------
+    def _abandon(self) -> None:
+        """Undo a failed open: stop what started and release the storage."""
+        kernel = self._kernel
+        kernel.begin_closing()
+        scheduler = getattr(self, "_scheduler", None)
+        if scheduler is not None:
+            scheduler.stop()
+        kernel.close()
 
-    def query(self, fn: Any, args: Mapping[str, Any] | None = None, *,
+    # -- calls -----------------------------------------------------------------------------
+
+    @overload
+    def query(self, fn: QueryFunction[R], args: Mapping[str, Any] | None = None, *,
+              identity: UserIdentity | None = None) -> R: ...
+    @overload
+    def query(self, fn: Callable[[QueryCtx], R], args: Mapping[str, Any] | None = None, *,
+              identity: UserIdentity | None = None) -> R: ...
+    def query(self, fn: Any, args: Mapping[str, Any] | None = None, *,  # noqa: E301
               identity: UserIdentity | None = None) -> Any:
-        """Run a query at the newest snapshot and return its result."""
-        self._check_open()
-        return self._query(fn, args, identity)
+        """Run a query at the newest snapshot and return its result.
 
-    def _query(self, fn: Any, args: Mapping[str, Any] | None,
-               identity: UserIdentity | None) -> Any:
-        """`query` for calls made while the database drains (actions, clients)."""
-        spec = resolve(fn, QUERY)
-        kwargs = check_args(spec, args)
-        auth = _auth(identity)
-        if self._closed:
+        Args:
+            fn: A `@query` function, or any callable `fn(ctx)` (an ad-hoc query).
+            args: The arguments, as one dict (validated against the function's `args`).
+            identity: Who calls (`ctx.auth.get_user_identity()`), or None.
+
+        Returns:
+            The function's result: plain dicts and values, yours to change.
+
+        Raises:
+            ValidationError: bad arguments, or a result that is not a storable value.
+            LiveDBError: the database is closed.
+            AppError: the function raised it (any other exception propagates as itself).
+
+        Example:
+            ```python
+            messages = db.query(latest, {"channel": "general"})
+            ```
+        """
+        if self._kernel.state is not State.OPEN:
             raise LiveDBError("the database is closed")
-        txn = Transaction(self)
-        try:
-            result = spec.handler(QueryCtx(txn, auth, None), **kwargs)
-        finally:
-            txn.close()
-        return check_result(spec, result, txn.trusted)
+        return self._runner.query(fn, args, identity)
 
-    def mutation(self, fn: Any, args: Mapping[str, Any] | None = None, *,
+    @overload
+    def mutation(self, fn: MutationFunction[R], args: Mapping[str, Any] | None = None, *,
+                 identity: UserIdentity | None = None) -> R: ...
+    @overload
+    def mutation(self, fn: Callable[[MutationCtx], R], args: Mapping[str, Any] | None = None,
+                 *, identity: UserIdentity | None = None) -> R: ...
+    def mutation(self, fn: Any, args: Mapping[str, Any] | None = None, *,  # noqa: E301
                  identity: UserIdentity | None = None) -> Any:
-        """Run a mutation as one serializable transaction; all its writes or none commit."""
-        self._check_open()
-        return self._mutation(fn, args, identity, None)
+        """Run a mutation as one serializable transaction: all its writes commit, or none.
 
-    def _mutation(self, fn: Any, args: Mapping[str, Any] | None,
-                  identity: UserIdentity | None,
-                  on_commit: Callable[[int], None] | None, *,
-                  before_commit: Callable[[WriteTransaction], Any] | None = None) -> Any:
-        """`mutation`, telling `on_commit` the commit timestamp before anyone sees it.
+        Returns once the commit is durable and visible to queries (and, with the default
+        dispatch, once its live queries' callbacks were made in this thread, unless
+        another thread is making callbacks right now: that thread makes them next).
 
-        `before_commit(txn)` runs after the handler, in its transaction: livedb's own
-        writes that must commit with it (a scheduled call's state, a stored file's row)."""
-        spec = resolve(fn, MUTATION)
-        kwargs = check_args(spec, args)
-        auth = _auth(identity)
-        local = self._local
-        if getattr(local, "writing", False):
-            raise LiveDBError(f"{spec.name}: db.mutation cannot be called from inside a "
-                              "mutation (use ctx.db directly, or run both from an action)")
-        with self._write_lock:
-            if self._closed:
-                raise LiveDBError("the database is closed")
-            local.writing = True
-            txn = WriteTransaction(self)
-            ts = 0
-            ticket = None
-            try:
-                result = spec.handler(MutationCtx(txn, auth, None, None), **kwargs)
-                result = check_result(spec, result, txn.trusted)
-                if before_commit is not None:
-                    before_commit(txn)
-                docs, changes = txn.commit_changes()
-                txn.close()
-                persist = self._persist
-                if docs:
-                    ts = self._store.commit(docs, changes, publish=False)
-                    if on_commit is not None:
-                        on_commit(ts)
-                    if persist is None:
-                        self._make_visible(ts, changes, docs)
-                    else:
-                        ticket = persist.enqueue(ts, docs, changes, self._last_time)
-                elif persist is not None:
-                    ticket = persist.barrier()
-            finally:
-                txn.close()
-                local.writing = False
-        if ticket is not None:
-            self._persist.wait(ticket)  # type: ignore[union-attr]
-        if ts:
-            self._reactive.settle(ts)
-        return result
+        Args:
+            fn: A `@mutation` function, or any callable `fn(ctx)`.
+            args: The arguments, as one dict.
+            identity: Who calls, or None.
 
-    def _make_visible(self, ts: int, changes: dict, docs: list) -> None:
-        """Publish commit `ts` (durable databases: once it is on disk), in commit order.
+        Returns:
+            The function's result.
 
-        Queries see it first, then live queries are told: a callback never gets a result
-        that a `db.query` could not yet see."""
-        store = self._store
-        store.publish(ts)
-        if ("_scheduled_functions", "by_id") in changes:
-            self._scheduler.committed(docs)
-        if ("_storage", "by_id") in changes:
-            self._files.committed(docs)
-        self._reactive.committed(ts, changes, docs)
-        store.tidy()
+        Raises:
+            ValidationError: bad arguments, a write that does not fit the schema, or a
+                result that is not a storable value (nothing is written).
+            DocumentNotFoundError: a patch, replace or delete of a missing document.
+            LiveDBError: the database is closed, or the commit could not be written.
 
-    def subscribe(self, fn: Any, args: Mapping[str, Any] | None,
+        Example:
+            ```python
+            message_id = db.mutation(send, {"channel": "general", "body": "hi"})
+            ```
+        """
+        if self._kernel.state is not State.OPEN:
+            raise LiveDBError("the database is closed")
+        return self._runner.mutation(fn, args, identity)[0]
+
+    @overload
+    def action(self, fn: ActionFunction[R], args: Mapping[str, Any] | None = None, *,
+               identity: UserIdentity | None = None) -> R: ...
+    @overload
+    def action(self, fn: Callable[[ActionCtx], R], args: Mapping[str, Any] | None = None, *,
+               identity: UserIdentity | None = None) -> R: ...
+    def action(self, fn: Any, args: Mapping[str, Any] | None = None, *,  # noqa: E301
+               identity: UserIdentity | None = None) -> Any:
+        """Run an action: a function that may do I/O and call queries and mutations
+        (each its own transaction, with this call's identity). An `async def` action
+        runs to its end before this returns.
+
+        Raises:
+            ValidationError: bad arguments or result.
+            LiveDBError: the database is closed.
+        """
+        if self._kernel.state is not State.OPEN:
+            raise LiveDBError("the database is closed")
+        return self._runner.action(fn, args, identity)
+
+    @overload
+    def subscribe(self, fn: QueryFunction[R], args: Mapping[str, Any] | None,
+                  on_update: Callable[[R], Any], *,
+                  on_error: Callable[[BaseException], Any] | None = None,
+                  identity: UserIdentity | None = None) -> Subscription: ...
+    @overload
+    def subscribe(self, fn: Callable[[QueryCtx], R], args: Mapping[str, Any] | None,
+                  on_update: Callable[[R], Any], *,
+                  on_error: Callable[[BaseException], Any] | None = None,
+                  identity: UserIdentity | None = None) -> Subscription: ...
+    def subscribe(self, fn: Any, args: Mapping[str, Any] | None,  # noqa: E301
                   on_update: Callable[[Any], Any], *,
                   on_error: Callable[[BaseException], Any] | None = None,
                   identity: UserIdentity | None = None) -> Subscription:
-        """Run a query now, call `on_update` with its result, and again on every change."""
+        """Run a query now, call `on_update` with its result, and again after each commit
+        that changes it (and only then).
+
+        The query re-runs only when a commit writes into what it read (the index ranges
+        it scanned, the documents it fetched). Identical live queries (same function,
+        args and identity) share one execution; each subscriber gets its own copy of the
+        result. Callbacks are made in commit order, outside every lock of livedb, through
+        the database's `dispatch`.
+
+        Args:
+            fn: A `@query` function, or any callable `fn(ctx)`.
+            args: The arguments (copied: changing your dict later changes nothing).
+            on_update: Called with each new result.
+            on_error: Called with the exception when a re-run raises (without it, the
+                error is logged); a first run that raises raises from `subscribe`.
+            identity: Who calls, or None.
+
+        Returns:
+            A `Subscription`: `.result`, `.active`, `.unsubscribe()`; a context manager.
+
+        Example:
+            ```python
+            with db.subscribe(latest, {"channel": "general"}, print):
+                db.mutation(send, {"channel": "general", "body": "hi"})   # prints
+            ```
+        """
         spec = resolve(fn, QUERY)
         kwargs = check_args(spec, args)
-        auth = _auth(identity)
+        auth = auth_for(identity)
         if not callable(on_update):
             raise TypeError(f"subscribe: on_update must be callable, got {type_name(on_update)}")
         if on_error is not None and not callable(on_error):
             raise TypeError(f"subscribe: on_error must be callable, got {type_name(on_error)}")
-        self._check_open()
+        self._kernel.check_open()
         return self._reactive.subscribe(spec, kwargs, auth, identity, on_update, on_error,
                                         self._dispatch)
 
-    def watch(self, fn: Any, args: Mapping[str, Any] | None = None, *,
+    @overload
+    def watch(self, fn: QueryFunction[R], args: Mapping[str, Any] | None = None, *,
+              identity: UserIdentity | None = None) -> AsyncIterator[R]: ...
+    @overload
+    def watch(self, fn: Callable[[QueryCtx], R], args: Mapping[str, Any] | None = None, *,
+              identity: UserIdentity | None = None) -> AsyncIterator[R]: ...
+    def watch(self, fn: Any, args: Mapping[str, Any] | None = None, *,  # noqa: E301
               identity: UserIdentity | None = None) -> AsyncIterator[Any]:
-        """An async iterator of the query's results: the first, then each change."""
+        """An async iterator of a query's results: the first, then each change (pending
+        changes coalesce to the newest). It ends when the database closes.
+
+        Example:
+            ```python
+            async for messages in db.watch(latest, {"channel": "general"}):
+                render(messages)
+            ```
+        """
         spec = resolve(fn, QUERY)
         kwargs = check_args(spec, args)
-        auth = _auth(identity)
-        self._check_open()
+        auth = auth_for(identity)
+        self._kernel.check_open()
         return self._reactive.watch(spec, kwargs, auth, identity)
 
-    @property
-    def _closed(self) -> bool:
-        return self._state is State.CLOSED
-
-    def _check_open(self) -> None:
-        """Refuse a new call once `close` has begun."""
-        if self._state is not State.OPEN:
-            raise LiveDBError("the database is closed")
-
-    def action(self, fn: Any, args: Mapping[str, Any] | None = None, *,
-               identity: UserIdentity | None = None) -> Any:
-        """Run an action (may do I/O; its queries and mutations are separate transactions)."""
-        self._check_open()
-        return self._action(fn, args, identity)
-
-    def _action(self, fn: Any, args: Mapping[str, Any] | None,
-                identity: UserIdentity | None) -> Any:
-        """`action` for calls made while the database drains (actions, scheduled calls)."""
-        spec = resolve(fn, ACTION)
-        kwargs = check_args(spec, args)
-        _auth(identity)
-        if self._closed:
-            raise LiveDBError("the database is closed")
-        ctx = ActionCtx(self, identity, None, None)
-        if spec.is_async:
-            result = _run_coroutine(spec.handler(ctx, **kwargs))
-        else:
-            result = spec.handler(ctx, **kwargs)
-            if asyncio.iscoroutine(result):
-                result = _run_coroutine(result)
-        return check_result(spec, result)
-
     def client(self, identity: UserIdentity | None = None, token: str | None = None) -> Client:
-        """A client for a UI: its own subscriptions, ordered mutations, optimistic updates."""
-        from ._client import Client
+        """A client for a UI: its own live queries, mutations queued in order (returning
+        futures), optimistic updates, and live paginated views.
 
-        self._check_open()
+        Args:
+            identity: Who the client acts as, or None.
+            token: A `livedb.auth.PasswordAuth` session token standing for its identity
+                (checked on every call: after sign-out or expiry, calls raise `AuthError`).
+
+        Raises:
+            AuthError: `token` is not a live session token.
+            LiveDBError: `token` given but no `PasswordAuth` is set up, or the database is
+                closed.
+        """
+        self._kernel.check_open()
         token_check = None
         if token is not None:
             if identity is not None:
@@ -282,57 +379,68 @@ class Database:
                 raise LiveDBError("client(token=...): no PasswordAuth is set up on this "
                                   "database")
             identity, token_check = resolver(token)
-        _auth(identity)
-        client = Client(self, identity, token_check)
+        auth_for(identity)
+        client = Client(self._runner, self._reactive, identity, token_check, self._dispatch)
         self._clients.add(client)
         return client
-
-    def _set_token_resolver(self, resolver: TokenResolver) -> None:
-        """Let `client(token=...)` resolve session tokens with `resolver(token)`.
-
-        It returns the token's identity and a check the client runs before each call
-        (raising `AuthError` once the session has ended). `PasswordAuth` registers itself
-        here; the newest registration wins."""
-        self._token_resolver = resolver
-
-    def close(self) -> None:
-        """Close the database; idempotent. New calls then raise `LiveDBError`.
-
-        Running mutations finish; every client's queued mutations still run (each future
-        gets its result or its error); scheduled calls running now finish; then every
-        subscription ends (`.active` false) and every `watch` iterator stops.
-        """
-        with self._state_lock:
-            if self._state is not State.OPEN:
-                return
-            self._state = State.CLOSING
-        try:
-            for client in list(self._clients):
-                client.close()
-            self._scheduler.stop()
-        finally:
-            with self._write_lock:
-                self._state = State.CLOSED
-            self._reactive.close()
-            if self._persist is not None:
-                self._persist.close()
-
-    # -- scheduled functions and file storage ----------------------------------------
 
     def run_scheduled(self) -> int:
         """Run every due scheduled call now, in this thread; returns how many ran.
 
         With a manual `clock` this is the only way calls run (deterministic tests);
-        otherwise the background runner would run them soon anyway."""
-        self._check_open()
+        otherwise the background runner would run them soon anyway.
+
+        Raises:
+            LiveDBError: the database is closed, or this is called inside a mutation.
+        """
+        self._kernel.check_open()
         return self._scheduler.run_due()
 
     def store_file(self, data: Any, content_type: str | None = None) -> Id:
-        """Store bytes or a binary file object (streamed in chunks); the `_storage` id."""
-        self._check_open()
+        """Store bytes or a binary file object (streamed in chunks) outside functions.
+
+        Returns:
+            The new file's id in the `_storage` system table.
+
+        Raises:
+            ValidationError: a bad `content_type`.
+            TypeError: `data` is neither bytes nor a binary file object.
+        """
+        self._kernel.check_open()
         return self._files.store(data, content_type)
 
-    # -- end of scheduled functions and file storage -----------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counts for monitoring: documents, versions kept, open snapshots, live queries,
+        subscriptions, re-runs, search entries, and the user tables."""
+        kernel = self._kernel
+        stats = kernel.store.stats()
+        stats.update(self._reactive.stats())
+        if kernel.search_indexes is not None:
+            stats.update(kernel.search_indexes.stats())
+        stats["tables"] = kernel.catalog.user_tables()
+        return stats
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database; idempotent, and safe from any thread.
+
+        New calls then raise `LiveDBError("the database is closed")`. Running mutations
+        finish; every client's queued mutations still run (each future gets its result
+        or its error); scheduled calls running now finish; then every subscription ends
+        (`.active` is false) and every `watch` iterator stops.
+        """
+        kernel = self._kernel
+        with self._closing:
+            if not kernel.begin_closing():
+                return
+            try:
+                for client in list(self._clients):
+                    client.close()
+                self._scheduler.stop()
+            finally:
+                kernel.close()
+                self._reactive.close()
 
     def __enter__(self) -> Database:
         return self
@@ -340,116 +448,37 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def stats(self) -> dict[str, Any]:
-        """Counts for monitoring: documents, versions kept, open snapshots, tables."""
-        stats = self._store.stats()
-        stats.update(self._reactive.stats())
-        if self._search is not None:
-            stats.update(self._search.stats())
-        stats["tables"] = sorted(n for n in self._tables if not n.startswith("_"))
-        return stats
 
-    # -- internals used by transactions --------------------------------------------
-
-    def _table_for_read(self, table: Any, op: str) -> TableInfo:
-        info = self._tables.get(table)
-        if info is not None:
-            return info
-        return self._unknown_table(table, op)
-
-    def _table_for_write(self, table: Any) -> TableInfo:
-        if table in SYSTEM_TABLES:
-            raise ValidationError(f"insert: {table!r} is a read-only system table")
-        info = self._tables.get(table)
-        return info if info is not None else self._unknown_table(table, "insert")
-
-    def _unknown_table(self, table: Any, op: str) -> TableInfo:
-        if not isinstance(table, str):
-            raise ValidationError(f"{op}: a table name is a str, got {type_name(table)}")
-        if not valid_table_name(table):
-            raise ValidationError(f"{op}: {table!r} is not a valid table name (letters, "
-                                  "digits and '_', starting with a letter)")
-        if table in AUTH_TABLE_NAMES:
-            return self._tables.setdefault(table, TableInfo(table, auth_tables()[table], True))
-        schema = self._schema
-        if schema is not None and schema.strict_table_names:
-            known = ", ".join(sorted(schema.tables)) or "none"
-            raise ValidationError(f"{op}: table {table!r} is not in the schema (tables: "
-                                  f"{known})")
-        return self._tables.setdefault(table, TableInfo(table, None, False))
-
-    def _next_creation_time(self) -> float:
-        now = self._clock()
-        if now.__class__ is not float:
-            if not isinstance(now, (int, float)) or isinstance(now, bool):
-                raise LiveDBError(f"the database clock returned {now!r}, not a number")
-            now = float(now)
-        if not math.isfinite(now):
-            raise LiveDBError(f"the database clock returned {now!r}")
-        self._last_time = t = next_after(self._last_time, now)
-        return t
-
-    def _vector_search(self, table: str, index: str, vector: Any, limit: int,
-                       filter: Any) -> list[dict]:
-        """`ctx.vector_search`: the documents nearest `vector` by cosine similarity."""
-        self._check_open()
-        found = None if self._search is None else self._search.vector.get((table, index))
-        if found is None:
-            info = self._table_for_read(table, "vector_search")
-            known = ", ".join(info.definition.vector_indexes) if info.definition else ""
-            raise ValidationError(f"vector_search: table {table!r} has no vector index "
-                                  f"{index!r} (vector indexes: {known or 'none'})")
-        return found.search(self._store, vector, limit, filter)
+# -- for the modules beside this one (livedb.auth, livedb.export, livedb._serve) -------------
 
 
-# -- PasswordAuth's tables (livedb.auth) -------------------------------------------------
+def set_token_resolver(db: Database, resolver: TokenResolver) -> None:
+    """Let `db.client(token=...)` resolve session tokens with `resolver(token)`, which
+    returns the token's identity and a check the client runs before each call. The newest
+    registration wins (`PasswordAuth` registers itself)."""
+    db._token_resolver = resolver
 
 
-def _known_auth_tables(tables: dict[str, TableInfo]) -> dict[str, TableInfo]:
-    """Register PasswordAuth's tables before a load, so that a strict schema accepts them."""
-    added = {}
-    for name, definition in auth_tables().items():
-        if name not in tables:
-            tables[name] = added[name] = TableInfo(name, definition, True)
-    return added
+def token_resolver(db: Database) -> TokenResolver | None:
+    """The resolver `set_token_resolver` registered on `db`, if any."""
+    return db._token_resolver
 
 
-def _forget_empty_auth_tables(tables: dict[str, TableInfo], store: Store,
-                              added: dict[str, TableInfo]) -> None:
-    """Unregister the tables `_known_auth_tables` added that the file did not hold."""
-    for name, info in added.items():
-        if tables.get(name) is info and (name, "by_id") not in store.indexes:
-            del tables[name]
+def kernel_of(db: Database) -> Kernel:
+    """The kernel of `db` (its store, catalog, engine and writer)."""
+    return db._kernel
 
 
-# -- end of PasswordAuth's tables ------------------------------------------------------
+def runner_of(db: Database) -> Runner:
+    """The runner of `db`'s functions (calls made while the database drains go here)."""
+    return db._runner
 
 
-def _auth(identity: UserIdentity | None) -> Auth:
-    if identity is None:
-        return NO_AUTH
-    if not isinstance(identity, UserIdentity):
-        raise TypeError(f"identity must be a livedb.UserIdentity or None, got "
-                        f"{type_name(identity)}")
-    return Auth(identity)
+def reactive_of(db: Database) -> Reactive:
+    """`db`'s live queries."""
+    return db._reactive
 
 
-def _run_coroutine(coro: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = asyncio.run(coro)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = e
-
-    worker = threading.Thread(target=run, name="livedb-action")
-    worker.start()
-    worker.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+def files_of(db: Database) -> FileStorage:
+    """`db`'s stored files."""
+    return db._files

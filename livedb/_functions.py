@@ -1,28 +1,241 @@
-"""`@query`, `@mutation` and `@action`: registered functions, their checks and contexts."""
+"""`@query`, `@mutation` and `@action`: registered functions, their checks and contexts.
+
+A decorated handler becomes a `QueryFunction`, `MutationFunction` or `ActionFunction`
+holding its compiled argument and result checks; its type remembers the handler's
+return type, so `db.query(fn, args)` is typed as what `fn` returns.
+
+The context of a query or a mutation *is* its transaction (one object per call): a
+`QueryCtx` is a `Reader` that also carries `auth`, and `ctx.db` is the context itself.
+What contexts offer beyond the database (`ctx.storage`, `ctx.scheduler`, the actions'
+`run_*` calls) comes from a `Services` object the database facade provides, so this
+layer names none of the features above it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Mapping
 from operator import is_
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from ._catalog import Catalog
 from ._errors import LiveDBError, ValidationError
+from ._identity import UserIdentity
 from ._ids import Id
-from ._query import PaginationResult
+from ._kernel import Kernel, State
+from ._query import Reader, Writer
+from ._results import PaginationResult
+from ._store import Store
 from ._validators import Mismatch, Object, Validator, as_validator, check_value
 from ._values import type_name
 
-if TYPE_CHECKING:
-    from .auth import UserIdentity
-
-F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
+P = ParamSpec("P")
 
 QUERY, MUTATION, ACTION = "query", "mutation", "action"
 
 
-class Function:
+class Services(Protocol):
+    """What contexts reach beyond the database itself (the facade provides it)."""
+
+    def query_storage(self, ctx: QueryCtx) -> Any: ...
+    def mutation_storage(self, ctx: MutationCtx) -> Any: ...
+    def mutation_scheduler(self, ctx: MutationCtx) -> Any: ...
+    def action_storage(self) -> Any: ...
+    def action_scheduler(self) -> Any: ...
+    def vector_search(self, table: str, index: str, vector: Any, limit: int,
+                      filter: Any) -> list[dict[str, Any]]: ...
+    def run_query(self, fn: Any, args: Mapping[str, Any] | None,
+                  identity: UserIdentity | None) -> Any: ...
+    def run_mutation(self, fn: Any, args: Mapping[str, Any] | None,
+                     identity: UserIdentity | None) -> Any: ...
+    def run_action(self, fn: Any, args: Mapping[str, Any] | None,
+                   identity: UserIdentity | None) -> Any: ...
+
+
+class Auth:
+    """`ctx.auth`: who is calling."""
+
+    __slots__ = ("_identity",)
+
+    def __init__(self, identity: UserIdentity | None) -> None:
+        self._identity = identity
+
+    def get_user_identity(self) -> UserIdentity | None:
+        """The caller's identity, or None for an anonymous call (and for scheduled calls)."""
+        return self._identity
+
+
+NO_AUTH = Auth(None)
+
+
+def auth_for(identity: UserIdentity | None) -> Auth:
+    """`ctx.auth` for a call made as `identity`; `TypeError` for anything else."""
+    if identity is None:
+        return NO_AUTH
+    if not isinstance(identity, UserIdentity):
+        raise TypeError(f"identity must be a livedb.UserIdentity or None, got "
+                        f"{type_name(identity)}")
+    return Auth(identity)
+
+
+# -- contexts ----------------------------------------------------------------------------
+
+
+class QueryCtx(Reader):
+    """The context of a query: `ctx.db` (read-only), `ctx.auth`, `ctx.storage`.
+
+    Example:
+        ```python
+        @query(args={"id": v.id("messages")})
+        def get_message(ctx: QueryCtx, id: Id) -> dict | None:
+            return ctx.db.get(id)
+        ```
+    """
+
+    __slots__ = ("auth", "_services")
+
+    def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
+                 search_indexes: Any, auth: Auth, services: Services) -> None:
+        Reader.__init__(self, store, catalog, ts, record, search_indexes)
+        self.auth = auth
+        """`ctx.auth.get_user_identity()`: who is calling."""
+        self._services = services
+
+    @property
+    def db(self) -> QueryCtx:
+        """The database as this query sees it: `get`, `query`, `normalize_id`, `system`."""
+        return self
+
+    @property
+    def storage(self) -> Any:
+        """File storage as a query sees it: `get_url`, `get_metadata`."""
+        return self._services.query_storage(self)
+
+
+class MutationCtx(Writer):
+    """The context of a mutation: `ctx.db` (reads and writes, one transaction),
+    `ctx.auth`, `ctx.storage` and `ctx.scheduler` (both transactional).
+
+    Example:
+        ```python
+        @mutation(args={"body": v.string()})
+        def send(ctx: MutationCtx, body: str) -> Id:
+            ctx.scheduler.run_after(60, expire, {"body": body})
+            return ctx.db.insert("messages", {"body": body})
+        ```
+    """
+
+    __slots__ = ("auth", "_services")
+
+    def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
+                 search_indexes: Any, auth: Auth, services: Services) -> None:
+        super().__init__(store, catalog, ts, record, search_indexes)
+        self.auth = auth
+        """`ctx.auth.get_user_identity()`: who is calling."""
+        self._services = services
+
+    @property
+    def db(self) -> MutationCtx:
+        """The database in this transaction: the reads of a query plus `insert`,
+        `patch`, `replace` and `delete`."""
+        return self
+
+    @property
+    def storage(self) -> Any:
+        """File storage in this transaction: `get_url`, `get_metadata`, `delete`."""
+        return self._services.mutation_storage(self)
+
+    @property
+    def scheduler(self) -> Any:
+        """`run_after`, `run_at`, `cancel`: they commit with this mutation or not at all."""
+        return self._services.mutation_scheduler(self)
+
+
+class ActionCtx:
+    """The context of an action: `run_query`, `run_mutation`, `run_action`, `auth`,
+    `storage`, `scheduler` and `vector_search`. Actions may do I/O; they are not
+    transactions, so they have no `ctx.db`.
+
+    Example:
+        ```python
+        @action(args={"url": v.string()})
+        def fetch(ctx: ActionCtx, url: str) -> None:
+            body = urllib.request.urlopen(url).read().decode()
+            ctx.run_mutation(save_page, {"url": url, "body": body})
+        ```
+    """
+
+    __slots__ = ("_services", "_identity", "auth")
+
+    def __init__(self, services: Services, identity: UserIdentity | None) -> None:
+        self._services = services
+        self._identity = identity
+        self.auth = auth_for(identity)
+        """`ctx.auth.get_user_identity()`: who is calling."""
+
+    @property
+    def storage(self) -> Any:
+        """File storage: `store`, `get`, `get_url`, `get_metadata`, `delete`."""
+        return self._services.action_storage()
+
+    @property
+    def scheduler(self) -> Any:
+        """`run_after`, `run_at`, `cancel`, each committed at once (actions are not atomic)."""
+        return self._services.action_scheduler()
+
+    @property
+    def db(self) -> Any:
+        """Actions have no `ctx.db` (they are not transactions): raises `LiveDBError`."""
+        raise LiveDBError("actions have no ctx.db: an action is not a transaction; read with "
+                          "ctx.run_query(...) and write with ctx.run_mutation(...)")
+
+    @overload
+    def run_query(self, fn: QueryFunction[R], args: Mapping[str, Any] | None = None) -> R: ...
+    @overload
+    def run_query(self, fn: Callable[[QueryCtx], R],
+                  args: Mapping[str, Any] | None = None) -> R: ...
+    def run_query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:  # noqa: E301
+        """Run a query with the action's identity and return its result."""
+        return self._services.run_query(fn, args, self._identity)
+
+    @overload
+    def run_mutation(self, fn: MutationFunction[R],
+                     args: Mapping[str, Any] | None = None) -> R: ...
+    @overload
+    def run_mutation(self, fn: Callable[[MutationCtx], R],
+                     args: Mapping[str, Any] | None = None) -> R: ...
+    def run_mutation(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:  # noqa: E301
+        """Run a mutation (its own transaction) with the action's identity."""
+        return self._services.run_mutation(fn, args, self._identity)
+
+    @overload
+    def run_action(self, fn: ActionFunction[R], args: Mapping[str, Any] | None = None) -> R:
+        ...
+    @overload
+    def run_action(self, fn: Callable[[ActionCtx], R],
+                   args: Mapping[str, Any] | None = None) -> R: ...
+    def run_action(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:  # noqa: E301
+        """Run another action with the action's identity."""
+        return self._services.run_action(fn, args, self._identity)
+
+    def vector_search(self, table: str, index: str, vector: Any, limit: int = 10,
+                      filter: Any = None) -> list[dict[str, Any]]:
+        """The `limit` (1-256) documents of `table` most similar to `vector` by cosine
+        similarity in vector index `index`, as `{"_id": ..., "_score": ...}`, best first.
+
+        `filter` is a function of `q` returning `q.eq(field, value)` or `q.or_(...)` of
+        them, on the index's filter fields."""
+        return self._services.vector_search(table, index, vector, limit, filter)
+
+
+# -- registered functions ------------------------------------------------------------------
+
+
+class Function(Generic[R]):
     """A handler registered as a query, mutation or action, with compiled checks.
 
     Calling it directly calls the handler: `fn(ctx, **args)`.
@@ -31,15 +244,19 @@ class Function:
     __slots__ = ("kind", "handler", "name", "args", "returns", "check_args",
                  "check_returns", "is_async", "__wrapped__", "__dict__")
 
-    def __init__(self, kind: str, handler: Callable[..., Any], args: Any = None,
+    kind: str
+
+    def __init__(self, handler: Callable[..., R], args: Any = None,
                  returns: Any = None) -> None:
+        kind = self.kind
         if not callable(handler):
             raise TypeError(f"@{kind} decorates a function, got {type_name(handler)}")
-        self.kind = kind
         self.handler = handler
         self.name = function_name(handler)
-        self.args = None if args is None else as_validator(args, f"@{kind}(args=...)")
-        self.returns = None if returns is None else as_validator(returns, f"@{kind}(returns=...)")
+        self.args: Validator | None = (None if args is None
+                                       else as_validator(args, f"@{kind}(args=...)"))
+        self.returns: Validator | None = (None if returns is None
+                                          else as_validator(returns, f"@{kind}(returns=...)"))
         self.check_args = None if self.args is None else self.args.compile(stored=False)
         self.check_returns = (None if self.returns is None
                               else self.returns.compile(stored=False))
@@ -50,13 +267,38 @@ class Function:
         if isinstance(self.args, Object):
             _check_optional_defaults(self.name, handler, self.args)
         self.__wrapped__ = handler
-        functools.update_wrapper(self, handler)
+        functools.update_wrapper(self, handler)  # type: ignore[arg-type]
 
-    def __call__(self, ctx: Any, **args: Any) -> Any:
+    def __call__(self, ctx: Any, **args: Any) -> R:
         return self.handler(ctx, **args)
 
     def __repr__(self) -> str:
         return f"<livedb {self.kind} {self.name}>"
+
+
+class QueryFunction(Function[R]):
+    """A function registered with `@query`."""
+
+    __slots__ = ()
+    kind = QUERY
+
+
+class MutationFunction(Function[R]):
+    """A function registered with `@mutation`."""
+
+    __slots__ = ()
+    kind = MUTATION
+
+
+class ActionFunction(Function[R]):
+    """A function registered with `@action`."""
+
+    __slots__ = ()
+    kind = ACTION
+
+
+_KINDS: dict[str, type[Function[Any]]] = {QUERY: QueryFunction, MUTATION: MutationFunction,
+                                          ACTION: ActionFunction}
 
 
 def _check_optional_defaults(name: str, handler: Callable[..., Any], args: Object) -> None:
@@ -81,48 +323,99 @@ def function_name(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', None)}:{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def _decorator(kind: str, fn: Any, args: Any, returns: Any) -> Any:
+@overload
+def query(fn: Callable[Concatenate[Any, P], R], /) -> QueryFunction[R]: ...
+@overload
+def query(*, args: Any = None, returns: Any = None
+          ) -> Callable[[Callable[Concatenate[Any, P], R]], QueryFunction[R]]: ...
+def query(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
+    """Register a query: a read-only function of `ctx` and its arguments.
+
+    Use as `@query` or `@query(args=..., returns=...)`. A query reads one consistent
+    snapshot; run it with `db.query(fn, args)` or watch it with `db.subscribe`.
+
+    Args:
+        fn: The handler, `handler(ctx, **args)` (when used without parentheses).
+        args: The arguments' validators: a dict of `v.*` validators (or a validator of
+            an object). None: the arguments are not validated.
+        returns: A validator of the return value (None: any storable value).
+
+    Returns:
+        A `QueryFunction`; calling it calls the handler.
+
+    Raises:
+        TypeError: the handler is not a function, is async, or an optional argument's
+            parameter has no default.
+
+    Example:
+        ```python
+        @query(args={"channel": v.string()})
+        def latest(ctx, channel):
+            return (ctx.db.query("messages")
+                    .with_index("by_channel", lambda q: q.eq("channel", channel))
+                    .order("desc").take(20))
+        ```
+    """
     if fn is not None:
-        return Function(kind, fn, args, returns)
-    return lambda handler: Function(kind, handler, args, returns)
+        return QueryFunction(fn, args, returns)
+    return lambda handler: QueryFunction(handler, args, returns)
 
 
 @overload
-def query(fn: F) -> Function: ...
+def mutation(fn: Callable[Concatenate[Any, P], R], /) -> MutationFunction[R]: ...
 @overload
-def query(fn: None = None, *, args: Any = None, returns: Any = None) -> Callable[[F], Function]:
-    ...
-def query(fn: Any = None, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
-    """Register a read-only function; `args`/`returns` are validators or dicts of them."""
-    return _decorator(QUERY, fn, args, returns)
+def mutation(*, args: Any = None, returns: Any = None
+             ) -> Callable[[Callable[Concatenate[Any, P], R]], MutationFunction[R]]: ...
+def mutation(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
+    """Register a mutation: a function that reads and writes as one serializable
+    transaction (all its writes commit together, or none if it raises).
+
+    Use as `@mutation` or `@mutation(args=..., returns=...)`; run it with
+    `db.mutation(fn, args)`. See `query` for the arguments.
+
+    Example:
+        ```python
+        @mutation(args={"channel": v.string(), "body": v.string()})
+        def send(ctx, channel, body):
+            return ctx.db.insert("messages", {"channel": channel, "body": body})
+        ```
+    """
+    if fn is not None:
+        return MutationFunction(fn, args, returns)
+    return lambda handler: MutationFunction(handler, args, returns)
 
 
 @overload
-def mutation(fn: F) -> Function: ...
+def action(fn: Callable[Concatenate[Any, P], R], /) -> ActionFunction[R]: ...
 @overload
-def mutation(fn: None = None, *, args: Any = None, returns: Any = None
-             ) -> Callable[[F], Function]: ...
-def mutation(fn: Any = None, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
-    """Register a function that writes, run as one serializable, all-or-nothing transaction."""
-    return _decorator(MUTATION, fn, args, returns)
+def action(*, args: Any = None, returns: Any = None
+           ) -> Callable[[Callable[Concatenate[Any, P], R]], ActionFunction[R]]: ...
+def action(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
+    """Register an action: a function that may do I/O (network, files) and call queries
+    and mutations with `ctx.run_query` / `ctx.run_mutation` (each its own transaction).
+    An action may be `async def`.
+
+    Use as `@action` or `@action(args=..., returns=...)`; run it with
+    `db.action(fn, args)`. See `query` for the arguments.
+
+    Example:
+        ```python
+        @action(args={"text": v.string()})
+        def translate_and_send(ctx, text):
+            ctx.run_mutation(send, {"channel": "general", "body": text.upper()})
+        ```
+    """
+    if fn is not None:
+        return ActionFunction(fn, args, returns)
+    return lambda handler: ActionFunction(handler, args, returns)
 
 
-@overload
-def action(fn: F) -> Function: ...
-@overload
-def action(fn: None = None, *, args: Any = None, returns: Any = None
-           ) -> Callable[[F], Function]: ...
-def action(fn: Any = None, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
-    """Register a function that may do I/O and call queries and mutations (not transactional)."""
-    return _decorator(ACTION, fn, args, returns)
+_ADHOC: dict[Any, Function[Any]] = {}
 
 
-_ADHOC: dict[Any, Function] = {}
-
-
-def resolve(fn: Any, kind: str) -> Function:
-    """The registered Function for `fn`, wrapping a plain callable as an ad-hoc one."""
-    if fn.__class__ is Function:
+def resolve(fn: Any, kind: str) -> Function[Any]:
+    """The registered function for `fn`, wrapping a plain callable as an ad-hoc one."""
+    if isinstance(fn, Function):
         if fn.kind != kind:
             raise TypeError(f"{fn.name} is a {fn.kind}; it cannot be run as a {kind}")
         return fn
@@ -132,7 +425,7 @@ def resolve(fn: Any, kind: str) -> Function:
     key = (fn, kind)
     found = _ADHOC.get(key)
     if found is None:
-        found = Function(kind, fn)
+        found = _KINDS[kind](fn)
         found.__dict__["adhoc"] = True
         if len(_ADHOC) > 4096:
             _ADHOC.clear()
@@ -140,7 +433,12 @@ def resolve(fn: Any, kind: str) -> Function:
     return found
 
 
-def check_args(fn: Function, args: Any) -> dict:
+def is_adhoc(fn: Function[Any]) -> bool:
+    """Whether `fn` wraps a plain callable (not decorated: it cannot be scheduled)."""
+    return bool(fn.__dict__.get("adhoc"))
+
+
+def check_args(fn: Function[Any], args: Any) -> dict[str, Any]:
     """Validate call arguments, returning the dict the handler gets as keyword arguments.
 
     Arguments are values (storable kinds, nesting depth), but the size and length limits
@@ -153,12 +451,17 @@ def check_args(fn: Function, args: Any) -> dict:
         else:
             args = dict(args)
     try:
-        return check_value(args, 1) if fn.check_args is None else fn.check_args(args, 1)
+        if fn.check_args is None:
+            return check_value(args, 1)  # type: ignore[no-any-return]
+        return fn.check_args(args, 1)  # type: ignore[no-any-return]
     except Mismatch as e:
         raise ValidationError(f"{fn.name}: {e.render('args')}") from None
 
 
-def check_result(fn: Function, result: Any, trusted: dict[int, tuple] | None = None) -> Any:
+Trusted = dict[int, tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...]]]
+
+
+def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None) -> Any:
     """Validate a return value against `returns=`, or else as a value of the storable kinds.
 
     No size or length limit applies (a query may return 100k documents). Documents the
@@ -171,32 +474,34 @@ def check_result(fn: Function, result: Any, trusted: dict[int, tuple] | None = N
             checked = fn.check_returns(value, 1)
             if result is value:
                 result = value = checked
-        _check_storable(value, trusted or {})
+        if trusted:
+            _check_read(value, trusted)
+        else:
+            check_value(value, 1)
     except Mismatch as e:
         raise ValidationError(f"{fn.name}: {e.render('return value')}") from None
     return result
 
 
-def _check_storable(value: Any, trusted: dict[int, tuple]) -> None:
+def _check_read(value: Any, trusted: Trusted) -> None:
     """Check `value` is of the storable kinds, skipping unchanged documents it read."""
-    if trusted:
-        entry = trusted.get(id(value))
-        if entry is not None and entry[0] is value:
-            if not _unchanged(value, entry):
-                check_value(value, 1)
-            return
-        if value.__class__ is list:
-            get = trusted.get
-            for i, item in enumerate(value):
-                entry = get(id(item))
-                if entry is not None and entry[0] is item and _unchanged(item, entry):
-                    continue
-                try:
-                    check_value(item, 2)
-                except Mismatch as e:
-                    e.path.append(i)
-                    raise
-            return
+    entry = trusted.get(id(value))
+    if entry is not None and entry[0] is value:
+        if not _unchanged(value, entry):
+            check_value(value, 1)
+        return
+    if value.__class__ is list:
+        get = trusted.get
+        for i, item in enumerate(value):
+            entry = get(id(item))
+            if entry is not None and entry[0] is item and _unchanged(item, entry):
+                continue
+            try:
+                check_value(item, 2)
+            except Mismatch as e:
+                e.path.append(i)
+                raise
+        return
     check_value(value, 1)
 
 
@@ -204,135 +509,119 @@ _flat = frozenset({str, int, float, bool, bytes, type(None), Id}).issuperset
 """Whether an unchanged document's values are all leaves (an int read is in range)."""
 
 
-def _unchanged(doc: dict, entry: tuple) -> bool:
-    """Whether a read document still holds exactly the leaves it was read with."""
+def _unchanged(doc: dict[str, Any], entry: tuple[Any, ...]) -> bool:
+    """Whether a read document still holds exactly the keys and leaves it was read with."""
     values = entry[2]
     return (len(doc) == len(values) and tuple(doc) == entry[1]
             and all(map(is_, doc.values(), values)) and _flat(map(type, values)))
 
 
-def accepts_ctx_only(fn: Function) -> bool:
-    return bool(fn.__dict__.get("adhoc"))
+# -- running functions -----------------------------------------------------------------------
 
 
-class Auth:
-    """`ctx.auth`: who is calling."""
+class Runner:
+    """Runs registered functions against a kernel: the call path of every `db.query`,
+    `db.mutation` and `db.action` (args checked, a context built, the handler run, its
+    result checked), and of livedb's own calls (scheduled functions, clients, serve).
 
-    __slots__ = ("_identity",)
+    It does not check whether the database is still open: the facade refuses new calls
+    once closing begins, while calls already under way (queued client mutations,
+    running scheduled calls) finish through this runner until the kernel is closed.
+    """
 
-    def __init__(self, identity: UserIdentity | None) -> None:
-        self._identity = identity
+    __slots__ = ("kernel", "services", "_store", "_catalog")
 
-    def get_user_identity(self) -> UserIdentity | None:
-        """The caller's identity, or None for an anonymous call."""
-        return self._identity
+    def __init__(self, kernel: Kernel, services: Services) -> None:
+        self.kernel = kernel
+        self.services = services
+        self._store = kernel.store
+        self._catalog = kernel.catalog
 
+    def query(self, fn: Any, args: Mapping[str, Any] | None,
+              identity: UserIdentity | None) -> Any:
+        """Run a query at the newest snapshot; its checked result."""
+        spec = fn if fn.__class__ is QueryFunction else resolve(fn, QUERY)
+        kwargs = check_args(spec, args)
+        auth = NO_AUTH if identity is None else auth_for(identity)
+        kernel = self.kernel
+        if kernel.state is State.CLOSED:
+            raise LiveDBError("the database is closed")
+        store = self._store
+        ctx = QueryCtx(store, self._catalog, store.snapshot(), False, kernel.search_indexes,
+                       auth, self.services)
+        try:
+            result = spec.handler(ctx, **kwargs)
+        finally:
+            store.release(ctx.ts)
+        return check_result(spec, result, ctx.trusted)
 
-NO_AUTH = Auth(None)
+    def mutation(self, fn: Any, args: Mapping[str, Any] | None,
+                 identity: UserIdentity | None,
+                 before_commit: Callable[[MutationCtx], Any] | None = None,
+                 on_commit: Callable[[int], Any] | None = None) -> tuple[Any, int]:
+        """Run a mutation as one transaction; `(its checked result, commit ts)` (ts 0 if it
+        wrote nothing) once the commit is durable and visible.
 
+        `before_commit(ctx)` runs after the handler, in its transaction: livedb's own
+        writes that must commit with it (a scheduled call's state, a served request's
+        outcome). `on_commit(ts)` is told the commit's timestamp before anyone sees it.
+        """
+        spec = fn if fn.__class__ is MutationFunction else resolve(fn, MUTATION)
+        kwargs = check_args(spec, args)
+        auth = NO_AUTH if identity is None else auth_for(identity)
+        kernel = self.kernel
+        services = self.services
+        if kernel.writing:
+            raise LiveDBError(f"{spec.name}: db.mutation cannot be called from inside a "
+                              "mutation (use ctx.db directly, or run both from an action)")
 
-class QueryCtx:
-    """The context of a query: `db` (read-only), `auth`, `storage`."""
+        def make(store: Store, catalog: Catalog, ts: int, record: bool,
+                 search_indexes: Any) -> MutationCtx:
+            return MutationCtx(store, catalog, ts, record, search_indexes, auth, services)
 
-    __slots__ = ("db", "auth", "_storage")
+        def body(ctx: MutationCtx) -> Any:
+            result = check_result(spec, spec.handler(ctx, **kwargs), ctx.trusted)
+            if before_commit is not None:
+                before_commit(ctx)
+            return result
 
-    def __init__(self, db: Any, auth: Auth, storage: Any = None) -> None:
-        self.db = db
-        self.auth = auth
-        self._storage = storage
+        return kernel.write(body, make, on_commit)
 
-    @property
-    def storage(self) -> Any:
-        """File storage as a query sees it: `get_url`, `get_metadata` (built on first use)."""
-        if self._storage is None:
-            from ._storage import QueryStorage
-
-            self._storage = QueryStorage(self.db)
-        return self._storage
-
-
-class MutationCtx:
-    """The context of a mutation: `db` (reads and writes), `auth`, `storage`, `scheduler`."""
-
-    __slots__ = ("db", "auth", "_storage", "_scheduler")
-
-    def __init__(self, db: Any, auth: Auth, storage: Any = None, scheduler: Any = None) -> None:
-        self.db = db
-        self.auth = auth
-        self._storage = storage
-        self._scheduler = scheduler
-
-    @property
-    def storage(self) -> Any:
-        """File storage in this transaction: `get_url`, `get_metadata`, `delete`."""
-        if self._storage is None:
-            from ._storage import MutationStorage
-
-            self._storage = MutationStorage(self.db)
-        return self._storage
-
-    @property
-    def scheduler(self) -> Any:
-        """`run_after`, `run_at`, `cancel`: they commit with this mutation or not at all."""
-        if self._scheduler is None:
-            from ._scheduler import MutationScheduler
-
-            self._scheduler = MutationScheduler(self.db)
-        return self._scheduler
-
-
-class ActionCtx:
-    """The context of an action: `run_query`, `run_mutation`, `run_action`, `auth`, ...."""
-
-    __slots__ = ("_db", "_identity", "auth", "_storage", "_scheduler")
-
-    def __init__(self, db: Any, identity: UserIdentity | None, storage: Any = None,
-                 scheduler: Any = None) -> None:
-        self._db = db
-        self._identity = identity
-        self.auth = Auth(identity)
-        self._storage = storage
-        self._scheduler = scheduler
-
-    @property
-    def storage(self) -> Any:
-        """File storage: `store`, `get`, `get_url`, `get_metadata`, `delete`."""
-        if self._storage is None:
-            from ._storage import ActionStorage
-
-            self._storage = ActionStorage(self._db)
-        return self._storage
-
-    @property
-    def scheduler(self) -> Any:
-        """`run_after`, `run_at`, `cancel`, each committed at once (actions are not atomic)."""
-        if self._scheduler is None:
-            from ._scheduler import ActionScheduler
-
-            self._scheduler = ActionScheduler(self._db)
-        return self._scheduler
-
-    @property
-    def db(self) -> Any:
-        """Actions have no `ctx.db` (they are not transactions): raises `LiveDBError`."""
-        raise LiveDBError("actions have no ctx.db: an action is not a transaction; read with "
-                          "ctx.run_query(...) and write with ctx.run_mutation(...)")
-
-    def run_query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
-        """Run a query with the action's identity and return its result."""
-        return self._db._query(fn, args, self._identity)
-
-    def run_mutation(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
-        """Run a mutation (its own transaction) with the action's identity."""
-        return self._db._mutation(fn, args, self._identity, None)
-
-    def run_action(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
-        """Run another action with the action's identity."""
-        return self._db._action(fn, args, self._identity)
-
-    def vector_search(self, table: str, index: str, vector: Any, limit: int = 10,
-                      filter: Any = None) -> list[dict]:
-        return self._db._vector_search(table, index, vector, limit, filter)
+    def action(self, fn: Any, args: Mapping[str, Any] | None,
+               identity: UserIdentity | None) -> Any:
+        """Run an action (not a transaction; `async def` handlers too); its checked result."""
+        spec = fn if fn.__class__ is ActionFunction else resolve(fn, ACTION)
+        kwargs = check_args(spec, args)
+        ctx = ActionCtx(self.services, identity)
+        if self.kernel.state is State.CLOSED:
+            raise LiveDBError("the database is closed")
+        if spec.is_async:
+            result = _run_coroutine(spec.handler(ctx, **kwargs))
+        else:
+            result = spec.handler(ctx, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = _run_coroutine(result)
+        return check_result(spec, result)
 
 
-__all__ = ["Function", "query", "mutation", "action", "Validator"]
+def _run_coroutine(coro: Any) -> Any:
+    """Run an async action's coroutine to its end: here if no event loop runs in this
+    thread, else in a thread of its own (the caller's loop cannot be re-entered)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = asyncio.run(coro)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    worker = threading.Thread(target=run, name="livedb-action")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

@@ -8,6 +8,7 @@ import re
 import struct
 
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+_SYSTEM_NAME = re.compile(r"_[a-z][a-z_]{0,62}\Z")
 
 
 class Id(str):
@@ -46,6 +47,12 @@ def valid_table_name(name: object) -> bool:
     return isinstance(name, str) and _TABLE_NAME.match(name) is not None
 
 
+def system_table_name(name: object) -> bool:
+    """Whether `name` has the form of a system table's name (`_` then lower-case letters
+    and `_`, like `_storage`): tables only livedb writes."""
+    return isinstance(name, str) and _SYSTEM_NAME.match(name) is not None
+
+
 _table_ok: dict[str, bool] = {}
 
 
@@ -61,7 +68,7 @@ def parse_id(value: object) -> tuple[str, str] | None:
         return None
     ok = _table_ok.get(table)
     if ok is None:
-        ok = bool(_TABLE_NAME.match(table)) or table in ("_scheduled_functions", "_storage")
+        ok = bool(_TABLE_NAME.match(table) or _SYSTEM_NAME.match(table))
         if len(_table_ok) < 4096:
             _table_ok[table] = ok
     if not ok:

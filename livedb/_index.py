@@ -1,100 +1,132 @@
-"""A sorted index over encoded keys that readers scan while the writer changes it.
+"""A sorted index of keys that readers scan while the one writer changes it.
 
 The index holds a *superset* of the keys visible to any open snapshot: a commit adds
 the keys of its new document versions at once, but keys that stopped being current are
-removed only when no snapshot can need them (the store collects them). A scan therefore
-checks each key against the document version its snapshot sees, which it fetches anyway.
+removed only when no snapshot can need them (see _store.py). A scan therefore checks
+each key against the document version its snapshot sees.
 
-Layout (after sortedcontainers' SortedList): a list of sorted chunks and the list of
-their maximums, so lookups are two `bisect` calls in C. Chunks are never changed in
-place, except that a key above every other key is appended to the last chunk (readers
-only ever take slices of chunks, bounded when taken, so an append cannot reach them);
-otherwise the writer copies a chunk, changes the copy and stores it with one list item
-assignment. Lists of chunks only ever change by item assignment; a split or a rebuild
-builds new lists and swaps the `root` reference, so a scan that took the old root goes
-on over a frozen, consistent structure.
+Layout (after sortedcontainers' SortedList): `root` is a list of sorted chunks and the
+list of their maximums, so a lookup is two `bisect` calls in C. The writer changes a
+chunk in place (an insert or a delete is one memmove) inside a sequence lock: `version`
+is odd while a chunk is being changed, and a reader that sliced a chunk while the
+version moved slices it again. Appending a key above every other key moves nothing, so
+it needs no lock. A split, or a chunk emptied, builds new lists and swaps `root`: a
+reader that took the old root goes on over chunks that are never split under it.
+Keys added after a reader started are of commits its snapshot cannot see, so missing
+them is harmless; what a reader must never do is miss or repeat a key that was there
+when it started, and the sequence lock guarantees that.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from itertools import chain
+from typing import Any
 
 LOAD = 256
-"""Chunks split at twice this length; a single-key change copies one chunk."""
+"""Chunks split at twice this length."""
+
+Chunk = list[Any]
 
 
 class SortedIndex:
-    """Sorted unique keys (tuples) with lock-free range scans and single-writer updates."""
+    """Sorted unique keys (tuples, or plain strings) with lock-free reads."""
 
-    __slots__ = ("root",)
+    __slots__ = ("root", "version")
 
-    def __init__(self) -> None:
-        self.root: tuple[list[list], list] = ([], [])
+    def __init__(self, keys: Iterable[Any] = ()) -> None:
+        self.root: tuple[list[Chunk], list[Any]] = ([], [])
+        self.version = 0
+        """Even when no chunk is being changed in place; odd while one is."""
+        initial = sorted(set(keys))
+        if initial:
+            self._rebuild(initial)
 
     def __len__(self) -> int:
         return sum(len(c) for c in self.root[0])
 
-    def __iter__(self) -> Iterator[tuple]:
-        return iter([k for chunk in self.root[0] for k in chunk[:]])
+    def __iter__(self) -> Iterator[Any]:
+        return chain.from_iterable(self.slices(None, None))
 
     def __contains__(self, key: object) -> bool:
-        chunks, maxes = self.root
-        i = bisect_left(maxes, key)
-        if i == len(maxes):
-            return False
-        chunk = chunks[i]
-        j = bisect_left(chunk, key)
-        return j < len(chunk) and chunk[j] == key
+        for part in self.slices(key, None):
+            return bool(part) and part[0] == key
+        return False
 
-    def irange(self, start: tuple, end: tuple, reverse: bool = False) -> Iterator[tuple]:
-        """Keys `k` with `start <= k < end`, ascending or (with `reverse`) descending."""
+    # -- reading ----------------------------------------------------------------------
+
+    def irange(self, start: Any, end: Any, reverse: bool = False) -> Iterator[Any]:
+        """The keys `k` with `start <= k < end` (None: unbounded), one at a time."""
         return chain.from_iterable(self.slices(start, end, reverse))
 
-    def slices(self, start: tuple, end: tuple, reverse: bool = False) -> Iterator[list]:
-        """`irange` as a series of lists (chunk slices), for tight loops in the caller."""
+    def slices(self, start: Any, end: Any, reverse: bool = False) -> Iterator[Chunk]:
+        """The keys `k` with `start <= k < end` (None: unbounded), as a series of lists
+        (copies of chunk slices), ascending or, with `reverse`, descending.
+
+        Between two lists the writer may change the index: a later list holds only keys
+        past the last one yielded, so the keys come out in order, each once."""
         chunks, maxes = self.root
         n = len(chunks)
         if not n:
             return
         if not reverse:
-            i = bisect_left(maxes, start)
-            if i == n:
-                return
-            chunk = chunks[i]
-            lo = bisect_left(chunk, start)
-            while True:
-                hi = len(chunk)
-                if hi and chunk[hi - 1] < end:
-                    yield chunk[lo:hi]
-                else:
-                    yield chunk[lo:bisect_left(chunk, end)]
+            i = 0 if start is None else bisect_left(maxes, start)
+            last = None
+            while i < n:
+                part, _lo, cut = self._slice(chunks[i], start, end, last, None)
+                if part:
+                    last = part[-1]
+                    yield part
+                if cut:
                     return
                 i += 1
-                if i == n:
-                    return
-                chunk = chunks[i]
-                lo = bisect_left(chunk, start) if chunk and chunk[0] < start else 0
         else:
-            i = bisect_left(maxes, end)
-            if i == n:
-                i -= 1
+            i = n - 1 if end is None else min(bisect_left(maxes, end), n - 1)
+            first = None
             while i >= 0:
-                chunk = chunks[i]
-                hi = bisect_left(chunk, end)
-                if chunk and chunk[0] >= start:
-                    yield chunk[hi - 1::-1] if hi else []
-                else:
-                    lo = bisect_left(chunk, start)
-                    yield chunk[hi - 1:lo - 1 if lo else None:-1] if hi > lo else []
+                part, lo, _cut = self._slice(chunks[i], start, end, None, first)
+                if part:
+                    first = part[0]
+                    part.reverse()
+                    yield part
+                if lo:
                     return
                 i -= 1
 
-    # -- writer side (the caller serializes these) ------------------------------------
+    def _slice(self, chunk: Chunk, start: Any, end: Any, after: Any, before: Any
+               ) -> tuple[Chunk, int, bool]:
+        """`chunk[start <= k < end]`, and past `after` / before `before` (keys a scan has
+        yielded already), taken under the sequence lock; where it starts in the chunk
+        (> 0: keys below the range are here, so earlier chunks are out of range), and
+        whether `end` cut it (later chunks are out of range)."""
+        while True:
+            version = self.version
+            if version & 1:
+                time.sleep(0)
+                continue
+            if after is not None:
+                lo = bisect_right(chunk, after)
+            elif start is None or not chunk or chunk[0] >= start:
+                lo = 0
+            else:
+                lo = bisect_left(chunk, start)
+            hi = len(chunk)
+            cut = False
+            if end is not None and hi and not chunk[hi - 1] < end:
+                hi = bisect_left(chunk, end)
+                cut = True
+            if before is not None:
+                hi = min(hi, bisect_left(chunk, before))
+            part = chunk[lo:hi]
+            if self.version == version:
+                return part, lo, cut
 
-    def add(self, key: tuple) -> None:
-        """Insert `key` unless present."""
+    # -- writing (the caller serializes these) ---------------------------------------------
+
+    def add(self, key: Any) -> None:
+        """Insert `key` unless it is present."""
         chunks, maxes = self.root
         if not chunks:
             self.root = ([[key]], [key])
@@ -112,19 +144,20 @@ class SortedIndex:
         j = bisect_left(chunk, key)
         if j < len(chunk) and chunk[j] == key:
             return
-        chunk = chunk[:]
-        chunk.insert(j, key)
-        if len(chunk) > 2 * LOAD:
-            half = len(chunk) >> 1
-            left, right = chunk[:half], chunk[half:]
-            self.root = (chunks[:i] + [left, right] + chunks[i + 1:],
-                         maxes[:i] + [left[-1], right[-1]] + maxes[i + 1:])
+        if len(chunk) < 2 * LOAD:
+            self.version += 1
+            chunk.insert(j, key)
+            self.version += 1
             return
-        chunks[i] = chunk
-        maxes[i] = chunk[-1]
+        grown = chunk[:]
+        grown.insert(j, key)
+        half = len(grown) >> 1
+        left, right = grown[:half], grown[half:]
+        self.root = (chunks[:i] + [left, right] + chunks[i + 1:],
+                     maxes[:i] + [left[-1], right[-1]] + maxes[i + 1:])
 
-    def discard(self, key: tuple) -> None:
-        """Remove `key` if present."""
+    def discard(self, key: Any) -> None:
+        """Remove `key` if it is present."""
         chunks, maxes = self.root
         i = bisect_left(maxes, key)
         if i == len(maxes):
@@ -136,11 +169,12 @@ class SortedIndex:
         if len(chunk) == 1:
             self.root = (chunks[:i] + chunks[i + 1:], maxes[:i] + maxes[i + 1:])
             return
-        chunk = chunk[:j] + chunk[j + 1:]
-        chunks[i] = chunk
+        self.version += 1
+        del chunk[j]
         maxes[i] = chunk[-1]
+        self.version += 1
 
-    def update(self, removed: Iterable[tuple], added: Iterable[tuple]) -> None:
+    def update(self, removed: Iterable[Any], added: Iterable[Any]) -> None:
         """Remove and add many keys: key by key when few, by rebuilding when many."""
         removed = list(removed)
         added = list(added)
@@ -151,7 +185,7 @@ class SortedIndex:
             for key in added:
                 self.add(key)
             return
-        keys = list(chain.from_iterable(self.root[0]))
+        keys: list[Any] = list(chain.from_iterable(self.root[0]))
         if removed:
             gone = set(removed)
             keys = [k for k in keys if k not in gone]
@@ -159,8 +193,27 @@ class SortedIndex:
             keys.extend(added)
             keys.sort()
             keys = [k for i, k in enumerate(keys) if not i or k != keys[i - 1]]
+        self._rebuild(keys)
+
+    def _rebuild(self, keys: list[Any]) -> None:
         chunks = [keys[i:i + LOAD] for i in range(0, len(keys), LOAD)]
         self.root = (chunks, [c[-1] for c in chunks])
 
+    def _check(self) -> None:
+        """Assert the invariants: chunks non-empty, at most 2 * LOAD long, sorted within and
+        across, `maxes` their last keys, the sequence lock released."""
+        chunks, maxes = self.root
+        assert self.version % 2 == 0, "the sequence lock is held"
+        assert len(chunks) == len(maxes)
+        previous = None
+        for chunk, biggest in zip(chunks, maxes, strict=True):
+            assert chunk, "an empty chunk"
+            assert len(chunk) <= 2 * LOAD, "an overgrown chunk"
+            assert chunk[-1] == biggest, "maxes out of date"
+            for key in chunk:
+                assert previous is None or previous < key, "keys out of order or repeated"
+                previous = key
+
 
 EMPTY = SortedIndex()
+"""The index of a table or index nothing was ever written to."""

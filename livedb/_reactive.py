@@ -19,76 +19,22 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import msgspec
-
+from ._engines import Commit
 from ._errors import LiveDBError
-from ._functions import QueryCtx, check_result
-from ._ids import Id
-from ._query import PaginationResult
-from ._transaction import Transaction
-from ._values import _enc_hook, encode
-
-if TYPE_CHECKING:
-    from ._database import Database
-    from ._functions import Auth, Function
-    from .auth import UserIdentity
+from ._functions import Auth, Function, QueryCtx, Services, check_result
+from ._identity import UserIdentity
+from ._kernel import Kernel
+from ._results import args_key, copy_of, fingerprint
+from ._values import encode
 
 log = logging.getLogger("livedb")
 
 Dispatch = Callable[[Callable[[], None]], Any]
 
 
-_ID_EXT, _PAGE_EXT = 1, 2
-
-
-def _exact_hook(value: Any) -> Any:
-    if value.__class__ is Id:
-        return msgspec.msgpack.Ext(_ID_EXT, str.encode(value))
-    if value.__class__ is PaginationResult:
-        return msgspec.msgpack.Ext(_PAGE_EXT, _encode_exact(
-            [value.page, value.is_done, value.continue_cursor]))
-    return _enc_hook(value)
-
-
-def _exact_ext(code: int, data: memoryview) -> Any:
-    if code == _ID_EXT:
-        return Id(bytes(data).decode())
-    if code == _PAGE_EXT:
-        page, is_done, cursor = _decode_exact(data)
-        return PaginationResult(page, is_done, cursor)
-    raise ValueError(f"unknown msgpack extension {code}")
-
-
-_encode_exact = msgspec.msgpack.Encoder(enc_hook=_exact_hook).encode
-_encode_canonical = msgspec.msgpack.Encoder(enc_hook=_exact_hook, order="sorted").encode
-_decode_exact = msgspec.msgpack.Decoder(ext_hook=_exact_ext).decode
-
-
-def args_key(args: dict) -> bytes:
-    """Call arguments encoded exactly (`1`, `1.0`, `-0.0` and `0.0` differ) but in key
-    order, so calls a handler cannot tell apart share one live query, and only those."""
-    return _encode_canonical(args)
-
-
-def fingerprint(result: Any) -> bytes:
-    """A result encoded exactly: kinds count (`1`, `1.0` and `True` differ, an `Id` is not
-    a plain `str`), a NaN equals itself, and `copy_of` turns it back into an equal value."""
-    return _encode_exact(result)
-
-
-def copy_of(encoded: bytes) -> Any:
-    """A fresh, independent copy of the value `fingerprint` encoded."""
-    return _decode_exact(encoded)
-
-
-def same_result(a: Any, b: Any) -> bool:
-    """Whether two results are the same value (see `fingerprint`)."""
-    return a is b or fingerprint(a) == fingerprint(b)
-
-
-class _Entry:
+class Entry:
     """One result (or error) of a live query, as a subscriber will be handed it."""
 
     __slots__ = ("version", "encoded", "error", "ts", "fresh")
@@ -120,7 +66,7 @@ class LiveQuery:
         self.spec = spec
         self.kwargs = kwargs
         self.auth = auth
-        self.state = _Entry(0, b"", None, 0, [])
+        self.state = Entry(0, b"", None, 0, [])
         """The current result, replaced whole (under the processor role) on a change."""
         self.ranges: list[tuple[tuple, tuple, tuple, tuple]] = []
         self.ids: set[str] = set()
@@ -270,6 +216,11 @@ class Subscription(Subscriber):
         return None if state.error is not None or not state.encoded else copy_of(
             state.encoded)
 
+    @property
+    def live_key(self) -> object:
+        """The shared live query this subscription watches (equal for twins)."""
+        return self._live
+
     def _remove(self) -> None:
         self._reactive._remove(self)
         self._release()
@@ -294,14 +245,14 @@ class Subscription(Subscriber):
         state = "active" if self.active else "closed"
         return f"<Subscription {self._live.spec.name} {state}>"
 
-    def _post(self, deliveries: Deliveries, entry: _Entry) -> None:
+    def _post(self, deliveries: Deliveries, entry: Entry) -> None:
         """Queue the delivery of `entry` (called in commit order, by the processor)."""
         if self._dispatch is None:
             deliveries.put(lambda: self._call(entry) if self.active else None)
         else:
             deliveries.put(lambda: self._dispatch_latest(entry))
 
-    def _call(self, entry: _Entry) -> None:
+    def _call(self, entry: Entry) -> None:
         error = entry.error
         if error is None:
             target = self._on_update
@@ -410,9 +361,10 @@ class Reactive:
     role, by whichever thread runs `deliveries` (see `Deliveries`).
     """
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._store = db._store
+    def __init__(self, kernel: Kernel, services: Services) -> None:
+        self._kernel = kernel
+        self._services = services
+        self._store = kernel.store
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Commit] = deque()
         self._waiting: dict[int, _Commit] = {}
@@ -431,10 +383,10 @@ class Reactive:
 
     # -- commits ---------------------------------------------------------------------
 
-    def committed(self, ts: int, changes: dict, docs: list) -> None:
-        """Called in commit order, right after `ts` is published, with its write set.
-
-        Before the next commit is published, so no collection can pass `ts` unpinned."""
+    def committed(self, commit: Commit) -> None:
+        """A commit became visible (called in commit order, before the next one is
+        published, so no collection can pass its timestamp unpinned): queue it."""
+        ts = commit.ts
         store = self._store
         with self._cond:
             if not self._live and self._busy is None and not self._queue:
@@ -443,9 +395,13 @@ class Reactive:
                 self._done = ts
                 return
             store.pin(ts)
-            commit = _Commit(ts, changes, [d[0] for d in docs])
-            self._queue.append(commit)
-            self._waiting[ts] = commit
+            queued = _Commit(ts, commit.changes, [w[0] for w in commit.writes])
+            self._queue.append(queued)
+            self._waiting[ts] = queued
+
+    def settled(self, ts: int) -> None:
+        """In the committing thread, once commit `ts` is visible: deliver its updates."""
+        self.settle(ts)
 
     def settle(self, ts: int) -> None:
         """Return once commit `ts` has been processed and its updates delivered — by this
@@ -501,7 +457,7 @@ class Reactive:
             if watchers:
                 found.update(watchers)
         by_index = self._by_index
-        for index, (_position, removed, added, rewritten) in commit.changes.items():
+        for index, (removed, added, rewritten) in commit.changes.items():
             watch = by_index.get(index)
             if watch is None:
                 continue
@@ -568,29 +524,33 @@ class Reactive:
 
     def _rerun(self, live: LiveQuery, ts: int) -> bool:
         """Run `live` at snapshot `ts`, re-file its read set; True if its result changed."""
-        txn = Transaction(self._db, at=ts)
+        kernel = self._kernel
+        store = self._store
+        store.pin(ts)
+        ctx = QueryCtx(store, kernel.catalog, ts, True, kernel.search_indexes, live.auth,
+                       self._services)
         error: BaseException | None = None
         result: Any = None
         try:
-            result = live.spec.handler(QueryCtx(txn, live.auth, None), **live.kwargs)
-            result = check_result(live.spec, result, txn.trusted)
+            result = live.spec.handler(ctx, **live.kwargs)
+            result = check_result(live.spec, result, ctx.trusted)
             encoded = fingerprint(result)
         except Exception as e:  # noqa: BLE001 - delivered to on_error
             error = e
             encoded = b""
         finally:
-            txn.close()
+            store.release(ts)
         old = live.state
         version = old.version
         if version:
             self.reruns += 1
             if self._live.get(live.key) is not live:
                 return False
-        self._file(live, txn.read_ranges, txn.read_ids)
+        self._file(live, ctx.read_ranges or [], ctx.read_ids or set())
         if version and error is None and old.error is None and encoded == old.encoded:
             old.ts = ts
             return False
-        live.state = _Entry(version + 1, encoded, error, ts, [] if error else [result])
+        live.state = Entry(version + 1, encoded, error, ts, [] if error else [result])
         return True
 
     def _file(self, live: LiveQuery, ranges: list, ids: set[str]) -> None:
@@ -669,6 +629,24 @@ class Reactive:
                     self._cond.notify_all()
         for subscription in ended:
             subscription._end()
+
+    def current(self, subscriptions: list[Subscription], block: bool = True
+                ) -> tuple[int, list[Entry]] | None:
+        """The current state of each subscription's live query, all valid at one commit,
+        and that commit's timestamp (`Entry.value()` gives a result's copy). With
+        `block=False`, None instead of waiting while a commit is being processed."""
+        with self._cond:
+            if self._busy is None:
+                return self._done, [s._live.state for s in subscriptions]
+        if not block:
+            return None
+        nested = not self._become_processor()
+        try:
+            return self._done, [s._live.state for s in subscriptions]
+        finally:
+            if not nested:
+                self._drain()
+            self.deliveries.run()
 
     def stats(self) -> dict[str, int]:
         return {"live_queries": len(self._live),

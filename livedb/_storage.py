@@ -34,16 +34,15 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from ._engines import Commit
 from ._errors import CorruptionError, DocumentNotFoundError, LiveDBError, ValidationError
 from ._ids import Id, parse_id
-from ._scheduler import system_mutation
-from ._transaction import Transaction, WriteTransaction
+from ._kernel import Kernel, State
+from ._query import Writer
+from ._transaction import Transaction
 from ._values import decode, type_name
-
-if TYPE_CHECKING:
-    from ._database import Database
 
 log = logging.getLogger("livedb")
 
@@ -213,8 +212,10 @@ class _Staged:
 class FileStorage:
     """The stored files of one database, in memory or (with a path) in `<path>.files/`."""
 
-    def __init__(self, db: Database, path: str | None) -> None:
-        self._db = db
+    def __init__(self, kernel: Kernel, path: str | None) -> None:
+        self._kernel = kernel
+        self.kernel = kernel
+        kernel.catalog.add_system_table(TABLE)
         self.folder = None if path is None else os.path.abspath(path) + ".files"
         self._blobs: dict[str, bytes] = {}
         """In memory: the bytes of each stored file, by name (`blob_name`)."""
@@ -255,7 +256,7 @@ class FileStorage:
             log.warning("livedb: cannot read the stored files' folder %s (%s); stored files "
                         "cannot be used until it is readable", folder, e.strerror or e)
             return
-        txn = Transaction(self._db)
+        txn = self._kernel.reader()
         renamed = False
         try:
             for entry in entries:
@@ -296,7 +297,7 @@ class FileStorage:
 
     @staticmethod
     def _row_in(txn: Transaction, key: str) -> dict[str, Any] | None:
-        blob = txn._blob(f"{TABLE}:{key}")
+        blob = txn.blob(f"{TABLE}:{key}")
         return None if blob is None else decode(blob)
 
     def _remove_leftover(self, name: str) -> None:
@@ -335,7 +336,7 @@ class FileStorage:
     def store(self, data: Any, content_type: str | None = None) -> Id:
         """Store `data` (bytes or a binary file object) as a new file; its `_storage` id."""
         check_content_type(content_type, "storage.store")
-        if self._db._closed:
+        if self._kernel.state is State.CLOSED:
             raise LiveDBError("the database is closed")
         staged = _Staged(self)
         placed: list[str] = []
@@ -346,15 +347,15 @@ class FileStorage:
             sha256 = staged.digest.hexdigest()
             fields = {"sha256": sha256, "size": staged.size, "content_type": content_type}
 
-            def insert(txn: WriteTransaction) -> Id:
-                doc_id = txn._system_insert(TABLE, fields)
+            def insert(txn: Writer) -> Id:
+                doc_id = txn.system_insert(TABLE, fields)
                 name = blob_name(doc_id, sha256)
                 self._place(name, source)
                 staged.temp = None
                 placed.append(name)
                 return doc_id
 
-            return system_mutation(self._db, "storage.store", insert)
+            return self._kernel.write_system("storage.store", insert)
         except BaseException:
             staged.discard()
             if placed and not self._commit_uncertain():
@@ -380,7 +381,7 @@ class FileStorage:
     def _commit_uncertain(self) -> bool:
         """Whether a failed commit may have reached the disk all the same (an I/O error while
         syncing): its files are then kept, for the sweep at the next open to decide."""
-        return getattr(self._db._persist, "_broken", None) is not None
+        return self._kernel.uncertain
 
     # -- reading -------------------------------------------------------------------------
 
@@ -400,7 +401,7 @@ class FileStorage:
             except OSError as e:
                 raise _io_error(f"read stored file {doc_id} at", path, e) from None
         if blob is None:
-            if self._row(doc_id) is None:
+            if self.row(doc_id) is None:
                 return None
             raise CorruptionError(f"stored file {doc_id} is missing although its _storage "
                                   "row exists")
@@ -429,8 +430,9 @@ class FileStorage:
             return None
         return Path(self._path(blob_name(str(row["_id"]), row["sha256"]))).as_uri()
 
-    def _row(self, doc_id: str) -> dict[str, Any] | None:
-        txn = Transaction(self._db)
+    def row(self, doc_id: str) -> dict[str, Any] | None:
+        """A `_storage` row at the newest snapshot, or None."""
+        txn = self._kernel.reader()
         try:
             row: dict[str, Any] | None = txn.system.get(doc_id)
             return row
@@ -468,14 +470,19 @@ class FileStorage:
         """Note that a transaction deletes the row of `doc_id` (its bytes go if it commits)."""
         self._deleting[doc_id] = blob_name(doc_id, row["sha256"])
 
-    def committed(self, docs: list[tuple[str, bytes | None, Any]]) -> None:
+    def committed(self, commit: Commit) -> None:
         """Remove the bytes of files whose rows a commit (now durable) deleted."""
         prefix = TABLE + ":"
         deleting = self._deleting
-        names = [deleting.pop(doc_id) for doc_id, blob, _keys in docs
+        if not deleting:
+            return
+        names = [deleting.pop(doc_id) for doc_id, blob, _ct in commit.writes
                  if blob is None and doc_id in deleting and doc_id.startswith(prefix)]
         if names:
             self.discard(names)
+
+    def settled(self, ts: int) -> None:
+        """Nothing to do in the committing thread."""
 
     def discard(self, names: Iterable[str]) -> None:
         """Remove these names' bytes: now, or once the pins already taken (readers that may
@@ -498,9 +505,8 @@ class FileStorage:
         if name in self._claimed:
             return True
         key, _, sha256 = name.partition("-")
-        version = self._db._store.docs.get(f"{TABLE}:{key}")
-        return (version is not None and version[1] is not None
-                and decode(version[1]).get("sha256") == sha256)
+        blob = self._kernel.store.newest(f"{TABLE}:{key}")
+        return blob is not None and decode(blob).get("sha256") == sha256
 
     def _remove_unneeded(self, names: Iterable[str]) -> None:
         for name in names:
@@ -600,9 +606,9 @@ class FileImport:
             raise ValidationError(f"import: {what} does not match its size and sha256 in "
                                   f"{EXPORT_ROWS}")
 
-    def supersede(self, txn: WriteTransaction, row: dict[str, Any]) -> None:
+    def supersede(self, txn: Writer, row: dict[str, Any]) -> None:
         """Delete an existing file's row in the import's transaction (mode "replace")."""
-        txn._system_update(row["_id"], None)
+        txn.system_update(row["_id"], None)
         self._superseded.add(blob_name(str(row["_id"]), row["sha256"]))
 
     def place(self) -> None:
@@ -652,10 +658,11 @@ class FileImport:
 class QueryStorage:
     """`ctx.storage` in a query: `get_url` and `get_metadata`, read at the query's snapshot."""
 
-    __slots__ = ("_txn",)
+    __slots__ = ("_txn", "_files")
 
-    def __init__(self, txn: Transaction) -> None:
+    def __init__(self, txn: Transaction, files: FileStorage) -> None:
         self._txn = txn
+        self._files = files
 
     def get_metadata(self, id: str) -> dict[str, Any] | None:
         """`{_id, _creation_time, sha256, size, content_type}` of a stored file, or None."""
@@ -665,7 +672,7 @@ class QueryStorage:
     def get_url(self, id: str) -> str | None:
         """A `file://` URL of the stored file (durable databases), or None."""
         row = self._txn.system.get(_file_id(id, "get_url"))
-        return None if row is None else self._txn._db._files.url(row)
+        return None if row is None else self._files.url(row)
 
     def store(self, data: Any, content_type: str | None = None) -> Id:
         raise LiveDBError("storage.store is available in actions only (or db.store_file "
@@ -684,55 +691,54 @@ class MutationStorage(QueryStorage):
     def delete(self, id: str) -> None:
         """Delete a stored file; its bytes are removed once the mutation commits."""
         doc_id = _file_id(id, "delete")
-        txn: WriteTransaction = self._txn  # type: ignore[assignment]
-        row = txn._system_update(doc_id, None)
+        txn: Writer = self._txn  # type: ignore[assignment]
+        row = txn.system_update(doc_id, None)
         if row is None:
             raise DocumentNotFoundError(f"storage.delete: no stored file with id {id!r}")
-        txn._db._files.deleting(doc_id, row)
+        self._files.deleting(doc_id, row)
 
 
 class ActionStorage:
     """`ctx.storage` in an action: `store`, `get`, `get_url`, `get_metadata`, `delete`."""
 
-    __slots__ = ("_db",)
+    __slots__ = ("_files",)
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, files: FileStorage) -> None:
+        self._files = files
 
     def store(self, data: Any, content_type: str | None = None) -> Id:
         """Store bytes or a binary file object (streamed in chunks); the new file's id."""
-        return self._db._files.store(data, content_type)
+        return self._files.store(data, content_type)
 
     def get(self, id: str) -> bytes | None:
         """The bytes of a stored file, or None if there is no such file."""
         doc_id = _file_id(id, "get")
-        files = self._db._files
+        files = self._files
         with files.pinned():
-            row = files._row(doc_id)
+            row = files.row(doc_id)
             return None if row is None else files.read(row)
 
     def get_metadata(self, id: str) -> dict[str, Any] | None:
         """`{_id, _creation_time, sha256, size, content_type}` of a stored file, or None."""
-        row = self._db._files._row(_file_id(id, "get_metadata"))
+        row = self._files.row(_file_id(id, "get_metadata"))
         return None if row is None else _metadata(row)
 
     def get_url(self, id: str) -> str | None:
         """A `file://` URL of the stored file (durable databases), or None."""
-        files = self._db._files
-        row = files._row(_file_id(id, "get_url"))
+        files = self._files
+        row = files.row(_file_id(id, "get_url"))
         return None if row is None else files.url(row)
 
     def delete(self, id: str) -> None:
         """Delete a stored file (its row at once, its bytes once that is durable)."""
         doc_id = _file_id(id, "delete")
 
-        def delete(txn: WriteTransaction) -> None:
-            row = txn._system_update(doc_id, None)
+        files = self._files
+
+        def delete(txn: Writer) -> None:
+            row = txn.system_update(doc_id, None)
             if row is None:
                 raise DocumentNotFoundError(f"storage.delete: no stored file with id {id!r}")
-            self._db._files.deleting(doc_id, row)
+            files.deleting(doc_id, row)
 
-        system_mutation(self._db, "storage.delete", delete)
-
-
-__all__ = ["ActionStorage", "FileImport", "FileStorage", "MutationStorage", "QueryStorage"]
+        files.kernel.write_system("storage.delete", delete)

@@ -1,10 +1,22 @@
 """The MVCC document store: versions per document, snapshots, commits and collection.
 
-A snapshot is a commit timestamp. Documents are kept as `id -> (ts, blob, keys)` for the
-newest version plus a short history of older versions for snapshots that predate it.
-Indexes (see index.py) hold a superset of the keys any open snapshot can see; a reader
-keeps an index key only if the document version its snapshot sees still has that key.
-Versions and index keys that no open snapshot can see are collected after each commit.
+A snapshot is a commit timestamp. `docs` maps every document id to its newest version:
+the msgpack blob itself when no snapshot can see an older one (as after opening), or
+`(commit ts, blob)` (`blob` None for a delete) while one may. Older versions a snapshot
+may still need are in `history`, oldest first. Indexes (see _index.py) hold a superset
+of the keys any open snapshot can see; versions do not keep their keys. A key that a
+commit removed from a document waits in its index's `stale` count until collection,
+so a reader checks a key against the document it points at only when the key is stale
+or the document changed after the reader's snapshot (`key_visible`): the common case
+costs one dict lookup.
+
+Commits are serialized by the caller (the kernel's writer). Reads and snapshots are safe
+from any thread and never wait: the writer only ever replaces `docs` items whole,
+appends to `history` lists (collection replaces a list with a shorter copy), and
+changes indexes under their sequence locks.
+
+Index keys are tuples ending with the creation time and the id, except those of the
+`by_id` index (position 0 of every table), which are the id strings themselves.
 """
 
 from __future__ import annotations
@@ -12,29 +24,46 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from ._index import EMPTY, SortedIndex
+from ._values import decode
 
-Version = tuple  # (commit_ts, blob or None when deleted, index keys or None)
+IndexName = tuple[str, str]
+"""(table, index name)."""
+Version = bytes | tuple[int, bytes | None]
+KeyFn = Callable[[dict[str, Any]], Any]
+Write = tuple[str, bytes | None, float]
+"""(document id, its new blob or None for a delete, its creation time)."""
+IndexChange = tuple[list[Any], list[Any], list[Any]]
+"""Per index: the keys a commit removed, added, and rewrote (unchanged keys of documents
+written in place: the index keeps them, but a reader of that range read the document)."""
+Changes = dict[IndexName, IndexChange]
 
 
-def _commit_ts(version: Version) -> int:
+def _version_ts(version: tuple[int, bytes | None]) -> int:
     return version[0]
 
 
-IndexName = tuple  # (table, index name)
-IndexChanges = dict  # IndexName -> (position, removed keys, added keys)
+class StoreListener(Protocol):
+    """Something kept in step with the store's commits (full-text and vector indexes).
+
+    Called by the writer, in commit order, with no reader waiting on it."""
+
+    def applied(self, ts: int, writes: list[Write], changes: Changes) -> None:
+        """Commit `ts` was applied; it may add entries to `changes` (read sets of live
+        queries match them)."""
+
+    def collected(self, horizon: int) -> None:
+        """No snapshot older than `horizon` remains: drop what only those could see."""
+
+    def rolled_back(self, after: int, doc_ids: Iterable[str]) -> None:
+        """Commits after `after` that wrote `doc_ids` were undone."""
 
 
 class Store:
-    """Documents and indexes under multi-version concurrency control.
-
-    Commits are serialized by the caller; reads and snapshots are safe from any thread.
-    `publish` may run in another thread than `commit` (durable stores publish once a
-    commit is on disk): `_lock` keeps collection and rollback off a commit in progress.
-    """
+    """Documents and indexes under multi-version concurrency control."""
 
     def __init__(self) -> None:
         self.ts = 0
@@ -42,16 +71,43 @@ class Store:
         self.applied = 0
         """The newest applied commit: what the (single) writer sees; >= `ts`."""
         self.docs: dict[str, Version] = {}
-        self.history: dict[str, list[Version]] = {}
-        """Older versions per document, oldest first. A list only ever grows at its end in
-        place; collection replaces it with a shorter copy, so readers never see a shift."""
+        self.history: dict[str, list[tuple[int, bytes | None]]] = {}
         self.indexes: dict[IndexName, SortedIndex] = {}
+        self.stale: dict[IndexName, dict[Any, int]] = {}
+        """Per index, keys commits removed that are still in the index (with how many
+        removals wait for collection)."""
+        self.key_fns: dict[IndexName, KeyFn] = {}
+        self.listeners: list[StoreListener] = []
+        self.epoch = 0
+        """Odd while collection removes stale keys. A scan that found a key not stale
+        re-checks its chunk if the epoch moved meanwhile: the key may have been stale
+        (invisible to it) and collected since it was sliced."""
         self._active: list[int] = []
-        self._old_versions: deque[tuple[int, str]] = deque()
-        self._old_keys: deque[tuple[int, IndexName, int, tuple, str]] = deque()
+        self._old: deque[tuple[Any, ...]] = deque()
+        """Collection work in commit order: `(ts, doc id)` for each document written,
+        `(ts, doc id, index, key)` for each key removed."""
         self._lock = threading.Lock()
-        self.search: Any = None
-        """Full-text and vector indexes (search.Indexes) told of every commit, or None."""
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def define_index(self, name: IndexName, key_fn: KeyFn) -> None:
+        """Declare an index and how a document's key in it is computed (for the checks of
+        stale keys and of keys of documents changed after a snapshot)."""
+        self.key_fns[name] = key_fn
+        self.stale.setdefault(name, {})
+        self.indexes.setdefault(name, SortedIndex())
+
+    def load(self, doc_id: str, blob: bytes) -> None:
+        """Add a document while opening (no snapshot exists yet); index it with `fill`."""
+        self.docs[doc_id] = blob
+
+    def fill(self, name: IndexName, keys: list[Any]) -> None:
+        """Set an index's keys while opening (in any order)."""
+        keys.sort()
+        self.indexes[name] = SortedIndex()
+        self.indexes[name]._rebuild(keys)
+
+    # -- snapshots ------------------------------------------------------------------------
 
     def writer_snapshot(self) -> int:
         """Register a snapshot of the newest applied commit, for the writer (serialized)."""
@@ -81,88 +137,114 @@ class Store:
     def release(self, ts: int) -> None:
         self._active.remove(ts)
 
+    # -- reading --------------------------------------------------------------------------
+
     def index(self, name: IndexName) -> SortedIndex:
         return self.indexes.get(name, EMPTY)
 
-    def read(self, doc_id: str, ts: int) -> Version | None:
-        """The version of `doc_id` visible at `ts`, or None (absent or deleted)."""
+    def read(self, doc_id: str, ts: int) -> bytes | None:
+        """The blob of `doc_id` visible at `ts`, or None (absent or deleted)."""
+        version = self.docs.get(doc_id)
+        if version is None or version.__class__ is bytes:
+            return version  # type: ignore[return-value]
+        if version[0] <= ts:  # type: ignore[index]
+            return version[1]  # type: ignore[index]
+        return self._older(doc_id, ts)
+
+    def _older(self, doc_id: str, ts: int) -> bytes | None:
+        older = self.history.get(doc_id)
+        if older:
+            i = bisect_right(older, ts, key=_version_ts)
+            if i:
+                return older[i - 1][1]
+        return None
+
+    def newest(self, doc_id: str) -> bytes | None:
+        """The blob of the newest applied version of `doc_id` (what the writer sees)."""
+        version = self.docs.get(doc_id)
+        if version is None or version.__class__ is bytes:
+            return version  # type: ignore[return-value]
+        return version[1]  # type: ignore[index]
+
+    def key_visible(self, name: IndexName, key: Any, doc_id: str, ts: int,
+                    strict: bool = False) -> bytes | None:
+        """The blob behind index key `key` if the version of `doc_id` visible at `ts` has
+        that key, else None: the slow path of a scan (see the module docstring). With
+        `strict` the key is always checked against the document (during a collection)."""
         version = self.docs.get(doc_id)
         if version is None:
             return None
-        if version[0] > ts:
-            older = self.history.get(doc_id)
-            if older:
-                i = bisect_right(older, ts, key=_commit_ts)
-                if i:
-                    old = older[i - 1]
-                    return old if old[1] is not None else None
+        if version.__class__ is bytes:
+            blob: bytes | None = version  # type: ignore[assignment]
+        elif version[0] <= ts:  # type: ignore[index]
+            blob = version[1]  # type: ignore[index]
+        else:
+            blob = self._older(doc_id, ts)
+            if blob is None:
+                return None
+            return blob if self.key_fns[name](decode(blob)) == key else None
+        if blob is None:
             return None
-        return version if version[1] is not None else None
-
-    def keyed_blob(self, key: tuple, position: int, ts: int) -> bytes | None:
-        """The blob of the document an index `key` points at, if the version visible at
-        `ts` still has that key at `position` (indexes hold a superset; see index.py)."""
-        version = self.read(key[-1][2], ts)
-        if version is None:
+        stale = self.stale.get(name)
+        if (strict or (stale and key in stale)) and self.key_fns[name](decode(blob)) != key:
             return None
-        mine = version[2][position]
-        return version[1] if mine is key or mine == key else None
+        return blob
 
-    def commit(self, docs: Iterable[tuple[str, bytes | None, tuple | None]],
-               changes: IndexChanges, publish: bool = True) -> int:
-        """Apply one transaction's final writes at the next timestamp (and publish it).
+    def kept_blobs(self, doc_id: str) -> list[bytes]:
+        """The blobs of every version of `doc_id` the store still keeps."""
+        blobs = [v[1] for v in self.history.get(doc_id, ()) if v[1] is not None]
+        version = self.docs.get(doc_id)
+        if version.__class__ is bytes:
+            blobs.append(version)  # type: ignore[arg-type]
+        elif version is not None and version[1] is not None:  # type: ignore[index]
+            blobs.append(version[1])  # type: ignore[index]
+        return blobs
 
-        With `publish=False` the commit is visible to the writer only, until `publish`
-        is called with its timestamp (durable stores publish once the commit is on disk).
+    # -- committing -----------------------------------------------------------------------
 
-        `docs` gives each written id with its new blob and index keys (None, None for a
-        delete); `changes` the index keys each index lost and gained.
-        """
+    def commit(self, writes: list[Write], changes: Changes, publish: bool = True,
+               at: int | None = None) -> int:
+        """Apply one transaction's final writes at the next timestamp (or at `at`, a
+        commit number of a shared engine's log), and publish it unless `publish` is
+        False (durable commits are published once they are on disk, in order)."""
         with self._lock:
-            ts = self._apply(docs, changes)
+            ts = self.applied + 1 if at is None else at
+            for listener in self.listeners:
+                listener.applied(ts, writes, changes)
+            docs = self.docs
+            history = self.history
+            old = self._old
+            for doc_id, blob, _creation_time in writes:
+                previous = docs.get(doc_id)
+                if previous is not None:
+                    if previous.__class__ is bytes:
+                        previous = (0, previous)  # type: ignore[assignment]
+                    older = history.get(doc_id)
+                    if older is None:
+                        history[doc_id] = [previous]  # type: ignore[list-item]
+                    else:
+                        older.append(previous)  # type: ignore[arg-type]
+                elif blob is None:
+                    continue
+                docs[doc_id] = (ts, blob)
+                old.append((ts, doc_id))
+            indexes = self.indexes
+            for name, (removed, added, _rewritten) in changes.items():
+                index = indexes.get(name)
+                if index is None:
+                    continue
+                if len(added) == 1:
+                    index.add(added[0])
+                elif added:
+                    index.update((), added)
+                if removed:
+                    stale = self.stale[name]
+                    for key in removed:
+                        stale[key] = stale.get(key, 0) + 1
+                        old.append((ts, key if key.__class__ is str else key[-1], name, key))
+            self.applied = ts
         if publish:
             self.publish(ts)
-        return ts
-
-    def _apply(self, docs: Iterable[tuple[str, bytes | None, tuple | None]],
-               changes: IndexChanges) -> int:
-        ts = self.applied + 1
-        if self.search is not None:
-            docs = list(docs)
-            self.search.apply(ts, docs, changes)
-        live = self.docs
-        history = self.history
-        old_versions = self._old_versions
-        for doc_id, blob, keys in docs:
-            previous = live.get(doc_id)
-            if previous is not None:
-                older = history.get(doc_id)
-                if older is None:
-                    history[doc_id] = [previous]
-                else:
-                    older.append(previous)
-                old_versions.append((ts, doc_id))
-            if blob is None:
-                if previous is not None:
-                    live[doc_id] = (ts, None, None)
-                    old_versions.append((ts, doc_id))
-            else:
-                live[doc_id] = (ts, blob, keys)
-        indexes = self.indexes
-        old_keys = self._old_keys
-        for name, (position, removed, added, _rewritten) in changes.items():
-            if not (added or removed):
-                continue
-            index = indexes.get(name)
-            if index is None:
-                index = indexes[name] = SortedIndex()
-            if len(added) == 1:
-                index.add(added[0])
-            elif added:
-                index.update((), added)
-            for key in removed:
-                old_keys.append((ts, name, position, key, key[-1][2]))
-        self.applied = ts
         return ts
 
     def publish(self, ts: int) -> None:
@@ -176,104 +258,159 @@ class Store:
 
     def tidy(self) -> None:
         """Collect if there is anything to collect and no commit is being applied."""
-        if (self._old_versions or self._old_keys) and self._lock.acquire(blocking=False):
+        old = self._old
+        if old and old[0][0] <= min(self._active, default=self.ts) and self._lock.acquire(
+                blocking=False):
             try:
                 self.collect()
             finally:
                 self._lock.release()
 
-    def rollback(self, after: int, written: dict[str, list[IndexName]]) -> None:
-        """Undo the applied but unpublished commits later than `after` (a failed disk write).
-
-        `written` maps every document those commits wrote to its table's index names, in
-        key position order. Versions older than an unpublished commit are never collected
-        (collection stops at the published timestamp), so each one is still in `history`.
-        """
-        with self._lock:
-            live = self.docs
-            history = self.history
-            stale: dict[IndexName, list] = {}
-            for doc_id, names in written.items():
-                version = live.get(doc_id)
-                older = list(history.get(doc_id, ()))
-                dropped = []
-                while version is not None and version[0] > after:
-                    if version[2] is not None:
-                        dropped.append(version[2])
-                    version, older = (older[-1], older[:-1]) if older else (None, [])
-                if older:
-                    history[doc_id] = older
-                else:
-                    history.pop(doc_id, None)
-                if version is None:
-                    live.pop(doc_id, None)
-                else:
-                    live[doc_id] = version
-                for keys in dropped:
-                    for position, key in enumerate(keys):
-                        if not self._key_in_use(doc_id, position, key):
-                            stale.setdefault(names[position], []).append(key)
-            for name, keys in stale.items():
-                index = self.indexes.get(name)
-                if index is not None:
-                    index.update(keys, ())
-            old_versions, old_keys = self._old_versions, self._old_keys
-            while old_versions and old_versions[-1][0] > after:
-                old_versions.pop()
-            while old_keys and old_keys[-1][0] > after:
-                old_keys.pop()
-            if self.search is not None:
-                self.search.rollback(written, after)
-
     def collect(self) -> None:
         """Drop versions and index keys that no open or future snapshot can see."""
-        active = self._active
-        horizon = min(active, default=self.ts)
-        old_versions = self._old_versions
-        live = self.docs
-        history = self.history
-        dropped: dict[str, int] = {}
-        while old_versions and old_versions[0][0] <= horizon:
-            _ts, doc_id = old_versions.popleft()
-            older = history.get(doc_id)
-            if older and dropped.get(doc_id, 0) < len(older):
-                dropped[doc_id] = dropped.get(doc_id, 0) + 1
-                continue
-            version = live.get(doc_id)
-            if version is not None and version[1] is None and version[0] <= horizon:
-                del live[doc_id]
-        for doc_id, count in dropped.items():
-            older = history[doc_id]
-            if count >= len(older):
-                del history[doc_id]
-            else:
-                history[doc_id] = older[count:]
-        if self.search is not None:
-            self.search.collect(horizon)
-        old_keys = self._old_keys
-        if not old_keys or old_keys[0][0] > horizon:
-            return
-        gone: dict[IndexName, list] = {}
-        while old_keys and old_keys[0][0] <= horizon:
-            _ts, name, position, key, doc_id = old_keys.popleft()
-            if not self._key_in_use(doc_id, position, key):
-                gone.setdefault(name, []).append(key)
-        for name, keys in gone.items():
-            index = self.indexes.get(name)
-            if index is not None:
-                index.update(keys, ())
+        horizon = min(self._active, default=self.ts)
+        old = self._old
+        self.epoch += 1
+        try:
+            while old and old[0][0] <= horizon:
+                entry = old.popleft()
+                doc_id = entry[1]
+                if len(entry) == 2:
+                    self._settle(doc_id, horizon)
+                else:
+                    self._drop_key(entry[2], entry[3], doc_id)
+        finally:
+            self.epoch += 1
+        for listener in self.listeners:
+            listener.collected(horizon)
 
-    def _key_in_use(self, doc_id: str, position: int, key: tuple) -> bool:
+    def _settle(self, doc_id: str, horizon: int) -> None:
+        """Keep only the versions of `doc_id` a snapshot at or after `horizon` can see, and
+        the newest as a bare blob (or nothing, if deleted) once every snapshot sees it."""
         version = self.docs.get(doc_id)
-        if version is not None and version[2] is not None and version[2][position] == key:
-            return True
-        for old in self.history.get(doc_id, ()):
-            if old[2] is not None and old[2][position] == key:
-                return True
-        return False
+        if version is None or version.__class__ is bytes:
+            return
+        current_ts = version[0]  # type: ignore[index]
+        older = self.history.get(doc_id)
+        if older:
+            if current_ts <= horizon:
+                del self.history[doc_id]
+                older = None
+            else:
+                i = bisect_right(older, horizon, key=_version_ts)
+                if i > 1:
+                    self.history[doc_id] = older = older[i - 1:]
+        if not older and current_ts <= horizon:
+            blob = version[1]  # type: ignore[index]
+            if blob is None:
+                del self.docs[doc_id]
+            else:
+                self.docs[doc_id] = blob
+
+    def _drop_key(self, name: IndexName, key: Any, doc_id: str) -> None:
+        """A removal of `key` reached the horizon: remove it from its index unless a
+        version the store keeps still has it (the document changed back)."""
+        stale = self.stale.get(name)
+        if stale is None:
+            return
+        count = stale.get(key, 0) - 1
+        if count > 0:
+            stale[key] = count
+            return
+        stale.pop(key, None)
+        key_fn = self.key_fns[name]
+        for blob in self.kept_blobs(doc_id):
+            if key_fn(decode(blob)) == key:
+                return
+        self.indexes[name].discard(key)
+
+    def rollback(self, after: int, doc_ids: Iterable[str],
+                 changes: Iterable[Changes]) -> None:
+        """Undo the applied but unpublished commits later than `after` (a failed write).
+
+        `doc_ids` are every document those commits wrote, `changes` their index changes.
+        Versions older than an unpublished commit are never collected (collection stops
+        at the published timestamp), so each one is still in `history`.
+        """
+        with self._lock:
+            docs, history = self.docs, self.history
+            doc_ids = list(doc_ids)
+            for doc_id in doc_ids:
+                older = history.get(doc_id, [])
+                keep = [v for v in older if v[0] <= after]
+                version = docs.get(doc_id)
+                if version is not None and version.__class__ is not bytes and (
+                        version[0] > after):  # type: ignore[index]
+                    if keep:
+                        docs[doc_id] = keep.pop()
+                    else:
+                        del docs[doc_id]
+                if keep:
+                    history[doc_id] = keep
+                else:
+                    history.pop(doc_id, None)
+            for change in changes:
+                for name, (removed, added, _rewritten) in change.items():
+                    index = self.indexes.get(name)
+                    if index is None:
+                        continue
+                    stale = self.stale[name]
+                    for key in removed:
+                        count = stale.get(key, 0) - 1
+                        if count > 0:
+                            stale[key] = count
+                        else:
+                            stale.pop(key, None)
+                    for key in added:
+                        doc_id = key if key.__class__ is str else key[-1]
+                        key_fn = self.key_fns[name]
+                        if not any(key_fn(decode(b)) == key for b in self.kept_blobs(doc_id)):
+                            index.discard(key)
+            old = self._old
+            while old and old[-1][0] > after:
+                old.pop()
+            self.applied = after
+            for listener in self.listeners:
+                listener.rolled_back(after, doc_ids)
+
+    # -- invariants and statistics --------------------------------------------------------
+
+    def _check(self) -> None:
+        """Assert the store's invariants (for tests): every version visible at the newest
+        commit has its keys in the indexes; stale keys are in their indexes; history is
+        in commit order and older than the newest version; nothing is from the future."""
+        docs, history = self.docs, self.history
+        for doc_id, older in history.items():
+            version = docs.get(doc_id)
+            assert version is not None, f"history without a document: {doc_id}"
+            assert older, f"empty history kept for {doc_id}"
+            stamps = [v[0] for v in older]
+            assert stamps == sorted(stamps), f"history out of order for {doc_id}"
+            if version.__class__ is not bytes:
+                assert stamps[-1] <= version[0], f"history newer than {doc_id}"  # type: ignore[index]
+        for doc_id, version in docs.items():
+            if version.__class__ is not bytes:
+                assert version[0] <= self.applied, f"a version from the future: {doc_id}"  # type: ignore[index]
+        for name, index in self.indexes.items():
+            index._check()
+            table = name[0]
+            key_fn = self.key_fns.get(name)
+            for key in self.stale.get(name, {}):
+                assert key in index, f"a stale key missing from {name}: {key!r}"
+            if key_fn is None:
+                continue
+            prefix = table + ":"
+            for doc_id, version in docs.items():
+                if not doc_id.startswith(prefix):
+                    continue
+                blob = version if version.__class__ is bytes else version[1]  # type: ignore[index]
+                if blob is not None:
+                    key = key_fn(decode(blob))  # type: ignore[arg-type]
+                    assert key in index, f"{doc_id} lacks its key in {name}"
 
     def stats(self) -> dict[str, Any]:
-        live = sum(1 for v in self.docs.values() if v[1] is not None)
+        live = sum(1 for v in self.docs.values()
+                   if v.__class__ is bytes or v[1] is not None)  # type: ignore[index]
         return {
             "documents": live,
             "versions": len(self.docs) + sum(len(h) for h in self.history.values()),

@@ -1,28 +1,34 @@
-"""Transactions: the `ctx.db` of queries and mutations, with read sets and write sets.
+"""Transactions: reading at a snapshot, buffering writes, and what a commit hands over.
 
-A transaction reads one snapshot. It records what it read (index ranges actually
-scanned, ids fetched) so reactivity can tell which commits could change its result.
-A writing transaction buffers its writes, reads them back (read-your-writes) by
-overlaying its own index changes on the snapshot's, and hands the store one commit.
+A `Transaction` reads one snapshot of the store. When asked to (live queries and
+mutations), it records what it read: the index ranges it actually scanned and the ids it
+fetched, so a commit can tell whether it could change what was read. A one-shot query
+records nothing. A `WriteTransaction` buffers its writes, reads them back
+(read-your-writes) by overlaying its pending index keys on the snapshot's, and hands
+the kernel one commit: the final writes and, per index, the keys removed and added.
+
+Reading is the hot path of every function call, so a transaction reads the store's
+`docs`, `history`, `indexes` and `stale` directly (a documented downward arrangement:
+see _store.py for their meaning) instead of calling a method per key.
+
+Returned documents are fresh dicts decoded from stored blobs. Each one is remembered in
+`trusted` with the exact key and value objects it was read with: a function returning
+it unchanged needs no second walk of its values (see _functions.check_result).
 """
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._catalog import Catalog, TableInfo
 from ._errors import DocumentNotFoundError, LiveDBError, ValidationError
 from ._ids import Id, new_id, parse_id
-from ._search import check_vectors
+from ._searchindex import check_vectors
+from ._store import Changes, IndexName, Store, Write
 from ._validators import Mismatch, check_any, check_field_name
-from ._values import MAX_DOCUMENT_BYTES, check_size, decode, encode, type_name
-
-if TYPE_CHECKING:
-    from ._database import Database
-    from ._query import Query
-    from ._schema import TableInfo
+from ._values import MAX_DOCUMENT_BYTES, check_size, decode, decode_many, encode, type_name
 
 
 class _DeleteField:
@@ -46,96 +52,122 @@ DELETE_FIELD: Any = _DeleteField()
 """As a value in `ctx.db.patch(id, {...})`, removes that field from the document."""
 
 SYSTEM_FIELDS = ("_id", "_creation_time")
-_address = id
+PendingWrite = tuple[str, bytes | None, tuple[Any, ...] | None]
+"""A buffered write: (table, new blob or None for a delete, new index keys or None)."""
+ReadRange = tuple[IndexName, Any, Any]
 
 
-def to_document(blob: bytes) -> dict:
-    doc = decode(blob)
-    doc["_id"] = Id(doc["_id"])
-    return doc
+def _read_only(op: str) -> LiveDBError:
+    return LiveDBError(f"ctx.db.{op}: queries are read-only; write from a @mutation "
+                       "(or call one with ctx.run_mutation from an action)")
 
 
 class Transaction:
-    """The read side of `ctx.db`: `get`, `query`, `normalize_id` and `system` at a snapshot.
+    """Reads at one snapshot: `get`, `normalize_id`, and index scans for queries.
 
-    `read_ranges` lists the index ranges `(index, start, end)` scanned, `read_ids` the ids
-    fetched: together, everything a commit would have to touch to change what was read.
+    `read_ranges` lists the index ranges `(index, start, end)` scanned and `read_ids` the
+    ids fetched when the transaction records its reads (else both are None).
     """
 
-    __slots__ = ("_db", "_ts", "_store", "read_ranges", "read_ids", "_writes", "_open",
-                 "trusted")
+    __slots__ = ("store", "catalog", "ts", "read_ranges", "read_ids", "writes", "trusted",
+                 "search_indexes", "_open")
 
-    def __init__(self, db: Database, writer: bool = False, at: int | None = None) -> None:
-        self._db = db
-        self._store = store = db._store
-        if at is not None:
-            store.pin(at)
-            self._ts = at
-        else:
-            self._ts = store.writer_snapshot() if writer else store.snapshot()
+    def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
+                 search_indexes: Any = None) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.ts = ts
+        """The snapshot: the commit this transaction reads (registered with the store)."""
         self._open = True
-        self.read_ranges: list[tuple[tuple, tuple, tuple]] = []
-        self.read_ids: set[str] = set()
-        self._writes: dict[str, tuple] | None = None
-        self.trusted: dict[int, tuple] = {}
-        """Documents reads returned, by `id()`: `(doc, keys, values, encoded size)`.
+        self.read_ranges: list[ReadRange] | None = [] if record else None
+        self.read_ids: set[str] | None = set() if record else None
+        self.writes: dict[str, PendingWrite] | None = None
+        self.trusted: dict[int, tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...]]] = {}
+        """Documents reads returned, by `id()`: `(doc, its keys, its values)` as read."""
+        self.search_indexes = search_indexes
+        """The database's full-text and vector indexes (_searchindex.Indexes), or None."""
 
-        Returning a document unchanged since it was read needs no second walk of its
-        leaves (see functions.check_result)."""
+    # -- reading -----------------------------------------------------------------------
 
-    # -- reading -----------------------------------------------------------------
-
-    def get(self, id: str) -> dict | None:
+    def get(self, id: str) -> dict[str, Any] | None:
         """The document with this id at the transaction's snapshot, or None."""
+        if id.__class__ is Id or id.__class__ is str:
+            if self.read_ids is not None:
+                self.read_ids.add(id)
+            writes = self.writes
+            if writes is not None and id in writes:
+                blob = writes[id][1]
+            else:
+                version = self.store.docs.get(id)
+                if version is None:
+                    return self._missing(id, "get")
+                if version.__class__ is bytes:
+                    blob = version  # type: ignore[assignment]
+                elif version[0] <= self.ts:  # type: ignore[index]
+                    blob = version[1]  # type: ignore[index]
+                else:
+                    blob = self.store._older(id, self.ts)
+            if blob is None:
+                return None
+            if id[0] == "_":
+                raise ValidationError(f"get: {id!r} belongs to a system table; use "
+                                      "ctx.db.system.get")
+            doc = decode(blob)
+            doc["_id"] = id if id.__class__ is Id else Id(id)
+            self.trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()))
+            return doc
+        return self._missing(id, "get")
+
+    def _missing(self, id: Any, op: str) -> None:
+        """A `get` found nothing: check that `id` was a well-formed id of a known user
+        table (else `ValidationError`), and return None."""
         parsed = parse_id(id)
         if parsed is None:
-            raise ValidationError(f"get: {id!r} is not a document id")
-        table, doc_id = parsed
+            raise ValidationError(f"{op}: {id!r} is not a document id")
+        table = parsed[0]
         if table[0] == "_":
-            raise ValidationError(f"get: {id!r} belongs to a system table; use "
+            raise ValidationError(f"{op}: {id!r} belongs to a system table; use "
                                   "ctx.db.system.get")
-        self._db._table_for_read(table, "get")
-        self.read_ids.add(doc_id)
-        blob = self._blob(doc_id)
-        if blob is None:
-            return None
-        doc = to_document(blob)
-        self.trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()), len(blob))
-        return doc
-
-    def query(self, table: str) -> Query:
-        """Start a query over `table` (then with_index, order, filter and a terminal)."""
-        from ._query import Query
-
-        info = self._db._table_for_read(table, "query")
-        return Query(self, table, info)
+        self.catalog.for_read(table, op)
+        if self.read_ids is not None:
+            self.read_ids.add(parsed[1])
+        return None
 
     def normalize_id(self, table: str, id: str) -> Id | None:
         """`id` as an `Id` if it is a well-formed id of `table`, else None."""
         if not isinstance(table, str):
             raise TypeError(f"normalize_id: table must be a str, got {type_name(table)}")
-        self._db._table_for_read(table, "normalize_id")
+        self.catalog.for_read(table, "normalize_id")
         parsed = parse_id(id)
         if parsed is None or parsed[0] != table:
             return None
         return Id(parsed[1])
 
-    @property
-    def system(self) -> Any:
-        """Read-only access to the system tables `_scheduled_functions` and `_storage`."""
-        from ._query import SystemReader
+    def system_get(self, id: Any, op: str = "system.get") -> dict[str, Any] | None:
+        """A document of a system table at the snapshot (livedb's own reads)."""
+        parsed = parse_id(id)
+        if parsed is None or parsed[0][0] != "_":
+            raise ValidationError(f"{op}: {id!r} is not an id of a system table")
+        self.catalog.for_read(parsed[0], op)
+        doc_id = parsed[1]
+        if self.read_ids is not None:
+            self.read_ids.add(doc_id)
+        blob = self.blob(doc_id)
+        if blob is None:
+            return None
+        doc = decode(blob)
+        doc["_id"] = Id(doc_id)
+        return doc
 
-        return SystemReader(self)
-
-    def insert(self, table: str, document: dict) -> Id:
+    def insert(self, table: str, document: dict[str, Any]) -> Id:
         """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
         raise _read_only("insert")
 
-    def patch(self, id: str, fields: dict) -> None:
+    def patch(self, id: str, fields: dict[str, Any]) -> None:
         """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
         raise _read_only("patch")
 
-    def replace(self, id: str, document: dict) -> None:
+    def replace(self, id: str, document: dict[str, Any]) -> None:
         """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
         raise _read_only("replace")
 
@@ -143,73 +175,95 @@ class Transaction:
         """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
         raise _read_only("delete")
 
-    # -- internals ---------------------------------------------------------------
+    # -- scanning (used by _query.Query) ------------------------------------------------
 
-    def _blob(self, doc_id: str) -> bytes | None:
-        writes = self._writes
+    def blob(self, doc_id: str) -> bytes | None:
+        """The blob of `doc_id` this transaction sees (its own writes first), or None."""
+        writes = self.writes
         if writes is not None and doc_id in writes:
             return writes[doc_id][1]
-        version = self._store.read(doc_id, self._ts)
-        return None if version is None else version[1]
+        return self.store.read(doc_id, self.ts)
 
-    def _version_keys(self, doc_id: str) -> tuple | None:
-        writes = self._writes
-        if writes is not None and doc_id in writes:
-            return writes[doc_id][2]
-        version = self._store.read(doc_id, self._ts)
-        return None if version is None else version[2]
+    def record(self, name: IndexName, start: Any, end: Any) -> None:
+        """Record that the range `[start, end)` of index `name` was read."""
+        if self.read_ranges is not None:
+            self.read_ranges.append((name, start, end))
 
-    def _scan(self, index: tuple, position: int, start: tuple, end: tuple,
-              reverse: bool) -> Iterator[tuple[tuple, bytes]]:
-        """`(key, blob)` of the index entries in `[start, end)` this transaction sees.
+    def scan(self, name: IndexName, position: int, start: Any, end: Any,
+             reverse: bool) -> Iterator[tuple[Any, bytes]]:
+        """`(key, blob)` of the keys in `[start, end)` of index `name` this transaction
+        sees, in order (None bounds: unbounded)."""
+        for keys in self.store.index(name).slices(start, end, reverse):
+            yield from self._visible(name, position, keys)
 
-        The index may hold keys of versions this snapshot cannot see (see index.py): a
-        key counts only if the version visible here has exactly that key.
-        """
-        store = self._store
-        keyed_blob = store.keyed_blob
-        ts = self._ts
-        for key in store.index(index).irange(start, end, reverse):
-            blob = keyed_blob(key, position, ts)
-            if blob is not None:
-                yield key, blob
+    def _visible(self, name: IndexName, position: int, keys: list[Any]
+                 ) -> list[tuple[Any, bytes]]:
+        """The `(key, blob)` of a chunk's keys this transaction sees.
 
-    def _fill(self, index: tuple, position: int, start: tuple, end: tuple, reverse: bool,
-              filters: list, limit: int | None, out: list) -> tuple[tuple | None, bool]:
-        """Append the visible documents passing `filters` to `out`, at most `limit`.
-
-        Returns the last key examined and whether the range was read to its end. This is
-        `_scan` and decoding fused into one loop, `Store.keyed_blob` inlined: the hot path
-        of every query.
-        """
-        store = self._store
+        A key of an unchanged document that is not stale costs one dict lookup. If a
+        collection ran meanwhile (the store's epoch moved) a stale key may have been
+        dropped after the chunk was sliced, so the chunk is checked again, strictly."""
+        store = self.store
         docs = store.docs
-        read = store.read
-        ts = self._ts
-        trusted = self.trusted
-        last = None
-        for keys in store.index(index).slices(start, end, reverse):
+        ts = self.ts
+        stale = store.stale.get(name)
+        epoch = store.epoch
+        strict = bool(epoch & 1)
+        while True:
+            found: list[tuple[Any, bytes]] = []
             for key in keys:
-                doc_id = key[-1][2]
+                doc_id = key if position == 0 else key[-1]
                 version = docs.get(doc_id)
                 if version is None:
                     continue
-                if version[0] > ts:
-                    version = read(doc_id, ts)
-                    if version is None:
+                if not strict:
+                    if version.__class__ is bytes:
+                        if not (stale and key in stale):
+                            found.append((key, version))  # type: ignore[arg-type]
+                            continue
+                    elif version[0] <= ts and version[1] is not None and not (  # type: ignore[index]
+                            stale and key in stale):
+                        found.append((key, version[1]))  # type: ignore[index]
                         continue
-                elif version[1] is None:
-                    continue
-                mine = version[2][position]
-                if mine is not key and mine != key:
-                    continue
+                blob = store.key_visible(name, key, doc_id, ts, strict)
+                if blob is not None:
+                    found.append((key, blob))
+            if store.epoch == epoch:
+                return found
+            epoch = store.epoch
+            strict = True
+
+    def fill(self, name: IndexName, position: int, start: Any, end: Any, reverse: bool,
+             filters: list[Any], limit: int | None, out: list[dict[str, Any]]
+             ) -> tuple[Any, bool]:
+        """Append the visible documents passing `filters` to `out`, at most `limit`.
+
+        Returns the last key examined (None if none) and whether the range was read to
+        its end. The hot loop of every query: the blobs of a chunk are decoded in one call.
+        """
+        trusted = self.trusted
+        last = None
+        for keys in self.store.index(name).slices(start, end, reverse):
+            if limit is None or filters:
+                found = self._visible(name, position, keys)
+            else:
+                need = limit - len(out)
+                found = []
+                done = 0
+                while done < len(keys) and len(found) < need:
+                    step = max(need - len(found), 8)
+                    found += self._visible(name, position, keys[done:done + step])
+                    done += step
+                del found[need:]
+            if not found:
+                continue
+            decoded = decode_many([blob for _key, blob in found])
+            for (key, _blob), doc in zip(found, decoded, strict=True):
                 last = key
-                blob = version[1]
-                doc = decode(blob)
-                doc["_id"] = Id(doc_id)
+                doc["_id"] = Id(key if position == 0 else key[-1])
                 if filters and not _passes(filters, doc):
                     continue
-                trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()), len(blob))
+                trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()))
                 out.append(doc)
                 if limit is not None and len(out) >= limit:
                     return last, False
@@ -219,42 +273,44 @@ class Transaction:
         """Release the snapshot so old versions it kept can be collected."""
         if self._open:
             self._open = False
-            self._store.release(self._ts)
+            self.store.release(self.ts)
 
 
 class WriteTransaction(Transaction):
-    """The `ctx.db` of a mutation: reads plus insert, patch, replace and delete.
+    """The transaction of a mutation: reads plus insert, patch, replace and delete.
 
-    Writes are buffered as `id -> (table, blob, keys)`; `_original` keeps each written
-    document's index keys at the snapshot so reads can overlay the pending keys.
+    Writes are buffered in `writes` as `id -> (table, blob, keys)`; `originals` keeps
+    each written document's index keys at the snapshot (None for a new document) so
+    reads can overlay the pending keys, and the commit can name the keys removed.
     """
 
-    __slots__ = ("_original", "_pending")
+    __slots__ = ("originals", "_pending")
 
-    def __init__(self, db: Database) -> None:
-        super().__init__(db, True)
-        self._writes = {}
-        self._original: dict[str, tuple | None] = {}
-        self._pending: dict[tuple, tuple[list, set]] = {}
+    def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
+                 search_indexes: Any = None) -> None:
+        super().__init__(store, catalog, ts, record, search_indexes)
+        self.writes = {}
+        self.originals: dict[str, tuple[Any, ...] | None] = {}
+        self._pending: dict[IndexName, tuple[list[Any], set[Any]]] = {}
 
-    def insert(self, table: str, document: dict) -> Id:
+    def insert(self, table: str, document: dict[str, Any]) -> Id:
         """Insert a new document; returns its id."""
-        info = self._db._table_for_write(table)
+        info = self.catalog.for_write(table)
         doc = self._checked(info, document, "insert")
-        creation_time = self._db._next_creation_time()
+        creation_time = self.catalog.next_creation_time()
         doc_id = new_id(table, creation_time)
         full = {"_id": doc_id, "_creation_time": creation_time}
         full.update(doc)
-        self._original[doc_id] = None
-        self._put(info, doc_id, full, creation_time, None)
+        self.originals[doc_id] = None
+        self._put(info, doc_id, full, creation_time)
         return Id(doc_id)
 
-    def patch(self, id: str, fields: dict) -> None:
+    def patch(self, id: str, fields: dict[str, Any]) -> None:
         """Shallow-merge `fields` into the document; `DELETE_FIELD` values remove fields."""
-        table, doc_id, current, old_keys = self._existing(id, "patch")
+        table, doc_id, current = self._existing(id, "patch")
         if not isinstance(fields, dict):
             raise ValidationError(f"patch: fields must be a dict, got {type_name(fields)}")
-        info = self._db._table_for_write(table)
+        info = self.catalog.for_write(table, "patch")
         merged = dict(current)
         for name, value in fields.items():
             if name in SYSTEM_FIELDS:
@@ -266,16 +322,15 @@ class WriteTransaction(Transaction):
             else:
                 merged[name] = value
         del merged["_id"], merged["_creation_time"]
-        doc = self._checked(info, merged, "patch")
-        self._replace_with(info, doc_id, current, doc, old_keys)
+        self._replace_with(info, doc_id, current, self._checked(info, merged, "patch"))
 
-    def replace(self, id: str, document: dict) -> None:
+    def replace(self, id: str, document: dict[str, Any]) -> None:
         """Replace the whole document (system fields stay as they are)."""
-        table, doc_id, current, old_keys = self._existing(id, "replace")
+        table, doc_id, current = self._existing(id, "replace")
         if not isinstance(document, dict):
             raise ValidationError(f"replace: document must be a dict, got "
                                   f"{type_name(document)}")
-        info = self._db._table_for_write(table)
+        info = self.catalog.for_write(table, "replace")
         stripped = {}
         for name, value in document.items():
             if name in SYSTEM_FIELDS:
@@ -283,91 +338,95 @@ class WriteTransaction(Transaction):
                     raise ValidationError(f"{table}.{name}: system fields cannot be changed")
                 continue
             stripped[name] = value
-        doc = self._checked(info, stripped, "replace")
-        self._replace_with(info, doc_id, current, doc, old_keys)
+        self._replace_with(info, doc_id, current, self._checked(info, stripped, "replace"))
 
     def delete(self, id: str) -> None:
         """Delete the document."""
-        table, doc_id, _current, _keys = self._existing(id, "delete")
-        self._writes[doc_id] = (table, None, None)
+        table, doc_id, _current = self._existing(id, "delete")
+        self.writes[doc_id] = (table, None, None)  # type: ignore[index]
         if self._pending:
             self._pending.clear()
 
-    # -- system tables: livedb's own writes (scheduler, file storage) ----------------
+    # -- livedb's own writes to system tables (scheduler, file storage, serve, import) --
 
-    def _system_insert(self, table: str, fields: dict, doc_id: str | None = None,
-                       creation_time: float | None = None) -> Id:
-        """Insert into a system table, skipping the user-write refusal and the schema.
-
-        `doc_id` and `creation_time` keep a given identity (import); by default both are new.
-        """
-        info = self._db._tables[table]
+    def system_insert(self, table: str, fields: dict[str, Any], doc_id: str | None = None,
+                      creation_time: float | None = None) -> Id:
+        """Insert into a system table (or, for an import, a user table), skipping the
+        system-table refusal and the schema. `doc_id` and `creation_time` keep a given
+        identity (an import); by default both are new."""
+        info = self.catalog.for_read(table, "insert")
         if doc_id is None or creation_time is None:
-            creation_time = self._db._next_creation_time()
+            creation_time = self.catalog.next_creation_time()
             doc_id = new_id(table, creation_time)
         full = {"_id": doc_id, "_creation_time": creation_time}
         full.update(fields)
-        self._original.setdefault(doc_id, None)
-        self._put(info, doc_id, full, creation_time, None)
+        self.originals.setdefault(doc_id, None)
+        self._put(info, doc_id, full, creation_time)
         return Id(doc_id)
 
-    def _system_update(self, id: str, fields: dict | None) -> dict | None:
-        """Shallow-merge `fields` into a system document, or delete it when `fields` is None.
-
-        Returns the document as it was before, or None (and writes nothing) if it is absent.
-        """
+    def system_update(self, id: Any, fields: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Shallow-merge `fields` into a system document, or delete it when `fields` is
+        None. Returns the document as it was before, or None (and writes nothing) if it
+        is absent."""
         doc_id = str(id)
-        self.read_ids.add(doc_id)
-        written = self._writes.get(doc_id)
-        if written is not None:
-            blob, keys = written[1], written[2]
-        else:
-            version = self._store.read(doc_id, self._ts)
-            if version is None:
-                return None
-            blob, keys = version[1], version[2]
-            self._original[doc_id] = keys
-        if blob is None:
+        if self.read_ids is not None:
+            self.read_ids.add(doc_id)
+        current = self._current(doc_id)
+        if current is None:
             return None
-        current = decode(blob)
         table = doc_id[:doc_id.index(":")]
         if fields is None:
-            self._writes[doc_id] = (table, None, None)
+            self.writes[doc_id] = (table, None, None)  # type: ignore[index]
             if self._pending:
                 self._pending.clear()
         else:
             merged = dict(current)
             merged.update(fields)
-            self._put(self._db._tables[table], doc_id, merged, merged["_creation_time"], keys)
+            self._put(self.catalog.for_read(table, "update"), doc_id, merged,
+                      merged["_creation_time"])
         return current
 
-    # -- end of system-table writes --------------------------------------------------
+    def checked_put(self, info: TableInfo, doc_id: str, creation_time: float,
+                    fields: dict[str, Any], op: str) -> None:
+        """Validate `fields` for `info` and write them as document `doc_id` (an import)."""
+        full = {"_id": doc_id, "_creation_time": creation_time}
+        full.update(self._checked(info, fields, op))
+        self.originals.setdefault(doc_id, None)
+        self._put(info, doc_id, full, creation_time)
 
-    # -- internals ---------------------------------------------------------------
+    # -- internals -----------------------------------------------------------------------
 
-    def _existing(self, id: Any, op: str) -> tuple[str, str, dict, tuple]:
+    def _current(self, doc_id: str) -> dict[str, Any] | None:
+        """The document as this mutation sees it, remembering its keys at the snapshot."""
+        written = self.writes.get(doc_id)  # type: ignore[union-attr]
+        if written is not None:
+            blob = written[1]
+            return None if blob is None else decode(blob)
+        blob = self.store.read(doc_id, self.ts)
+        if blob is None:
+            return None
+        current = decode(blob)
+        if doc_id not in self.originals:
+            info = self.catalog.for_read(doc_id[:doc_id.index(":")], "update")
+            self.originals[doc_id] = info.keys(current, doc_id, current["_creation_time"])
+        return current
+
+    def _existing(self, id: Any, op: str) -> tuple[str, str, dict[str, Any]]:
         parsed = parse_id(id)
         if parsed is None:
             raise ValidationError(f"{op}: {id!r} is not a document id")
         table, doc_id = parsed
         if table[0] == "_":
             raise ValidationError(f"{op}: {id!r} belongs to a read-only system table")
-        self.read_ids.add(doc_id)
-        written = self._writes.get(doc_id)
-        if written is not None:
-            blob, keys = written[1], written[2]
-        else:
-            version = self._store.read(doc_id, self._ts)
-            if version is None:
-                blob = keys = None
-            else:
-                blob, keys = version[1], version[2]
-                self._original[doc_id] = keys
-        if blob is None:
+        if self.read_ids is not None:
+            self.read_ids.add(doc_id)
+        current = self._current(doc_id)
+        if current is None:
+            self.catalog.for_read(table, op)
             raise DocumentNotFoundError(f"{op}: no document with id {id!r}")
-        return table, keys[0][-1][2], decode(blob), keys
+        return table, doc_id, current
 
-    def _checked(self, info: TableInfo, document: Any, op: str) -> dict:
+    def _checked(self, info: TableInfo, document: Any, op: str) -> dict[str, Any]:
         table = info.name
         if not isinstance(document, dict):
             raise ValidationError(f"{op}: {table}: a document must be a dict, got "
@@ -379,141 +438,134 @@ class WriteTransaction(Transaction):
             document = (check_any if info.check is None else info.check)(document, 1)
         except Mismatch as e:
             raise ValidationError(e.render(table)) from None
-        return document
+        return document  # type: ignore[no-any-return]
 
-    def _replace_with(self, info: TableInfo, doc_id: str, current: dict, doc: dict,
-                      old_keys: tuple) -> None:
+    def _replace_with(self, info: TableInfo, doc_id: str, current: dict[str, Any],
+                      doc: dict[str, Any]) -> None:
         creation_time = current["_creation_time"]
         full = {"_id": current["_id"], "_creation_time": creation_time}
         full.update(doc)
-        self._put(info, doc_id, full, creation_time, old_keys)
+        self._put(info, doc_id, full, creation_time)
 
-    def _put(self, info: TableInfo, doc_id: str, full: dict, creation_time: float,
-             old_keys: tuple | None) -> None:
+    def _put(self, info: TableInfo, doc_id: str, full: dict[str, Any],
+             creation_time: float) -> None:
         definition = info.definition
         if definition is not None and definition.vector_indexes:
             check_vectors(info.name, definition.vector_indexes, full)
         blob = encode(full)
         if len(blob) > MAX_DOCUMENT_BYTES:
             check_size(blob, info.name)
-        keys = info.keys_for(full, doc_id, creation_time)
-        if old_keys is not None:
-            keys = tuple([o if o == n else n for o, n in zip(old_keys, keys, strict=True)])
-        self._writes[doc_id] = (info.name, blob, keys)
+        keys = info.keys(full, doc_id, creation_time)
+        old = self.originals.get(doc_id)
+        if old is not None:
+            keys = tuple([o if o == n else n for o, n in zip(old, keys, strict=True)])
+        self.writes[doc_id] = (info.name, blob, keys)  # type: ignore[index]
         if self._pending:
             self._pending.clear()
 
-    def _scan(self, index: tuple, position: int, start: tuple, end: tuple,
-              reverse: bool) -> Iterator[tuple[tuple, bytes]]:
-        writes = self._writes
+    def scan(self, name: IndexName, position: int, start: Any, end: Any,
+             reverse: bool) -> Iterator[tuple[Any, bytes]]:
+        writes = self.writes
         if not writes:
-            yield from Transaction._scan(self, index, position, start, end, reverse)
+            yield from Transaction.scan(self, name, position, start, end, reverse)
             return
-        pending, pending_set = self._pending_keys(index, position)
-        lo, hi = bisect_left(pending, start), bisect_left(pending, end)
+        pending, pending_set = self._pending_keys(name, position)
+        lo = 0 if start is None else bisect_left(pending, start)
+        hi = len(pending) if end is None else bisect_left(pending, end)
         extra = pending[lo:hi]
         if reverse:
             extra.reverse()
         i, n = 0, len(extra)
-        store = self._store
-        ts = self._ts
-        for key in store.index(index).irange(start, end, reverse):
-            doc_id = key[-1][2]
+        for key, blob in Transaction.scan(self, name, position, start, end, reverse):
+            doc_id = key if position == 0 else key[-1]
             written = writes.get(doc_id)
             if written is not None:
                 keys = written[2]
                 if keys is None or keys[position] != key or key in pending_set:
                     continue
-                blob = written[1]
-            else:
-                blob = store.keyed_blob(key, position, ts)
-                if blob is None:
-                    continue
+                blob = written[1]  # type: ignore[assignment]
             while i < n and ((extra[i] < key) != reverse):
-                yield extra[i], writes[extra[i][-1][2]][1]
+                yield extra[i], self._pending_blob(extra[i], position)
                 i += 1
             yield key, blob
         while i < n:
-            yield extra[i], writes[extra[i][-1][2]][1]
+            yield extra[i], self._pending_blob(extra[i], position)
             i += 1
 
-    def _fill(self, index: tuple, position: int, start: tuple, end: tuple, reverse: bool,
-              filters: list, limit: int | None, out: list) -> tuple[tuple | None, bool]:
+    def _pending_blob(self, key: Any, position: int) -> bytes:
+        blob = self.writes[key if position == 0 else key[-1]][1]  # type: ignore[index]
+        assert blob is not None
+        return blob
+
+    def fill(self, name: IndexName, position: int, start: Any, end: Any, reverse: bool,
+             filters: list[Any], limit: int | None, out: list[dict[str, Any]]
+             ) -> tuple[Any, bool]:
+        if not self.writes:
+            return Transaction.fill(self, name, position, start, end, reverse, filters,
+                                    limit, out)
         last = None
-        for key, blob in self._scan(index, position, start, end, reverse):
+        trusted = self.trusted
+        for key, blob in self.scan(name, position, start, end, reverse):
             last = key
-            doc = to_document(blob)
+            doc = decode(blob)
+            doc["_id"] = Id(key if position == 0 else key[-1])
             if filters and not _passes(filters, doc):
                 continue
-            self.trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()), len(blob))
+            trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()))
             out.append(doc)
             if limit is not None and len(out) >= limit:
                 return last, False
         return last, True
 
-    def _pending_keys(self, index: tuple, position: int) -> tuple[list, set]:
+    def _pending_keys(self, name: IndexName, position: int) -> tuple[list[Any], set[Any]]:
         """Sorted keys of this index held by pending writes but not by the snapshot."""
-        found = self._pending.get(index)
+        found = self._pending.get(name)
         if found is None:
-            table = index[0]
-            original = self._original
+            table = name[0]
+            originals = self.originals
             keys = []
-            for doc_id, (written_table, _blob, new) in self._writes.items():
+            for doc_id, (written_table, _blob, new) in self.writes.items():  # type: ignore[union-attr]
                 if written_table != table or new is None:
                     continue
-                old = original.get(doc_id)
+                old = originals.get(doc_id)
                 if old is None or old[position] != new[position]:
                     keys.append(new[position])
             keys.sort()
-            found = self._pending[index] = (keys, set(keys))
+            found = self._pending[name] = (keys, set(keys))
         return found
 
-    def commit_changes(self) -> tuple[list, dict]:
-        """The final writes, and per index `(position, removed, added, rewritten)` keys.
-
-        `rewritten` holds the unchanged keys of documents written in place: the index
-        itself keeps them, but a reader of that range read the document, so it counts.
-        """
-        docs = []
-        changes: dict[tuple, tuple[int, list, list, list]] = {}
-        original = self._original
-        tables = self._db._tables
-        for doc_id, (table, blob, keys) in self._writes.items():
-            old = original.get(doc_id)
+    def commit_changes(self) -> tuple[list[Write], Changes]:
+        """The final writes, and per index `(removed, added, rewritten)` keys."""
+        out: list[Write] = []
+        changes: Changes = {}
+        originals = self.originals
+        tables = self.catalog.tables
+        for doc_id, (table, blob, keys) in self.writes.items():  # type: ignore[union-attr]
+            old = originals.get(doc_id)
             if blob is None and old is None:
                 continue
-            docs.append((doc_id, blob, keys))
-            for position, name in enumerate(tables[table].index_names):
+            out.append((doc_id, blob, 0.0 if keys is None else keys[1][1]))
+            for position, name in enumerate(tables[table].index_ids):
                 old_key = None if old is None else old[position]
                 new_key = None if keys is None else keys[position]
-                entry = changes.get((table, name))
+                entry = changes.get(name)
                 if entry is None:
-                    entry = changes[(table, name)] = (position, [], [], [])
+                    entry = changes[name] = ([], [], [])
                 if old_key is new_key:
-                    entry[3].append(old_key)
+                    entry[2].append(old_key)
                     continue
                 if old_key is not None:
-                    entry[1].append(old_key)
+                    entry[0].append(old_key)
                 if new_key is not None:
-                    entry[2].append(new_key)
-        return docs, changes
+                    entry[1].append(new_key)
+        return out, changes
 
 
-def _read_only(op: str) -> LiveDBError:
-    return LiveDBError(f"ctx.db.{op}: queries are read-only; write from a @mutation "
-                       "(or call one with ctx.run_mutation from an action)")
-
-
-def _passes(filters: list, doc: dict) -> bool:
+def _passes(filters: list[Any], doc: dict[str, Any]) -> bool:
     for predicate in filters:
         if not predicate(doc):
             return False
     return True
 
 
-def next_after(previous: float, now: float) -> float:
-    """A creation time after `previous`: `now` when it is later, else the next float."""
-    return now if now > previous else math.nextafter(previous, math.inf)
-
-
-__all__ = ["DELETE_FIELD", "Transaction", "WriteTransaction"]
+_address = id

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errors import ValidationError
-from ._ids import Id, parse_id, valid_table_name
+from ._ids import Id, parse_id, system_table_name, valid_table_name
 from ._values import (
     INT64_MAX,
     INT64_MIN,
@@ -370,8 +370,7 @@ class IdValidator(Validator):
 
     def __init__(self, table: str) -> None:
         super().__init__()
-        if not isinstance(table, str) or not (valid_table_name(table) or table in (
-                "_scheduled_functions", "_storage")):
+        if not (valid_table_name(table) or system_table_name(table)):
             raise TypeError(f"v.id takes a table name, got {table!r}")
         self.table = table
 

@@ -14,57 +14,18 @@ import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from ._errors import AuthError, LiveDBError, SchemaError, ValidationError
+from ._catalog import register_well_known_table
+from ._database import Database, kernel_of, set_token_resolver
+from ._errors import AuthError, SchemaError, ValidationError
 from ._functions import mutation, query
+from ._identity import UserIdentity
 from ._ids import Id
-from ._schema import TableDefinition, TableInfo, define_table
+from ._schema import TableDefinition, define_table
 from ._validators import v
 from ._values import type_name
-
-if TYPE_CHECKING:
-    from ._database import Database
-
-
-@dataclass(frozen=True)
-class UserIdentity:
-    """An authenticated caller. `token_identifier` defaults to ``"issuer|subject"``."""
-
-    subject: str
-    issuer: str = "livedb"
-    token_identifier: str = ""
-    name: str | None = None
-    given_name: str | None = None
-    family_name: str | None = None
-    nickname: str | None = None
-    preferred_username: str | None = None
-    profile_url: str | None = None
-    picture_url: str | None = None
-    email: str | None = None
-    email_verified: bool | None = None
-    gender: str | None = None
-    birthday: str | None = None
-    timezone: str | None = None
-    language: str | None = None
-    phone_number: str | None = None
-    phone_number_verified: bool | None = None
-    address: str | None = None
-    updated_at: str | None = None
-    custom_claims: tuple[tuple[str, Any], ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.subject, str) or not self.subject:
-            raise TypeError(f"UserIdentity.subject must be a non-empty str, got "
-                            f"{self.subject!r}")
-        if not isinstance(self.issuer, str) or not self.issuer:
-            raise TypeError(f"UserIdentity.issuer must be a non-empty str, got {self.issuer!r}")
-        if not self.token_identifier:
-            object.__setattr__(self, "token_identifier", f"{self.issuer}|{self.subject}")
-        elif not isinstance(self.token_identifier, str):
-            raise TypeError("UserIdentity.token_identifier must be a str")
-
 
 # -- PasswordAuth ------------------------------------------------------------------------
 
@@ -127,6 +88,10 @@ _NEEDED_INDEXES = {USERS: (), ACCOUNTS: ("by_email", "by_user", _BY_PARAMS),
                    RATE_LIMITS: ("by_key", "by_updated_at")}
 
 
+for _name in AUTH_TABLE_NAMES:
+    register_well_known_table(_name, lambda name=_name: auth_tables()[name])
+
+
 @dataclass(frozen=True)
 class Session:
     """A signed-in session: the token to hand to the client, and whose it is."""
@@ -150,13 +115,14 @@ def _utf8(text: str, what: str) -> bytes:
                               f"U+{ord(text[e.start]):04X} at index {e.start}") from None
 
 
-def _token_hash(token: str) -> bytes:
+def token_hash(token: str) -> bytes:
+    """The SHA-256 of a session token: what is stored of it."""
     return hashlib.sha256(_utf8(token, "token")).digest()
 
 
 def _new_token() -> tuple[str, bytes]:
     token = secrets.token_urlsafe(32)
-    return token, _token_hash(token)
+    return token, token_hash(token)
 
 
 def _account(ctx: Any, email: str) -> dict[str, Any] | None:
@@ -395,15 +361,12 @@ class PasswordAuth:
         self._dummy_salt = os.urandom(16)
         self._dummy_hash = self._timed_hash(b"not a password", self._dummy_salt, self._params,
                                             record=False)
-        db._set_token_resolver(self._client_session)
+        set_token_resolver(db, self._client_session)
 
     def _register_tables(self) -> None:
-        tables = self._db._tables
-        for name, definition in auth_tables().items():
-            info = tables.get(name)
-            if info is None:
-                tables.setdefault(name, TableInfo(name, definition, True))
-                continue
+        catalog = kernel_of(self._db).catalog
+        for name in auth_tables():
+            info = catalog.for_read(name, "PasswordAuth")
             missing = [n for n in _NEEDED_INDEXES[name] if n not in info.positions]
             if missing:
                 raise SchemaError(f"PasswordAuth: table {name!r} lacks the indexes "
@@ -450,10 +413,7 @@ class PasswordAuth:
                 "hash": self._timed_hash(secret, salt, self._params)}
 
     def _now(self) -> float:
-        now = self._db._clock()
-        if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
-            raise LiveDBError(f"the database clock returned {now!r}, not a finite number")
-        return float(now)
+        return kernel_of(self._db).catalog.now()
 
     def _new_password(self, password: Any) -> bytes:
         secret = _secret(password)
@@ -505,7 +465,7 @@ class PasswordAuth:
         token is not valid Unicode)."""
         if not isinstance(token, str):
             return False
-        return bool(self._db.mutation(_close_session, {"token_hash": _token_hash(token)}))
+        return bool(self._db.mutation(_close_session, {"token_hash": token_hash(token)}))
 
     def identity(self, token: str) -> UserIdentity:
         """The identity a live session token stands for; `AuthError` if it is not one
@@ -529,7 +489,7 @@ class PasswordAuth:
     def _live_session(self, token: Any) -> dict[str, Any]:
         if not isinstance(token, str) or not token:
             raise AuthError(_BAD_TOKEN)
-        return self._session_of(_token_hash(token))
+        return self._session_of(token_hash(token))
 
     def _session_of(self, token_hash: bytes) -> dict[str, Any]:
         session: dict[str, Any] | None = self._db.query(_find_session,
@@ -544,10 +504,10 @@ class PasswordAuth:
         before each call, raising `AuthError` once the session is signed out, revoked or
         expired (one indexed lookup and a look at the database clock)."""
         identity = self.identity(token)
-        token_hash = _token_hash(token)
+        digest = token_hash(token)
 
         def check() -> None:
-            self._session_of(token_hash)
+            self._session_of(digest)
 
         return identity, check
 

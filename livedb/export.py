@@ -45,9 +45,10 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from ._database import SYSTEM_TABLES, Database
+from ._database import Database, files_of, kernel_of
 from ._errors import LiveDBError, ValidationError
 from ._ids import new_id, parse_id, valid_table_name
+from ._query import Reader, Writer
 from ._storage import (
     CHUNK,
     EXPORT_FILES,
@@ -57,7 +58,6 @@ from ._storage import (
     FileImport,
     check_content_type,
 )
-from ._transaction import Transaction, WriteTransaction
 from ._values import KEY_MAX, MAX_DOCUMENT_BYTES, decode, type_name
 
 FORMAT = "livedb-export"
@@ -197,14 +197,16 @@ def _export(db: Database, destination: str | os.PathLike[str] | IO[bytes],
 
 def _write_zip(db: Database, out: IO[bytes], progress: Progress | None) -> dict[str, int]:
     counts: dict[str, int] = {}
-    with db._files.pinned():
-        txn = Transaction(db)
+    files = files_of(db)
+    kernel = kernel_of(db)
+    with files.pinned():
+        txn = kernel.reader()
         try:
-            tables = sorted(name for name in db._tables if name not in SYSTEM_TABLES)
+            tables = kernel.catalog.user_tables()
             with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
                 for table in tables:
                     counts[table] = _write_table(txn, archive, table, progress)
-                stored = db._files.export_to(txn, archive)
+                stored = files.export_to(txn, archive)
                 if stored:
                     counts[TABLE] = stored
                 manifest = {"format": FORMAT, "version": VERSION, "exported_at": time.time(),
@@ -215,14 +217,14 @@ def _write_zip(db: Database, out: IO[bytes], progress: Progress | None) -> dict[
     return counts
 
 
-def _write_table(txn: Transaction, archive: zipfile.ZipFile, table: str,
+def _write_table(txn: Reader, archive: zipfile.ZipFile, table: str,
                  progress: Progress | None) -> int:
     index = (table, "by_creation_time")
-    total = len(txn._store.index(index))
+    total = len(txn.store.index(index))
     done = 0
     with archive.open(f"{table}/{DOCUMENTS}", "w", force_zip64=True) as raw:
         out = io.BufferedWriter(raw, 1 << 16)
-        for _key, blob in txn._scan(index, 1, (), (KEY_MAX,), False):
+        for _key, blob in txn.scan(index, 1, (), (KEY_MAX,), False):
             out.write(dumps(decode(blob)).encode() + b"\n")
             done += 1
             if progress is not None and not done % 1000:
@@ -416,10 +418,7 @@ def _too_long(member: str, number: int) -> ValidationError:
 
 def _now(db: Database) -> float:
     """The database clock's now, for the bound on imported creation times."""
-    now = db._clock()
-    if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
-        raise LiveDBError(f"the database clock returned {now!r}, not a finite number")
-    return float(now)
+    return kernel_of(db).catalog.now()
 
 
 def _creation_time(value: Any, now: float, where: str) -> float:
@@ -437,12 +436,12 @@ def _import(db: Database, archive: zipfile.ZipFile, members: dict[str, zipfile.Z
             progress: Progress | None) -> dict[str, int]:
     counts: dict[str, int] = {}
     now = _now(db)
-    files = db._files.importer()
+    files = files_of(db).importer()
     try:
         rows = _stage_files(archive, members, files, now)
 
         def run(ctx: Any) -> None:
-            txn: WriteTransaction = ctx.db
+            txn: Writer = ctx.db
             for table, (info, total) in tables.items():
                 counts[table] = _import_table(db, txn, archive, table, info, total, mode, now,
                                               progress)
@@ -458,10 +457,11 @@ def _import(db: Database, archive: zipfile.ZipFile, members: dict[str, zipfile.Z
     return counts
 
 
-def _import_table(db: Database, txn: WriteTransaction, archive: zipfile.ZipFile, table: str,
+def _import_table(db: Database, txn: Writer, archive: zipfile.ZipFile, table: str,
                   info: zipfile.ZipInfo, total: int | None, mode: str, now: float,
                   progress: Progress | None) -> int:
-    table_info = db._table_for_write(table)
+    catalog = kernel_of(db).catalog
+    table_info = catalog.for_write(table, "import")
     if mode == "replace":
         for doc in txn.query(table).collect():
             txn.delete(doc["_id"])
@@ -473,20 +473,17 @@ def _import_table(db: Database, txn: WriteTransaction, archive: zipfile.ZipFile,
         where = f"{info.filename} line {number}"
         doc_id, creation_time, fields = _document(table, line, where, now)
         if doc_id is None:
-            creation_time = db._next_creation_time()
+            creation_time = catalog.next_creation_time()
             doc_id = new_id(table, creation_time)
-        elif txn._blob(doc_id) is not None:
+        elif txn.blob(doc_id) is not None:
             raise LiveDBError(f"import: {where}: a document with _id {doc_id!r} "
                               "already exists")
-        elif creation_time > db._last_time:
-            db._last_time = creation_time
+        else:
+            catalog.saw_creation_time(creation_time)
         try:
-            checked = txn._checked(table_info, fields, "import")
+            txn.checked_put(table_info, doc_id, creation_time, fields, "import")
         except ValidationError as e:
             raise ValidationError(f"import: {where}: {e}") from None
-        full = {"_id": doc_id, "_creation_time": creation_time}
-        full.update(checked)
-        txn._put(table_info, doc_id, full, creation_time, None)
         done += 1
         if progress is not None and not done % 1000:
             progress(table, done, total)
@@ -522,7 +519,7 @@ def _stage_files(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
     return rows
 
 
-def _import_files(db: Database, txn: WriteTransaction, files: FileImport,
+def _import_files(db: Database, txn: Writer, files: FileImport,
                   rows: list[tuple[str, float, dict[str, Any]]], mode: str) -> None:
     existing = txn.system.query(TABLE).collect()
     if mode == "replace":
@@ -532,12 +529,11 @@ def _import_files(db: Database, txn: WriteTransaction, files: FileImport,
         raise LiveDBError("import: the database already has stored files; import with "
                           "mode='append' or 'replace' (--append / --replace)")
     for doc_id, creation_time, fields in rows:
-        if txn._blob(doc_id) is not None:
+        if txn.blob(doc_id) is not None:
             raise LiveDBError(f"import: {EXPORT_ROWS}: a stored file with _id {doc_id!r} "
                               "already exists")
-        if creation_time > db._last_time:
-            db._last_time = creation_time
-        txn._system_insert(TABLE, fields, doc_id, creation_time)
+        kernel_of(db).catalog.saw_creation_time(creation_time)
+        txn.system_insert(TABLE, fields, doc_id, creation_time)
     files.place()
 
 

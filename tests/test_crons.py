@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livedb import AppError, Crons, Database, ValidationError, action, mutation, query, v
-from livedb._scheduler import CronExpression
+from livedb._crons import CronExpression
 
 
 @mutation(args={"tag": v.string()})

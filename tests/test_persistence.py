@@ -29,7 +29,8 @@ from livedb import (
     query,
     v,
 )
-from livedb._persistence import APPLICATION_ID, FORMAT_VERSION, Persistence
+from livedb._database import kernel_of
+from livedb._engines.sqlite import APPLICATION_ID, FORMAT_VERSION, SqliteEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,7 +195,7 @@ def test_a_mutation_that_only_reads_returns_what_was_committed(path):
 
 
 class GatedWrites:
-    """Wraps `Persistence._write`: records batch sizes; can hold writes until released."""
+    """Wraps `SqliteEngine._write`: records batch sizes; can hold writes until released."""
 
     def __init__(self, monkeypatch, hold=False, delay=0.0):
         self.sizes: list[int] = []
@@ -202,7 +203,7 @@ class GatedWrites:
         self.release = threading.Event()
         if not hold:
             self.release.set()
-        original = Persistence._write
+        original = SqliteEngine._write
 
         def write(persistence, batch):
             self.sizes.append(len(batch))
@@ -212,7 +213,7 @@ class GatedWrites:
                 time.sleep(delay)
             return original(persistence, batch)
 
-        monkeypatch.setattr(Persistence, "_write", write)
+        monkeypatch.setattr(SqliteEngine, "_write", write)
 
 
 def test_concurrent_mutations_share_syncs_and_all_survive(path, monkeypatch):
@@ -690,7 +691,7 @@ def test_a_read_only_file_is_a_clear_error(tmp_path):
 
 def _fill_the_disk(db):
     """Let the file grow by a few pages at most, as a full disk would."""
-    conn = db._persist._conn
+    conn = kernel_of(db).engine._conn
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count={pages + 1}")
     return lambda: conn.execute("PRAGMA max_page_count=1073741823")
@@ -720,7 +721,7 @@ def test_a_failed_write_also_fails_the_commits_that_read_it(path, monkeypatch):
     with Database(SCHEMA, path=path) as db:
         base = db.mutation(add_task, {"title": "base", "rank": 1})
         gate = GatedWrites(monkeypatch, hold=True)
-        original = Persistence._write
+        original = SqliteEngine._write
         calls = []
 
         def failing(persistence, batch):
@@ -733,7 +734,7 @@ def test_a_failed_write_also_fails_the_commits_that_read_it(path, monkeypatch):
                 raise error
             return original(persistence, batch)
 
-        monkeypatch.setattr(Persistence, "_write", failing)
+        monkeypatch.setattr(SqliteEngine, "_write", failing)
         errors = {}
 
         def run(name, fn):
@@ -774,7 +775,7 @@ def test_a_failed_write_also_fails_the_commits_that_read_it(path, monkeypatch):
 def test_an_uncertain_write_failure_refuses_further_writes_until_reopened(path, monkeypatch):
     with Database(SCHEMA, path=path) as db:
         db.mutation(add_task, {"title": "safe", "rank": 1})
-        original = Persistence._write
+        original = SqliteEngine._write
         calls = []
 
         def failing(persistence, batch):
@@ -785,7 +786,7 @@ def test_an_uncertain_write_failure_refuses_further_writes_until_reopened(path, 
                 raise error
             return original(persistence, batch)
 
-        monkeypatch.setattr(Persistence, "_write", failing)
+        monkeypatch.setattr(SqliteEngine, "_write", failing)
         with pytest.raises(LiveDBError, match="disk I/O error"):
             db.mutation(add_task, {"title": "lost", "rank": 2})
         with pytest.raises(LiveDBError, match="uncertain.*open it again"):
@@ -803,7 +804,7 @@ def test_random_write_failures_leave_exactly_the_successful_mutations(path, monk
     what the mutations that returned normally wrote."""
     import random
 
-    original = Persistence._write
+    original = SqliteEngine._write
     rng = random.Random(11)
     lock = threading.Lock()
 
@@ -816,7 +817,7 @@ def test_random_write_failures_leave_exactly_the_successful_mutations(path, monk
             raise error
         return original(persistence, batch)
 
-    monkeypatch.setattr(Persistence, "_write", flaky)
+    monkeypatch.setattr(SqliteEngine, "_write", flaky)
     models: list[dict] = [{} for _ in range(3)]
 
     def work(number):

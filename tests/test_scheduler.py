@@ -19,8 +19,10 @@ import pytest
 
 import livedb
 from livedb import AppError, Database, LiveDBError, ValidationError, action, mutation, query, v
+from livedb import _crons as crons_module
 from livedb import _scheduler as scheduler_module
-from livedb._persistence import Persistence
+from livedb._database import kernel_of
+from livedb._engines.sqlite import SqliteEngine
 
 # -- functions the tests schedule (module level: scheduled calls are found by name) ----------
 
@@ -524,7 +526,7 @@ def test_a_function_that_is_gone_after_a_restart_is_marked_failed(tmp_path, monk
         db.mutation(lambda ctx: ctx.scheduler.run_after(0, vanishing.write_then_die, {"tag": "x"}))
     (tmp_path / "vanishing.py").unlink()
     monkeypatch.delitem(sys.modules, "vanishing")
-    monkeypatch.setattr(scheduler_module, "_resolved", {})
+    monkeypatch.setattr(crons_module, "_resolved", {})
     with Database(path=path, clock=lambda: 1000.0) as db, caplog.at_level(logging.ERROR,
                                                                           "livedb"):
         assert db.run_scheduled() == 1
@@ -661,7 +663,7 @@ class SmallDisk:
 
     def fill(self, db: Database) -> None:
         if not self.mounted:
-            conn = db._persist._conn
+            conn = kernel_of(db).engine._conn
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
             conn.execute(f"PRAGMA max_page_count={pages}")
             self._full.append(conn)
@@ -871,7 +873,7 @@ def test_old_rows_are_deleted_once_space_returns(small_disk):
 def _fail_the_next_write_uncertainly(monkeypatch) -> list[int]:
     """Make the next write fail as an I/O error while syncing would: the file's state is
     uncertain, so the database refuses every write until it is reopened."""
-    original = Persistence._write
+    original = SqliteEngine._write
     calls: list[int] = []
 
     def failing(persistence, batch):
@@ -882,7 +884,7 @@ def _fail_the_next_write_uncertainly(monkeypatch) -> list[int]:
             raise error
         return original(persistence, batch)
 
-    monkeypatch.setattr(Persistence, "_write", failing)
+    monkeypatch.setattr(SqliteEngine, "_write", failing)
     return calls
 
 

@@ -21,7 +21,9 @@ from livedb import (
     v,
 )
 from livedb import _search as search_module
-from livedb._transaction import Transaction, WriteTransaction
+from livedb import _searchindex as searchindex_module
+from livedb._database import kernel_of
+from livedb._query import Writer
 
 SCHEMA = define_schema({
     "messages": define_table({"channel": v.string(), "kind": v.optional(v.string()),
@@ -38,8 +40,9 @@ def db(request, monkeypatch):
     """A database whose search indexes rank with numpy, or with the pure-Python fallback."""
     if request.param == "python":
         monkeypatch.setattr(search_module, "np", None)
+        monkeypatch.setattr(searchindex_module, "np", None)
     database = Database(SCHEMA)
-    index = database._search.search[("messages", "search_body")]
+    index = kernel_of(database).search_indexes.search[("messages", "search_body")]
     assert (index.columns is not None) == (request.param == "numpy")
     return database
 
@@ -289,14 +292,14 @@ def test_patches_replaces_and_deletes_are_reflected(db):
 
 
 def test_old_versions_leave_the_index_once_collected(db, monkeypatch):
-    monkeypatch.setattr(search_module, "_REBUILD_AT", 8)
+    monkeypatch.setattr(searchindex_module, "_REBUILD_AT", 8)
     (doc,) = insert(db, "version zero")
     (other,) = insert(db, "other document")
     for n in range(1, 50):
         db.mutation(lambda ctx, n=n: ctx.db.patch(doc, {"body": f"version word{n}"}))
         assert search(db, f"word{n}") == [f"version word{n}"]
         assert search(db, "version") == [f"version word{n}"]
-    index = db._search.search[("messages", "search_body")]
+    index = kernel_of(db).search_indexes.search[("messages", "search_body")]
     assert len(index.entries[doc]) == 1 and len(index.entries[other]) == 1
     columns = index.columns
     if columns is None:
@@ -315,20 +318,19 @@ def test_old_versions_leave_the_index_once_collected(db, monkeypatch):
 def test_rolled_back_commits_leave_the_index(db):
     """A durable commit that fails to reach the disk is rolled back in the store."""
     (doc,) = insert(db, "kept words")
-    txn = WriteTransaction(db)
+    kernel = kernel_of(db)
+    store = kernel.store
+    txn = Writer(store, kernel.catalog, store.writer_snapshot(), False, kernel.search_indexes)
     txn.patch(doc, {"body": "lost words"})
     txn.insert("messages", {"channel": "general", "body": "lost too"})
-    docs, changes = txn.commit_changes()
+    writes, changes = txn.commit_changes()
     txn.close()
-    store = db._store
-    with db._write_lock:
-        ts = store.commit(docs, changes, publish=False)
-        info = db._tables["messages"]
-        store.rollback(ts - 1, {d[0]: [("messages", n) for n in info.index_names]
-                                for d in docs})
+    with kernel._write_lock:
+        ts = store.commit(writes, changes, publish=False)
+        store.rollback(ts - 1, [w[0] for w in writes], [changes])
     assert search(db, "words") == ["kept words"]
     assert search(db, "lost") == []
-    index = db._search.search[("messages", "search_body")]
+    index = kernel_of(db).search_indexes.search[("messages", "search_body")]
     assert len(index.entries) == 1 and len(index.entries[doc]) == 1
     db.mutation(lambda ctx: ctx.db.patch(doc, {"body": "kept again"}))
     assert search(db, "kept") == ["kept again"]
@@ -336,7 +338,7 @@ def test_rolled_back_commits_leave_the_index(db):
 
 def test_a_search_sees_its_snapshot_and_not_later_commits(db):
     (doc,) = insert(db, "before")
-    txn = Transaction(db)
+    txn = kernel_of(db).reader()
     try:
         db.mutation(lambda ctx: ctx.db.patch(doc, {"body": "after"}))
         insert(db, "before too")
@@ -559,6 +561,6 @@ def test_searches_in_other_threads_see_whole_commits(db):
         thread.join()
     assert problems == []
     insert(db, "a commit once the readers are gone collects what they kept")
-    index = db._search.search[("messages", "search_body")]
+    index = kernel_of(db).search_indexes.search[("messages", "search_body")]
     assert all(len(entries) == 1 for entries in index.entries.values())
     assert db.stats()["search_entries"] == 31

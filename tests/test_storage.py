@@ -23,6 +23,7 @@ from livedb import (
     query,
     v,
 )
+from livedb._database import files_of, kernel_of
 from livedb.export import export_zip, import_zip
 
 
@@ -141,7 +142,7 @@ def test_deleting_removes_the_blob(db):
     kept = db.store_file(b"kept")
     gone = db.store_file(b"gone")
     by_mutation = db.store_file(b"by mutation")
-    files = None if db._files.folder is None else Path(db._files.folder)
+    files = None if files_of(db).folder is None else Path(files_of(db).folder)
     if files is not None:
         assert len(list(files.iterdir())) == 3
         gone_path = url_path(db.query(url, {"id": gone}))
@@ -163,7 +164,7 @@ def test_deleting_removes_the_blob(db):
 
     assert db.action(get, {"id": kept}) == b"kept"
     if files is None:
-        assert list(db._files._blobs.values()) == [b"kept"]
+        assert list(files_of(db)._blobs.values()) == [b"kept"]
     else:
         assert not gone_path.exists()
         kept_name = url_path(db.query(url, {"id": kept})).name
@@ -252,7 +253,7 @@ def test_a_failed_store_leaves_no_row_and_no_file(tmp_path):
     with Database() as db:
         with pytest.raises(OSError):
             db.store_file(Broken())
-        assert db._files._blobs == {}
+        assert files_of(db)._blobs == {}
 
 
 class Generated(io.RawIOBase):
@@ -431,7 +432,7 @@ def _files_as_they_were(db, files: dict) -> None:
     for file_id, data in files.items():
         assert db.action(get, {"id": file_id}) == data
         assert db.query(metadata, {"id": file_id})["sha256"] == sha(data)
-        if db._files.folder is not None:
+        if files_of(db).folder is not None:
             assert url_path(db.query(url, {"id": file_id})).read_bytes() == data
 
 
@@ -467,7 +468,7 @@ def test_an_import_that_fails_to_commit_leaves_every_stored_file_as_it_was(tmp_p
         notes = "".join('{"text": "%s"}\n' % ("x" * 3000) for _ in range(100)).encode()
         forged = _forge_reused_file(db, tmp_path, reused, b"brand new bytes",
                                     extra_members={"notes/documents.jsonl": lambda _d: notes})
-        conn = db._persist._conn
+        conn = kernel_of(db).engine._conn
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count={pages + 1}")
         with pytest.raises(LiveDBError, match="full.*not committed"):
@@ -541,10 +542,10 @@ def test_an_export_has_every_file_of_its_snapshot_while_a_thread_deletes_them(db
             assert archive.read("_storage/files/" + file_id.partition(":")[2]) == data
     for file_id in contents:
         assert db.action(get, {"id": file_id}) is None
-    if db._files.folder is not None:
-        assert os.listdir(db._files.folder) == []
+    if files_of(db).folder is not None:
+        assert os.listdir(files_of(db).folder) == []
     else:
-        assert db._files._blobs == {}
+        assert files_of(db)._blobs == {}
     with Database() as copy:
         assert import_zip(copy, tmp_path / "snapshot.zip")["_storage"] == len(contents)
         for file_id, data in contents.items():
@@ -715,8 +716,8 @@ def test_a_content_type_with_a_lone_surrogate_is_a_validation_error(db):
     with pytest.raises(ValidationError, match="content_type"):
         db.action(lambda ctx: ctx.storage.store(b"x", "\udfff"))
     assert db.query(lambda ctx: ctx.db.system.query("_storage").collect()) == []
-    if db._files.folder is not None and os.path.isdir(db._files.folder):
-        assert os.listdir(db._files.folder) == []
+    if files_of(db).folder is not None and os.path.isdir(files_of(db).folder):
+        assert os.listdir(files_of(db).folder) == []
 
 
 def test_a_reader_that_starts_after_a_delete_does_not_delay_its_removal(tmp_path):
@@ -724,7 +725,7 @@ def test_a_reader_that_starts_after_a_delete_does_not_delay_its_removal(tmp_path
     with Database(path=path) as db:
         file_id = db.store_file(b"going")
         on_disk = url_path(db.query(url, {"id": file_id}))
-        files = db._files
+        files = files_of(db)
         with files.pinned():
             db.action(delete_in_action, {"id": file_id})
             assert on_disk.exists()
@@ -773,7 +774,7 @@ def test_gets_while_imports_replace_a_files_bytes_see_old_or_new_bytes_whole(
         run_threads([reader, reader, importer], timeout=120)
         assert seen and seen <= {b"A" * 5000, b"B" * 5000}
         if path is None:
-            assert list(db._files._blobs.values()) == [b"A" * 5000]
+            assert list(files_of(db)._blobs.values()) == [b"A" * 5000]
         else:
             assert len(os.listdir(path + ".files")) == 1
 

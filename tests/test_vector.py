@@ -17,6 +17,8 @@ from livedb import (
     v,
 )
 from livedb import _search as search_module
+from livedb import _searchindex as searchindex_module
+from livedb._database import kernel_of
 
 DIMS = 8
 SCHEMA = define_schema({
@@ -32,8 +34,9 @@ SCHEMA = define_schema({
 def db(request, monkeypatch):
     if request.param == "python":
         monkeypatch.setattr(search_module, "np", None)
+        monkeypatch.setattr(searchindex_module, "np", None)
     database = Database(SCHEMA)
-    index = database._search.vector[("items", "by_embedding")]
+    index = kernel_of(database).search_indexes.vector[("items", "by_embedding")]
     assert index.use_numpy == (request.param == "numpy")
     return database
 
@@ -121,7 +124,7 @@ def test_writes_deletes_and_replaced_vectors(db):
     db.mutation(lambda ctx: ctx.db.patch(second, {"embedding": DELETE_FIELD}))
     del rows[second]["embedding"]
     assert second not in {d["_id"] for d in vector_search(db, target, 256)}
-    index = db._search.vector[("items", "by_embedding")]
+    index = kernel_of(db).search_indexes.vector[("items", "by_embedding")]
     assert len(index.rows) - len(index.free) == len(rows) - 1
     assert len(index.doc_rows) == len(rows) - 1
 
@@ -200,20 +203,18 @@ def test_a_durable_database_rebuilds_its_vector_index(tmp_path, db):
 
 
 def test_only_the_newest_version_is_found_while_an_old_snapshot_is_open(db):
-    from livedb._transaction import Transaction
-
     (doc,) = db.mutation(lambda ctx: [ctx.db.insert("items", {"genre": "a",
                                                               "embedding": [1.0] * DIMS})])
-    txn = Transaction(db)
+    txn = kernel_of(db).reader()
     try:
         for k in range(5):
             db.mutation(lambda ctx, k=k: ctx.db.patch(doc, {"embedding": [float(k)] * DIMS}))
         found = vector_search(db, [1.0] * DIMS, 10)
         assert [d["_id"] for d in found] == [doc]
-        index = db._search.vector[("items", "by_embedding")]
+        index = kernel_of(db).search_indexes.vector[("items", "by_embedding")]
         assert len(index.doc_rows[doc]) > 1
     finally:
         txn.close()
     db.mutation(lambda ctx: ctx.db.insert("plain", {"x": 1}))
     db.mutation(lambda ctx: ctx.db.patch(doc, {"genre": "b"}))
-    assert len(db._search.vector[("items", "by_embedding")].doc_rows[doc]) == 1
+    assert len(kernel_of(db).search_indexes.vector[("items", "by_embedding")].doc_rows[doc]) == 1

@@ -28,19 +28,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._database import SYSTEM_TABLES, Database, _auth
+from .._database import Database, kernel_of, reactive_of, runner_of, token_resolver
 from .._errors import LiveDBError, ValidationError
-from .._functions import MUTATION, QUERY, Function, QueryCtx, check_args, check_result, resolve
+from .._functions import (
+    MUTATION,
+    QUERY,
+    Function,
+    MutationCtx,
+    QueryCtx,
+    auth_for,
+    check_args,
+    check_result,
+    is_adhoc,
+    resolve,
+)
 from .._reactive import Subscription
-from .._transaction import Transaction, WriteTransaction
 from .._values import decode
-from ..auth import SESSIONS, PasswordAuth, UserIdentity, _token_hash
+from ..auth import SESSIONS, PasswordAuth, UserIdentity, token_hash
 
 log = logging.getLogger("livedb.serve")
 
 SESSION_REQUESTS = "_session_requests"
 """`(session id, request id)` -> outcome of a mutation sent over the sync protocol."""
-assert SESSION_REQUESTS in SYSTEM_TABLES
 
 REQUEST_RETENTION = 7 * 24 * 3600.0
 """How long (database clock seconds) a mutation's recorded outcome is kept for replay."""
@@ -67,7 +76,9 @@ def attach(db: Database) -> None:
     with _SERVED_LOCK:
         if db in _SERVED:
             return
-        db._check_open()
+        kernel = kernel_of(db)
+        kernel.check_open()
+        kernel.catalog.add_system_table(SESSION_REQUESTS)
         _prune(db)
         newest = _newest_row(db)
         recorded = newest["ts"] if newest is not None else 0
@@ -84,17 +95,17 @@ def _state(db: Database) -> _Served:
 
 def latest_ts(db: Database) -> int:
     """The protocol timestamp of the newest commit a new query would see."""
-    return _state(db).base + db._store.ts
+    return _state(db).base + kernel_of(db).store.ts
 
 
 def now(db: Database) -> float:
     """The database clock (seconds since the epoch): what session expiry is judged by."""
-    return float(db._clock())
+    return kernel_of(db).catalog.now()
 
 
 def function_kind(fn: Any) -> str | None:
     """"query", "mutation" or "action" for a function made by those decorators, else None."""
-    return fn.kind if fn.__class__ is Function and not fn.__dict__.get("adhoc") else None
+    return fn.kind if isinstance(fn, Function) and not is_adhoc(fn) else None
 
 
 # -- one-shot queries -------------------------------------------------------------------
@@ -110,26 +121,28 @@ def query(db: Database, fn: Any, args: dict[str, Any] | None, identity: UserIden
     served = _state(db)
     spec = resolve(fn, QUERY)
     kwargs = check_args(spec, args)
-    auth = _auth(identity)
-    db._check_open()
-    if at is None:
-        txn = Transaction(db)
-    else:
-        kernel = at - served.base
+    auth = auth_for(identity)
+    kernel = kernel_of(db)
+    kernel.check_open()
+    store = kernel.store
+    ts = None
+    if at is not None:
         with served.lock:
-            pinned = served.pins.get(kernel, 0) > 0
-            if pinned:
-                txn = Transaction(db, at=kernel)
-        if not pinned:
-            if at != latest_ts(db):
-                raise ValidationError(f"the timestamp {at} is not available any more (a "
-                                      "query_ts timestamp is kept for a short while)")
-            txn = Transaction(db)
+            if served.pins.get(at - served.base, 0) > 0:
+                ts = at - served.base
+                store.pin(ts)
+        if ts is None and at != latest_ts(db):
+            raise ValidationError(f"the timestamp {at} is not available any more (a "
+                                  "query_ts timestamp is kept for a short while)")
+    if ts is None:
+        ts = store.snapshot()
+    ctx = QueryCtx(store, kernel.catalog, ts, False, kernel.search_indexes, auth,
+                   runner_of(db).services)
     try:
-        result = spec.handler(QueryCtx(txn, auth, None), **kwargs)
+        result = spec.handler(ctx, **kwargs)
     finally:
-        txn.close()
-    return check_result(spec, result, txn.trusted), served.base + txn._ts
+        store.release(ts)
+    return check_result(spec, result, ctx.trusted), served.base + ts
 
 
 def pin_snapshot(db: Database) -> int:
@@ -138,8 +151,8 @@ def pin_snapshot(db: Database) -> int:
     Every pin must be released by `release_snapshot(db, ts)` (old versions stay in memory
     while it is pinned)."""
     served = _state(db)
-    db._check_open()
-    kernel = db._store.snapshot()
+    kernel_of(db).check_open()
+    kernel = kernel_of(db).store.snapshot()
     with served.lock:
         served.pins[kernel] = served.pins.get(kernel, 0) + 1
     return served.base + kernel
@@ -157,7 +170,7 @@ def release_snapshot(db: Database, ts: int) -> None:
             del served.pins[kernel]
         else:
             served.pins[kernel] = count - 1
-    db._store.release(kernel)
+    kernel_of(db).store.release(kernel)
 
 
 # -- mutations, exactly once --------------------------------------------------------------
@@ -169,21 +182,6 @@ class _Replay(Exception):
     def __init__(self, row: dict[str, Any]) -> None:
         super().__init__()
         self.row = row
-
-
-_call = threading.local()
-
-
-def _run_served(ctx: Any) -> Any:
-    spec, kwargs = _call.spec, _call.kwargs
-    result = check_result(spec, spec.handler(ctx, **kwargs), ctx.db.trusted)
-    _call.result = result
-    return result
-
-
-_SERVED_MUTATION = Function(MUTATION, _run_served)
-"""Runs the registered mutation in `_call` inside livedb's mutation machinery, keeping
-its checked result for `before_commit` (which is not given the result)."""
 
 
 def _row_id(request_key: tuple[str, int]) -> str:
@@ -221,21 +219,23 @@ def mutate(db: Database, fn: Any, args: dict[str, Any] | None, identity: UserIde
             return _replayed(db, served, row)
     box: dict[str, Any] = {}
 
-    def before_commit(txn: WriteTransaction) -> None:
-        outcome = _call.result
-        if encode is not None:
-            outcome = encode(outcome)
+    kernel = kernel_of(db)
+
+    def body(ctx: MutationCtx) -> Any:
+        result = check_result(spec, spec.handler(ctx, **kwargs), ctx.trusted)
+        outcome = result if encode is None else encode(result)
         box["outcome"] = outcome
         if row_id is None:
-            return
-        blob = txn._blob(row_id)
+            return result
+        blob = ctx.blob(row_id)
         if blob is not None:
             raise _Replay(decode(blob))
-        ts = served.base + db._store.applied + 1
+        ts = served.base + kernel.store.applied + 1
         box["predicted"] = ts
-        txn._system_insert(SESSION_REQUESTS, {
+        ctx.system_insert(SESSION_REQUESTS, {
             "session": request_key[0], "request": request_key[1],  # type: ignore[index]
-            "ts": ts, "value": outcome}, row_id, db._next_creation_time())
+            "ts": ts, "value": outcome}, row_id, kernel.catalog.next_creation_time())
+        return result
 
     def committed(kernel_ts: int) -> None:
         ts = served.base + kernel_ts
@@ -246,13 +246,18 @@ def mutate(db: Database, fn: Any, args: dict[str, Any] | None, identity: UserIde
         if on_commit is not None:
             on_commit(ts)
 
-    _call.spec, _call.kwargs = spec, kwargs
+    auth = auth_for(identity)
+    services = runner_of(db).services
+
+    def make(store: Any, catalog: Any, ts: int, record: bool, search: Any) -> MutationCtx:
+        return MutationCtx(store, catalog, ts, record, search, auth, services)
+
+    if kernel.writing:
+        raise LiveDBError(f"{spec.name}: a mutation cannot run inside a mutation")
     try:
-        db._mutation(_SERVED_MUTATION, None, identity, committed, before_commit=before_commit)
+        kernel.write(body, make, committed)
     except _Replay as replay:
         return _replayed(db, served, replay.row)
-    finally:
-        _call.spec = _call.kwargs = _call.result = None
     return box["outcome"], box.get("ts") or latest_ts(db)
 
 
@@ -262,23 +267,23 @@ def _replayed(db: Database, served: _Served, row: dict[str, Any]) -> tuple[Any, 
     kernel = ts - served.base
     if kernel > 0:
         deadline = time.monotonic() + 30.0
-        while db._store.ts < kernel and time.monotonic() < deadline:
+        while kernel_of(db).store.ts < kernel and time.monotonic() < deadline:
             time.sleep(0.001)
-        db._reactive.settle(kernel)
+        reactive_of(db).settle(kernel)
     return row["value"], ts
 
 
 def _read_row(db: Database, row_id: str) -> dict[str, Any] | None:
-    txn = Transaction(db)
+    txn = kernel_of(db).reader()
     try:
-        blob = txn._blob(row_id)
+        blob = txn.blob(row_id)
     finally:
         txn.close()
     return None if blob is None else decode(blob)
 
 
 def _newest_row(db: Database) -> dict[str, Any] | None:
-    txn = Transaction(db)
+    txn = kernel_of(db).reader()
     try:
         newest: dict[str, Any] | None = (
             txn.system.query(SESSION_REQUESTS).order("desc").first())
@@ -291,19 +296,19 @@ def _prune(db: Database) -> None:
     """Delete recorded outcomes older than `REQUEST_RETENTION`, keeping the newest."""
     cutoff = now(db) - REQUEST_RETENTION
 
-    def delete_old(txn: WriteTransaction) -> None:
+    def delete_old(txn: Any) -> None:
         newest = txn.system.query(SESSION_REQUESTS).order("desc").first()
         old = (txn.system.query(SESSION_REQUESTS)
                .with_index("by_creation_time", lambda q: q.lt("_creation_time", cutoff))
                .take(1000))
         for row in old:
             if newest is None or row["_id"] != newest["_id"]:
-                txn._system_update(row["_id"], None)
+                txn.system_update(row["_id"], None)
         box["more"] = len(old) == 1000
 
     box = {"more": True}
     while box["more"]:
-        db._mutation(lambda ctx: None, None, None, None, before_commit=delete_old)
+        kernel_of(db).write(delete_old)
 
 
 # -- live queries -----------------------------------------------------------------------
@@ -353,10 +358,10 @@ class LiveSet:
         try:
             spec = resolve(fn, QUERY)
             kwargs = check_args(spec, args)
-            auth = _auth(identity)
-            self._db._check_open()
-            sub = self._db._reactive.subscribe(spec, kwargs, auth, identity, notify, notify,
-                                               None, with_ts=True)
+            auth = auth_for(identity)
+            kernel_of(self._db).check_open()
+            sub = reactive_of(self._db).subscribe(spec, kwargs, auth, identity, notify, notify,
+                                                  None, with_ts=True)
         except Exception as e:  # noqa: BLE001 - reported as this query's failure
             self.fail(query_id, e)
             return
@@ -400,32 +405,21 @@ class LiveSet:
 
         With `block=False`, returns None instead of waiting while a commit is being
         processed (then call again with `block=True` from a thread that may wait)."""
-        reactive = self._db._reactive
-        with reactive._cond:
-            if reactive._busy is None:
-                return self._collect(reactive._done)
-        if not block:
-            return None
-        nested = not reactive._become_processor()
-        try:
-            return self._collect(reactive._done)
-        finally:
-            if not nested:
-                reactive._drain()
-            reactive.deliveries.run()
-
-    def _collect(self, kernel_ts: int) -> Snapshot:
-        results: dict[int, Result] = {}
         with self._lock:
-            for query_id, sub in self._subs.items():
-                live = sub._live
-                state = live.state
-                if state.error is None:
-                    results[query_id] = Result((live, state.version), True,
-                                               state.value())
-                else:
-                    results[query_id] = Result((live, state.version), False, state.error)
-            results.update(self._failed)
+            watched = list(self._subs.items())
+            failed = dict(self._failed)
+        found = reactive_of(self._db).current([sub for _id, sub in watched], block)
+        if found is None:
+            return None
+        kernel_ts, states = found
+        results: dict[int, Result] = {}
+        for (query_id, sub), state in zip(watched, states, strict=True):
+            if state.error is None:
+                results[query_id] = Result((sub.live_key, state.version), True,
+                                           state.value())
+            else:
+                results[query_id] = Result((sub.live_key, state.version), False, state.error)
+        results.update(failed)
         return Snapshot(self._served.base + kernel_ts, results)
 
 
@@ -434,7 +428,7 @@ class LiveSet:
 
 def password_auth(db: Database) -> PasswordAuth:
     """The `PasswordAuth` set up on `db`, or a new one with default settings."""
-    resolver = db._token_resolver
+    resolver = token_resolver(db)
     found = getattr(resolver, "__self__", None)
     if isinstance(found, PasswordAuth):
         return found
@@ -443,11 +437,11 @@ def password_auth(db: Database) -> PasswordAuth:
 
 def session_of_token(db: Database, token: str) -> str | None:
     """The session id of a live session token, or None."""
-    token_hash = _token_hash(token)
+    digest = token_hash(token)
 
     def find(ctx: Any) -> Any:
         return (ctx.db.query(SESSIONS)
-                .with_index("by_token_hash", lambda q: q.eq("token_hash", token_hash)).first())
+                .with_index("by_token_hash", lambda q: q.eq("token_hash", digest)).first())
 
     session = db.query(find)
     if session is None or session["expires_at"] <= now(db):

@@ -1,20 +1,15 @@
-"""Durability on SQLite: the file, opening and recovery, locking, and group commit.
+"""The SQLite engine: a durable database in one SQLite file, opened by one process.
 
-A durable database is one SQLite file in WAL mode: SQLite is the log, and its recovery is
-the recovery. The file holds `documents(id, tbl, creation_time, crc, data)` (`data` is the
-msgpack blob the store keeps, `crc` its CRC-32, since SQLite has no page checksums) and
-`meta(key, crc, value)` (msgpack values, checksummed too); `PRAGMA application_id` marks
-it as livedb's and `PRAGMA user_version` records the format version. Indexes are not
-stored: opening loads every document and rebuilds the indexes of the schema given, so an
-index added to the schema is backfilled and a removed one is dropped, with no migration.
+The file is SQLite in WAL mode: SQLite is the log, and its recovery is the recovery. It
+holds `documents(id, tbl, creation_time, crc, data)` (`data` is the msgpack blob the
+store keeps, `crc` its CRC-32, since SQLite has no page checksums) and `meta(key, crc,
+value)` (msgpack values, checksummed too); `PRAGMA application_id` marks it as livedb's
+and `PRAGMA user_version` records the format version. Indexes are not stored: opening
+loads every document and rebuilds the indexes of the schema given, so an index added to
+the schema is backfilled and a removed one is dropped, with no migration.
 
-Commits reach the file through group commit. A mutation applies its commit in memory
-(visible to the next mutation only), hands it over here and, outside the writer lock,
-waits. The first waiting thread finding no write in progress becomes the flusher: it
-writes every commit handed over so far as one SQLite transaction and syncs once, so
-threads that commit while a sync is under way share the next one. Durable commits are
-then made visible in commit order by one thread at a time (the publisher); a waiter
-returns once its commit is visible. Readers therefore only ever see commits on disk.
+`write` makes a batch of commits durable as one SQLite transaction with one sync (the
+kernel batches the commits that wait for a sync together: group commit).
 
 One `Database` at a time may have a file open. Within a process, open files are known by
 their identity (device and inode), claimed before anything opens the file, so a second
@@ -37,21 +32,15 @@ import sqlite3
 import stat
 import threading
 import zlib
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgspec
 
-from ._errors import CorruptionError, DatabaseLockedError, LiveDBError, SchemaError
-from ._index import SortedIndex
-from ._schema import TableInfo
-from ._validators import Mismatch
-from ._values import decode, encode
-
-if TYPE_CHECKING:
-    from ._schema import Schema
-    from ._store import Store
+from .._errors import CorruptionError, DatabaseLockedError, LiveDBError
+from .._store import Write
+from .._values import decode, encode
+from . import Commit, StoredRow, WriteError
 
 try:
     import fcntl
@@ -67,7 +56,6 @@ FORMAT_VERSION = 1
 APPLICATION_ID = 0x6C766462
 """`PRAGMA application_id` of livedb files: "lvdb"."""
 
-_SCHEMA_ERRORS_SHOWN = 5
 _CORRUPT_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _NOT_WRITTEN_CODES = ("SQLITE_FULL", "SQLITE_READONLY")
 """Errors after which SQLite guarantees the transaction was rolled back, not written."""
@@ -89,41 +77,10 @@ _TABLES = {
 }
 _LAST_TIME = "last_creation_time"
 _SET_META = "INSERT OR REPLACE INTO meta VALUES (?, ?, ?)"
+_LOAD_BATCH = 4096
+"""Rows decoded at a time while opening."""
 _ROWS_PER_STATEMENT = 1000
 """Rows per multi-row statement (5,000 parameters, below SQLite's limit of 32,766)."""
-
-OnDurable = Callable[[int, dict, list], None]
-"""Called with `(ts, index changes, docs)` of each commit once it is on disk, in order."""
-
-
-class Ticket:
-    """One commit handed to the file: its writes and how far it has come."""
-
-    __slots__ = ("ts", "docs", "changes", "last_time", "durable", "visible", "error")
-
-    def __init__(self, ts: int, docs: list, changes: dict, last_time: float) -> None:
-        self.ts = ts
-        self.docs = docs
-        self.changes = changes
-        self.last_time = last_time
-        self.durable = False
-        self.visible = False
-        self.error: BaseException | None = None
-
-
-class WriteError(LiveDBError):
-    """A commit that did not reach the disk (nor, therefore, anyone's view).
-
-    `retryable` is true when the failure may go away by itself (the disk was full) and
-    the database is still usable: the same commit, tried again later, may succeed. When
-    it is false, trying again is pointless until the database is reopened (the file's
-    state became uncertain, or the file cannot be written at all).
-    """
-
-    def __init__(self, message: str, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
 
 class _Claim:
     """A database file open in this process: who opened it, and descriptors to close later.
@@ -330,31 +287,18 @@ def _open_error(path: str, error: sqlite3.Error | UnicodeDecodeError) -> LiveDBE
     return LiveDBError(f"cannot open {path}: {error}")
 
 
-class Persistence:
-    """The open file of one durable `Database`: its lock, connection and commit queue.
 
-    `on_durable(ts, changes, docs)` is called once per commit, in commit order, after the
-    commit is on disk and before anyone waiting for it returns: the database makes the
-    commit visible there. It runs with no lock held but must not call back into the
-    database, since the next durable commits wait for it.
-    """
 
-    def __init__(self, path: str, durability: str, store: Store, tables: dict[str, TableInfo],
-                 write_lock: threading.Lock, on_durable: OnDurable) -> None:
+class SqliteEngine:
+    """One SQLite file, held exclusively by this `Database` until `close`."""
+
+    durable = True
+    shared = False
+
+    def __init__(self, path: str, durability: str) -> None:
         self.path = path
+        self.location = path
         self.durability = durability
-        self.on_durable = on_durable
-        self._store = store
-        self._tables = tables
-        self._write_lock = write_lock
-        self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)
-        self._waiters = 0
-        self._pending: list[Ticket] = []
-        self._to_publish: deque[Ticket] = deque()
-        self._last: Ticket | None = None
-        self._flushing = False
-        self._publishing = False
         self._broken: str | None = None
         self._stored_last_time = 0.0
         self._closed = False
@@ -371,7 +315,6 @@ class Persistence:
             raise
 
     # -- opening ---------------------------------------------------------------------
-
     def _open(self) -> sqlite3.Connection:
         """Claim the file, take the lock file, create the file if need be, and connect.
 
@@ -460,27 +403,13 @@ class Persistence:
             raise
         return conn
 
-    def load(self, schema: Schema | None) -> float:
-        """Load every document into the store and build its indexes; check the schema.
+    def load(self) -> Iterator[list[StoredRow]]:
+        """Every document, in batches of checked rows (CRC-32 and row shape).
 
-        Returns the newest creation time ever handed out, for new ones to come after it.
+        Raises:
+            CorruptionError: a row or the meta record is damaged.
         """
-        try:
-            return self._load(schema)
-        except BaseException:
-            self.close()
-            raise
-
-    def _load(self, schema: Schema | None) -> float:
         path = self.path
-        tables = self._tables
-        docs = self._store.docs
-        validate = schema is not None and schema.schema_validation
-        strict = schema is not None and schema.strict_table_names and validate
-        index_keys: dict[str, list[list]] = {}
-        bad: list[str] = []
-        bad_count = 0
-        unknown: dict[str, list] = {}
         crc32 = zlib.crc32
         try:
             meta = self._read_meta()
@@ -489,56 +418,30 @@ class Persistence:
                 raise CorruptionError(f"{path} is damaged: its newest creation time reads "
                                       f"{last_time!r}")
             self._stored_last_time = last_time
-            rows = self._conn.execute(
+            cursor = self._conn.execute(
                 "SELECT id, tbl, creation_time, crc, data FROM documents")
-            for doc_id, table, creation_time, crc, blob in rows:
-                if blob.__class__ is not bytes or crc32(blob) != crc:
-                    raise CorruptionError(f"{path} is damaged: document {doc_id!r} fails its "
-                                          "checksum; restore the file from a backup or an "
-                                          "export")
-                try:
-                    doc = decode(blob)
-                    ok = (doc.__class__ is dict and doc.pop("_id", None) == doc_id
-                          and doc.pop("_creation_time", None) == creation_time
-                          and table.__class__ is str and doc_id.startswith(table + ":"))
-                except msgspec.DecodeError:
-                    ok = False
-                if not ok:
-                    raise CorruptionError(f"{path} is damaged: the row of document "
-                                          f"{doc_id!r} does not match its contents")
-                info = tables.get(table)
-                if info is None:
-                    if strict and table[0] != "_":
-                        found = unknown.setdefault(table, [0, doc_id])
-                        found[0] += 1
-                        continue
-                    info = tables[table] = TableInfo(table, None, False)
-                if info.check is not None:
-                    try:
-                        info.check(doc, 1)
-                    except Mismatch as e:
-                        bad_count += 1
-                        if len(bad) < _SCHEMA_ERRORS_SHOWN:
-                            bad.append(f"document {doc_id!r}: {e.render(table)}")
-                keys = info.keys_for(doc, doc_id, creation_time)
-                docs[doc_id] = (0, blob, keys)
-                per_index = index_keys.get(table)
-                if per_index is None:
-                    per_index = index_keys[table] = [[] for _ in keys]
-                for position, key in enumerate(keys):
-                    per_index[position].append(key)
-                if creation_time > last_time:
-                    last_time = creation_time
+            while True:
+                rows = cursor.fetchmany(_LOAD_BATCH)
+                if not rows:
+                    return
+                batch: list[StoredRow] = []
+                for doc_id, table, creation_time, crc, blob in rows:
+                    if blob.__class__ is not bytes or crc32(blob) != crc:
+                        raise CorruptionError(f"{path} is damaged: document {doc_id!r} fails "
+                                              "its checksum; restore the file from a backup "
+                                              "or an export")
+                    if (table.__class__ is not str or doc_id.__class__ is not str
+                            or creation_time.__class__ is not float
+                            or not doc_id.startswith(table + ":")):
+                        raise CorruptionError(f"{path} is damaged: the row of document "
+                                              f"{doc_id!r} does not match its contents")
+                    batch.append((doc_id, table, creation_time, blob))
+                yield batch
         except (sqlite3.Error, UnicodeDecodeError) as e:
             raise _open_error(path, e) from None
-        if unknown or bad:
-            raise SchemaError(_schema_report(path, unknown, bad, bad_count))
-        indexes = self._store.indexes
-        for table, per_index in index_keys.items():
-            for name, keys in zip(tables[table].index_names, per_index, strict=True):
-                index = indexes[(table, name)] = SortedIndex()
-                index.update((), keys)
-        return last_time
+
+    def last_time(self) -> float:
+        return self._stored_last_time
 
     def _read_meta(self) -> dict[str, Any]:
         meta = {}
@@ -555,76 +458,7 @@ class Persistence:
 
     # -- committing ------------------------------------------------------------------
 
-    def enqueue(self, ts: int, docs: list, changes: dict, last_time: float) -> Ticket:
-        """Hand over commit `ts` (already applied in memory); `wait` for it afterwards.
-
-        Called under the database's writer lock, so commits arrive in timestamp order.
-        """
-        ticket = Ticket(ts, docs, changes, last_time)
-        with self._mutex:
-            self._pending.append(ticket)
-            self._last = ticket
-        return ticket
-
-    def barrier(self) -> Ticket | None:
-        """The newest commit not visible yet, for a mutation that read it but wrote nothing."""
-        last = self._last
-        return None if last is None or last.visible else last
-
-    def wait(self, ticket: Ticket, visible: bool = True) -> None:
-        """Return once `ticket` is on disk and (with `visible`) visible to readers.
-
-        Raises the `LiveDBError` of a failed write. While it waits, the thread takes on
-        whichever role is free and needed: writing the pending commits, or publishing.
-        """
-        while True:
-            with self._mutex:
-                while True:
-                    if ticket.error is not None:
-                        raise _copy_error(ticket.error)
-                    if ticket.visible or (ticket.durable and not visible):
-                        return
-                    if ticket.durable:
-                        if not self._publishing:
-                            self._publishing = True
-                            batch = None
-                            break
-                    elif not self._flushing:
-                        self._flushing = True
-                        batch, self._pending = self._pending, []
-                        break
-                    self._waiters += 1
-                    try:
-                        self._cond.wait()
-                    finally:
-                        self._waiters -= 1
-            if batch is None:
-                self._publish()
-            else:
-                self._flush(batch)
-            if ticket.visible:
-                return
-
-    def _flush(self, batch: list[Ticket]) -> None:
-        try:
-            self._write(batch)
-        except BaseException as e:
-            self._fail(batch, e)
-            if not isinstance(e, Exception):
-                raise
-            return
-        with self._mutex:
-            for ticket in batch:
-                ticket.durable = True
-            self._to_publish.extend(batch)
-            self._flushing = False
-            publish = not self._publishing
-            self._publishing = True
-            self._notify()
-        if publish:
-            self._publish()
-
-    def _write(self, batch: list[Ticket]) -> None:
+    def write(self, batch: list[Commit]) -> None:
         """Write a batch of commits as one SQLite transaction (one sync for them all).
 
         Rows go in as multi-row statements, and a batch that fits one statement runs it
@@ -632,34 +466,45 @@ class Persistence:
         GIL back from the threads running mutations meanwhile. The newest creation time
         handed out is recorded only along with deletes: until a document is deleted, a
         stored row carries it.
+
+        Raises:
+            WriteError: nothing of the batch was written (`retryable` if the disk was
+                full); after an error that leaves the file's state uncertain, every later
+                write is refused until the database is reopened.
         """
+        try:
+            self._write(batch)
+        except BaseException as e:
+            raise self._failed(e) from e
+
+    def _write(self, batch: list[Commit]) -> None:
         if self._broken is not None:
             raise LiveDBError(self._broken)
         if self._closed:
             raise LiveDBError(f"{self.path} is closed")
         if len(batch) == 1:
-            final: Any = batch[0].docs
+            final: Any = batch[0].writes
         else:
-            latest: dict[str, tuple] = {}
-            for ticket in batch:
-                for entry in ticket.docs:
+            latest: dict[str, Write] = {}
+            for commit in batch:
+                for entry in commit.writes:
                     latest[entry[0]] = entry
             final = latest.values()
-        upserts: list = []
-        deletes: list = []
+        upserts: list[Any] = []
+        deletes: list[Any] = []
         crc32 = zlib.crc32
-        for doc_id, blob, keys in final:
+        for doc_id, blob, creation_time in final:
             if blob is None:
                 deletes.append(doc_id)
             else:
-                upserts += (doc_id, doc_id[:doc_id.index(":")], keys[0][-1][1], crc32(blob),
+                upserts += (doc_id, doc_id[:doc_id.index(":")], creation_time, crc32(blob),
                             blob)
         statements = _chunked(_upsert_sql, upserts, 5) + _chunked(_delete_sql, deletes, 1)
         last_time = batch[-1].last_time
         record_time = bool(deletes) and last_time > self._stored_last_time
         if record_time:
             value = encode(last_time)
-            statements.append((_SET_META, (_LAST_TIME, zlib.crc32(value), value)))
+            statements.append((_SET_META, [_LAST_TIME, zlib.crc32(value), value]))
         conn = self._conn
         if len(statements) == 1:
             conn.execute(*statements[0])
@@ -671,14 +516,9 @@ class Persistence:
         if record_time:
             self._stored_last_time = last_time
 
-    def _fail(self, batch: list[Ticket], error: BaseException) -> None:
-        """Undo a batch that did not reach the disk, and every commit applied after it.
-
-        Those later commits may have read the failed ones, so they fail too. The store
-        goes back to the last durable commit and the database stays usable, unless the
-        file's state is now uncertain (an I/O error while syncing): then every later
-        write is refused until the database is reopened.
-        """
+    def _failed(self, error: BaseException) -> WriteError:
+        """The `WriteError` for a failed write; marks the file broken if its state is now
+        uncertain (an I/O error while syncing)."""
         conn = self._conn
         certain = isinstance(error, LiveDBError) or _error_name(error).startswith(
             _NOT_WRITTEN_CODES)
@@ -691,99 +531,25 @@ class Persistence:
         if not certain and self._broken is None:
             self._broken = (f"a write to {self.path} failed ({error}) and the file's state is "
                             "uncertain; close the database and open it again")
-        tables = self._tables
-        with self._write_lock:
-            with self._mutex:
-                failed = batch + self._pending
-                self._pending = []
-                self._last = None
-            names: dict[str, list] = {}
-            written: dict[str, list] = {}
-            for ticket in failed:
-                for doc_id, _blob, _keys in ticket.docs:
-                    table = doc_id[:doc_id.index(":")]
-                    found = names.get(table)
-                    if found is None:
-                        found = names[table] = [(table, n) for n in tables[table].index_names]
-                    written[doc_id] = found
-            self._store.rollback(batch[0].ts - 1, written)
-        if isinstance(error, LiveDBError):
-            reason = str(error)
-        else:
-            reason = f"could not write to {self.path}: {error}"
+        reason = str(error) if isinstance(error, LiveDBError) else (
+            f"could not write to {self.path}: {error}")
         retryable = (certain and self._broken is None and not self._closed
                      and _error_name(error).startswith(_RETRYABLE_CODES))
-        with self._mutex:
-            for ticket in failed:
-                ticket.error = WriteError(
-                    f"{reason}; the mutation was not committed (commits acknowledged "
-                    "before it are safe on disk)", retryable)
-                ticket.error.__cause__ = error
-            self._flushing = False
-            self._notify()
+        return WriteError(f"{reason}; the mutation was not committed (commits acknowledged "
+                          "before it are safe on disk)", retryable)
 
-    def _publish(self) -> None:
-        """Make durable commits visible in commit order, until none is left.
-
-        The caller has taken the publishing role; this gives it back.
-        """
-        mutex = self._mutex
-        batch: list[Ticket] = []
-        try:
-            while True:
-                with mutex:
-                    for ticket in batch:
-                        ticket.visible = True
-                    if not self._to_publish:
-                        self._publishing = False
-                        self._notify()
-                        return
-                    batch = list(self._to_publish)
-                    self._to_publish.clear()
-                    self._notify()
-                for ticket in batch:
-                    try:
-                        self._made_durable(ticket)
-                    except Exception:
-                        log.exception("livedb: making commit %d visible failed", ticket.ts)
-        except BaseException:
-            with mutex:
-                for ticket in batch:
-                    ticket.visible = True
-                self._publishing = False
-                self._notify()
-            raise
-
-    def _notify(self) -> None:
-        """Wake the waiting threads, if any (the caller holds the mutex)."""
-        if self._waiters:
-            self._cond.notify_all()
-
-    def _made_durable(self, ticket: Ticket) -> None:
-        """The one point where a commit, now on disk, becomes visible."""
-        self.on_durable(ticket.ts, ticket.changes, ticket.docs)
+    @property
+    def broken(self) -> bool:
+        """Whether a write left the file's state uncertain (then writes are refused)."""
+        return self._broken is not None
 
     # -- closing ---------------------------------------------------------------------
 
     def close(self) -> None:
-        """Write what is still pending, close the file and release the lock."""
-        with self._mutex:
-            if self._closed:
-                return
-            last = self._last
-        if last is not None:
-            try:
-                self.wait(last, visible=False)
-            except LiveDBError:
-                pass
-        with self._mutex:
-            while self._flushing:
-                self._waiters += 1
-                try:
-                    self._cond.wait()
-                finally:
-                    self._waiters -= 1
-            self._closed = True
+        """Close the file and release the lock (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._conn.close()
         except sqlite3.Error as e:
@@ -809,33 +575,6 @@ def _chunked(sql: Callable[[int], str], values: list, width: int) -> list[tuple[
     step = _ROWS_PER_STATEMENT * width
     return [(sql(len(values[i:i + step]) // width), values[i:i + step])
             for i in range(0, len(values), step)]
-
-
-def _copy_error(error: BaseException) -> BaseException:
-    """A fresh exception per waiting thread, so their tracebacks do not mix."""
-    fresh: BaseException
-    if isinstance(error, WriteError):
-        fresh = WriteError(str(error), error.retryable)
-    elif isinstance(error, LiveDBError):
-        fresh = LiveDBError(*error.args)
-    else:
-        fresh = error
-    fresh.__cause__ = error.__cause__
-    return fresh
-
-
-def _schema_report(path: str, unknown: dict[str, list], bad: list[str], bad_count: int) -> str:
-    lines = [f"{path} does not match the schema given:"]
-    for table, (count, doc_id) in sorted(unknown.items()):
-        lines.append(f"  table {table!r} holds {count} document(s) (e.g. {doc_id!r}) but is "
-                     "not in the schema")
-    if bad:
-        more = f" (showing the first {len(bad)})" if bad_count > len(bad) else ""
-        lines.append(f"  {bad_count} document(s) fail their table's validator{more}:")
-        lines.extend(f"    {line}" for line in bad)
-    lines.append("Change the schema to accept the data, or open with "
-                 "define_schema(..., schema_validation=False) to fix the data in mutations.")
-    return "\n".join(lines)
 
 
 def _create(path: str) -> None:
