@@ -18,19 +18,17 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Mapping
-from operator import is_
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._catalog import Catalog
 from ._errors import LiveDBError, ValidationError
 from ._identity import UserIdentity
-from ._ids import Id
 from ._kernel import Kernel, State
 from ._query import Reader, Writer
 from ._results import PaginationResult
 from ._store import Store
 from ._validators import Mismatch, Object, Validator, as_validator, check_value
-from ._values import type_name
+from ._values import decode, decode_many, type_name
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -458,15 +456,16 @@ def check_args(fn: Function[Any], args: Any) -> dict[str, Any]:
         raise ValidationError(f"{fn.name}: {e.render('args')}") from None
 
 
-Trusted = dict[int, tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...]]]
+Trusted = dict[int, tuple[dict[str, Any], bytes]]
 
 
 def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None) -> Any:
     """Validate a return value against `returns=`, or else as a value of the storable kinds.
 
     No size or length limit applies (a query may return 100k documents). Documents the
-    function read and left unchanged (`trusted`) are not walked again: they were checked
-    when written. Any change to one, at any depth, makes it checked in full.
+    function read (`trusted`: `id(doc) -> (doc, blob)`) are checked by decoding their
+    blob again and comparing, all at once: equal means unchanged at any depth (a tuple
+    never equals a list), so storable; any change makes the document checked in full.
     """
     value = result.page if result.__class__ is PaginationResult else result
     try:
@@ -484,36 +483,35 @@ def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None)
 
 
 def _check_read(value: Any, trusted: Trusted) -> None:
-    """Check `value` is of the storable kinds, skipping unchanged documents it read."""
+    """Check `value` is of the storable kinds, comparing documents it read with their
+    blobs instead of walking them."""
     entry = trusted.get(id(value))
     if entry is not None and entry[0] is value:
-        if not _unchanged(value, entry):
+        if decode(entry[1]) != value:
             check_value(value, 1)
         return
     if value.__class__ is list:
         get = trusted.get
+        read: list[dict[str, Any]] = []
+        blobs: list[bytes] = []
+        rest: list[int] = []
         for i, item in enumerate(value):
             entry = get(id(item))
-            if entry is not None and entry[0] is item and _unchanged(item, entry):
-                continue
+            if entry is not None and entry[0] is item:
+                read.append(item)
+                blobs.append(entry[1])
+            else:
+                rest.append(i)
+        if blobs and decode_many(blobs) != read:
+            rest = list(range(len(value)))
+        for i in rest:
             try:
-                check_value(item, 2)
+                check_value(value[i], 2)
             except Mismatch as e:
                 e.path.append(i)
                 raise
         return
     check_value(value, 1)
-
-
-_flat = frozenset({str, int, float, bool, bytes, type(None), Id}).issuperset
-"""Whether an unchanged document's values are all leaves (an int read is in range)."""
-
-
-def _unchanged(doc: dict[str, Any], entry: tuple[Any, ...]) -> bool:
-    """Whether a read document still holds exactly the keys and leaves it was read with."""
-    values = entry[2]
-    return (len(doc) == len(values) and tuple(doc) == entry[1]
-            and all(map(is_, doc.values(), values)) and _flat(map(type, values)))
 
 
 # -- running functions -----------------------------------------------------------------------

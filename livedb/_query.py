@@ -411,7 +411,7 @@ class Query:
                 doc["_id"] = Id(key if position == 0 else key[-1])
                 if filters and not all(p(doc) for p in filters):
                     continue
-                trusted[id(doc)] = (doc, tuple(doc), tuple(doc.values()))
+                trusted[id(doc)] = (doc, blob)
                 yield doc
             complete = True
         finally:

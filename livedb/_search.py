@@ -320,7 +320,7 @@ class SearchPlan:
             doc["_id"] = Id(doc_id)
             if filters and not all(p(doc) for p in filters):
                 continue
-            trusted[id(doc)] = (doc, tuple(doc), tuple(doc.values()))
+            trusted[id(doc)] = (doc, blob)
             out.append(doc)
             if limit is not None and len(out) >= limit:
                 break
@@ -354,7 +354,7 @@ class SearchPlan:
             doc["_id"] = Id(doc_id)
             if filters and not all(p(doc) for p in filters):
                 continue
-            trusted[id(doc)] = (doc, tuple(doc), tuple(doc.values()))
+            trusted[id(doc)] = (doc, blob)
             page.append(doc)
         if end_cursor is not None:
             return PaginationResult(page, not more, end_cursor)

@@ -42,6 +42,10 @@ written in place: the index keeps them, but a reader of that range read the docu
 Changes = dict[IndexName, IndexChange]
 
 
+COLLECT_BATCH = 64
+"""Collection runs once this many written documents or removed keys wait for it."""
+
+
 def _version_ts(version: tuple[int, bytes | None]) -> int:
     return version[0]
 
@@ -245,22 +249,23 @@ class Store:
             self.applied = ts
         if publish:
             self.publish(ts)
+            self.tidy()
         return ts
 
     def publish(self, ts: int) -> None:
-        """Make commits up to `ts` visible to new snapshots (called in commit order).
-
-        Collection is skipped while a commit is being applied; the next publish does it.
-        """
+        """Make commits up to `ts` visible to new snapshots (called in commit order; the
+        caller then calls `tidy`)."""
         if ts > self.ts:
             self.ts = ts
-        self.tidy()
 
-    def tidy(self) -> None:
-        """Collect if there is anything to collect and no commit is being applied."""
+    def tidy(self, force: bool = False) -> None:
+        """Collect if enough work waits (`COLLECT_BATCH` entries, or any with `force`) and
+        no commit is being applied: a collection per commit would cost more than the
+        memory it frees a few commits earlier."""
         old = self._old
-        if old and old[0][0] <= min(self._active, default=self.ts) and self._lock.acquire(
-                blocking=False):
+        if (old and (force or len(old) >= COLLECT_BATCH)
+                and old[0][0] <= min(self._active, default=self.ts)
+                and self._lock.acquire(blocking=False)):
             try:
                 self.collect()
             finally:

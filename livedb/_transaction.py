@@ -12,8 +12,9 @@ Reading is the hot path of every function call, so a transaction reads the store
 see _store.py for their meaning) instead of calling a method per key.
 
 Returned documents are fresh dicts decoded from stored blobs. Each one is remembered in
-`trusted` with the exact key and value objects it was read with: a function returning
-it unchanged needs no second walk of its values (see _functions.check_result).
+`trusted` with its blob: a function returning it unchanged is checked by decoding the
+blob again (in C) and comparing, instead of walking its values (see
+_functions.check_result).
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ class Transaction:
         self.read_ranges: list[ReadRange] | None = [] if record else None
         self.read_ids: set[str] | None = set() if record else None
         self.writes: dict[str, PendingWrite] | None = None
-        self.trusted: dict[int, tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...]]] = {}
-        """Documents reads returned, by `id()`: `(doc, its keys, its values)` as read."""
+        self.trusted: dict[int, tuple[dict[str, Any], bytes]] = {}
+        """Documents reads returned, by `id()`: `(doc, the blob it was decoded from)`."""
         self.search_indexes = search_indexes
         """The database's full-text and vector indexes (_searchindex.Indexes), or None."""
 
@@ -114,7 +115,7 @@ class Transaction:
                                       "ctx.db.system.get")
             doc = decode(blob)
             doc["_id"] = id if id.__class__ is Id else Id(id)
-            self.trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()))
+            self.trusted[_address(doc)] = (doc, blob)
             return doc
         return self._missing(id, "get")
 
@@ -258,12 +259,12 @@ class Transaction:
             if not found:
                 continue
             decoded = decode_many([blob for _key, blob in found])
-            for (key, _blob), doc in zip(found, decoded, strict=True):
+            for (key, blob), doc in zip(found, decoded, strict=True):
                 last = key
                 doc["_id"] = Id(key if position == 0 else key[-1])
                 if filters and not _passes(filters, doc):
                     continue
-                trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()))
+                trusted[_address(doc)] = (doc, blob)
                 out.append(doc)
                 if limit is not None and len(out) >= limit:
                     return last, False
@@ -511,7 +512,7 @@ class WriteTransaction(Transaction):
             doc["_id"] = Id(key if position == 0 else key[-1])
             if filters and not _passes(filters, doc):
                 continue
-            trusted[_address(doc)] = (doc, tuple(doc), tuple(doc.values()))
+            trusted[_address(doc)] = (doc, blob)
             out.append(doc)
             if limit is not None and len(out) >= limit:
                 return last, False
