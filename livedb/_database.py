@@ -413,6 +413,7 @@ class Database:
         """Counts for monitoring: documents, versions kept, open snapshots, live queries,
         subscriptions, re-runs, search entries, and the user tables."""
         kernel = self._kernel
+        kernel.store.tidy(force=True)
         stats = kernel.store.stats()
         stats.update(self._reactive.stats())
         if kernel.search_indexes is not None:

@@ -18,17 +18,19 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Mapping
+from itertools import chain
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._catalog import Catalog
 from ._errors import LiveDBError, ValidationError
 from ._identity import UserIdentity
+from ._ids import Id
 from ._kernel import Kernel, State
 from ._query import Reader, Writer
 from ._results import PaginationResult
 from ._store import Store
 from ._validators import Mismatch, Object, Validator, as_validator, check_value
-from ._values import decode, decode_many, type_name
+from ._values import decode_many, type_name
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -487,7 +489,7 @@ def _check_read(value: Any, trusted: Trusted) -> None:
     blobs instead of walking them."""
     entry = trusted.get(id(value))
     if entry is not None and entry[0] is value:
-        if decode(entry[1]) != value:
+        if not _unchanged([value], [entry[1]]):
             check_value(value, 1)
         return
     if value.__class__ is list:
@@ -502,7 +504,7 @@ def _check_read(value: Any, trusted: Trusted) -> None:
                 blobs.append(entry[1])
             else:
                 rest.append(i)
-        if blobs and decode_many(blobs) != read:
+        if blobs and not _unchanged(read, blobs):
             rest = list(range(len(value)))
         for i in rest:
             try:
@@ -512,6 +514,24 @@ def _check_read(value: Any, trusted: Trusted) -> None:
                 raise
         return
     check_value(value, 1)
+
+
+_LEAF_TYPES = frozenset({str, int, float, bool, bytes, type(None), Id})
+_values = dict.values
+
+
+def _unchanged(docs: list[dict[str, Any]], blobs: list[bytes]) -> bool:
+    """Whether documents still hold exactly the values of the blobs they were decoded
+    from, all leaves (an equal value of another type, such as `Decimal(1)` for `1` or a
+    tuple for a list, is a change). A few C-level passes over all of them at once."""
+    fresh = decode_many(blobs)
+    if fresh != docs:
+        return False
+    for again, doc in zip(fresh, docs, strict=True):
+        again["_id"] = doc["_id"]
+    types = tuple(map(type, chain.from_iterable(map(_values, docs))))
+    return (_LEAF_TYPES.issuperset(types)
+            and types == tuple(map(type, chain.from_iterable(map(_values, fresh)))))
 
 
 # -- running functions -----------------------------------------------------------------------

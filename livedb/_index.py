@@ -10,11 +10,13 @@ list of their maximums, so a lookup is two `bisect` calls in C. The writer chang
 chunk in place (an insert or a delete is one memmove) inside a sequence lock: `version`
 is odd while a chunk is being changed, and a reader that sliced a chunk while the
 version moved slices it again. Appending a key above every other key moves nothing, so
-it needs no lock. A split, or a chunk emptied, builds new lists and swaps `root`: a
-reader that took the old root goes on over chunks that are never split under it.
-Keys added after a reader started are of commits its snapshot cannot see, so missing
-them is harmless; what a reader must never do is miss or repeat a key that was there
-when it started, and the sequence lock guarantees that.
+it needs no lock. A split, or a chunk emptied, builds new lists and swaps `root`; a
+scan reads `root` again before each chunk and, if it was swapped, finds its place anew
+from the last key it yielded. So every chunk a scan slices is current when sliced: a
+key removed before then is not in it (the store's epoch tells a scan about removals
+after, see _store.py). Keys added after a scan started are of commits its snapshot
+cannot see, so missing them is harmless; what a scan must never do is miss or repeat a
+key that was there when it started, and the sequence lock and the re-seek guarantee it.
 """
 
 from __future__ import annotations
@@ -67,14 +69,21 @@ class SortedIndex:
 
         Between two lists the writer may change the index: a later list holds only keys
         past the last one yielded, so the keys come out in order, each once."""
-        chunks, maxes = self.root
-        n = len(chunks)
-        if not n:
-            return
+        root = None
+        i = 0
+        chunks: list[Chunk] = []
         if not reverse:
-            i = 0 if start is None else bisect_left(maxes, start)
             last = None
-            while i < n:
+            while True:
+                if self.root is not root:
+                    root = self.root
+                    chunks, maxes = root
+                    if last is not None:
+                        i = bisect_right(maxes, last)
+                    else:
+                        i = 0 if start is None else bisect_left(maxes, start)
+                if i >= len(chunks):
+                    return
                 part, _lo, cut = self._slice(chunks[i], start, end, last, None)
                 if part:
                     last = part[-1]
@@ -83,9 +92,16 @@ class SortedIndex:
                     return
                 i += 1
         else:
-            i = n - 1 if end is None else min(bisect_left(maxes, end), n - 1)
             first = None
-            while i >= 0:
+            while True:
+                if self.root is not root:
+                    root = self.root
+                    chunks, maxes = root
+                    bound = end if first is None else first
+                    i = len(maxes) - 1 if bound is None else min(bisect_left(maxes, bound),
+                                                                   len(maxes) - 1)
+                if i < 0:
+                    return
                 part, lo, _cut = self._slice(chunks[i], start, end, None, first)
                 if part:
                     first = part[0]

@@ -205,6 +205,10 @@ class Kernel:
         Returns `(body's result, commit ts)` once the commit is durable and visible (ts 0
         when nothing was written; it then waits for any commit it may have read to be
         visible). `on_commit(ts)` is told the timestamp before anyone can see the commit.
+
+        The transaction reads the newest applied commit without registering a snapshot:
+        collection never drops what the newest versions hold, and a scan that meets a
+        collection re-checks its chunk (see _transaction.Transaction._visible).
         If `body` raises, nothing is written and the error propagates.
 
         Raises:
@@ -222,13 +226,9 @@ class Kernel:
                 raise LiveDBError("the database is closed")
             local.writing = True
             try:
-                txn = make(store, self.catalog, store.writer_snapshot(), record,
-                          self.search_indexes)
-                try:
-                    result = body(txn)
-                    writes, changes = txn.commit_changes()
-                finally:
-                    txn.close()
+                txn = make(store, self.catalog, store.applied, record, self.search_indexes)
+                result = body(txn)
+                writes, changes = txn.commit_changes()
                 if not writes:
                     waiting = self._last if engine.durable else None
                     ts = 0

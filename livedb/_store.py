@@ -113,12 +113,6 @@ class Store:
 
     # -- snapshots ------------------------------------------------------------------------
 
-    def writer_snapshot(self) -> int:
-        """Register a snapshot of the newest applied commit, for the writer (serialized)."""
-        ts = self.applied
-        self._active.append(ts)
-        return ts
-
     def snapshot(self) -> int:
         """Register a snapshot of the newest published commit; `release` it when done.
 

@@ -194,22 +194,35 @@ class Transaction:
              reverse: bool) -> Iterator[tuple[Any, bytes]]:
         """`(key, blob)` of the keys in `[start, end)` of index `name` this transaction
         sees, in order (None bounds: unbounded)."""
-        for keys in self.store.index(name).slices(start, end, reverse):
-            yield from self._visible(name, position, keys)
+        for keys, epoch in self._slices(name, start, end, reverse):
+            yield from self._visible(name, position, keys, epoch)
 
-    def _visible(self, name: IndexName, position: int, keys: list[Any]
+    def _slices(self, name: IndexName, start: Any, end: Any, reverse: bool
+                ) -> Iterator[tuple[list[Any], int]]:
+        """The index's key lists for `[start, end)`, each with the store's epoch read
+        before it was sliced (what `_visible` checks collections against)."""
+        store = self.store
+        slices = store.index(name).slices(start, end, reverse)
+        while True:
+            epoch = store.epoch
+            keys = next(slices, None)
+            if keys is None:
+                return
+            yield keys, epoch
+
+    def _visible(self, name: IndexName, position: int, keys: list[Any], epoch: int
                  ) -> list[tuple[Any, bytes]]:
         """The `(key, blob)` of a chunk's keys this transaction sees.
 
         A key of an unchanged document that is not stale costs one dict lookup. If a
-        collection ran meanwhile (the store's epoch moved) a stale key may have been
-        dropped after the chunk was sliced, so the chunk is checked again, strictly."""
+        collection ran since `epoch` (read before the chunk was sliced), a key stale for
+        this snapshot may have been dropped from `stale` after the slice was taken, so
+        the chunk is checked again, strictly."""
         store = self.store
         docs = store.docs
         ts = self.ts
         stale = store.stale.get(name)
-        epoch = store.epoch
-        strict = bool(epoch & 1)
+        strict = bool(epoch & 1) or store.epoch != epoch
         while True:
             found: list[tuple[Any, bytes]] = []
             for key in keys:
@@ -229,9 +242,8 @@ class Transaction:
                 blob = store.key_visible(name, key, doc_id, ts, strict)
                 if blob is not None:
                     found.append((key, blob))
-            if store.epoch == epoch:
+            if strict or store.epoch == epoch:
                 return found
-            epoch = store.epoch
             strict = True
 
     def fill(self, name: IndexName, position: int, start: Any, end: Any, reverse: bool,
@@ -244,16 +256,16 @@ class Transaction:
         """
         trusted = self.trusted
         last = None
-        for keys in self.store.index(name).slices(start, end, reverse):
+        for keys, epoch in self._slices(name, start, end, reverse):
             if limit is None or filters:
-                found = self._visible(name, position, keys)
+                found = self._visible(name, position, keys, epoch)
             else:
                 need = limit - len(out)
                 found = []
                 done = 0
                 while done < len(keys) and len(found) < need:
                     step = max(need - len(found), 8)
-                    found += self._visible(name, position, keys[done:done + step])
+                    found += self._visible(name, position, keys[done:done + step], epoch)
                     done += step
                 del found[need:]
             if not found:
@@ -290,6 +302,8 @@ class WriteTransaction(Transaction):
     def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
                  search_indexes: Any = None) -> None:
         super().__init__(store, catalog, ts, record, search_indexes)
+        self._open = False
+        """The writer reads the newest applied commit unregistered: nothing to release."""
         self.writes = {}
         self.originals: dict[str, tuple[Any, ...] | None] = {}
         self._pending: dict[IndexName, tuple[list[Any], set[Any]]] = {}
