@@ -9,7 +9,9 @@ import sys
 import threading
 from typing import Any
 
-from .. import Database, LiveDBError, serve
+from .._database import Database
+from .._errors import LiveDBError
+from . import serve
 from .registry import load
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 import msgspec
 
-from .. import AppError, AuthError, Database, LiveDBError, UserIdentity, ValidationError
+from .._database import Database
+from .._errors import AppError, AuthError, LiveDBError, ValidationError
+from .._identity import UserIdentity
 from . import backend, tokens
 from .registry import Entry, Package
 from .wire import WireError, encoded, from_json, to_json

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .. import LiveDBError
+from .._errors import LiveDBError
 from .backend import function_kind
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from .. import AuthError, Database, LiveDBError, ValidationError
+from .._database import Database
+from .._errors import AuthError, LiveDBError, ValidationError
 from . import backend
 from .hub import FunctionError, Hub, failure
 from .registry import Package, load

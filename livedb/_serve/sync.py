@@ -35,7 +35,8 @@ from typing import Any
 
 import msgspec
 
-from .. import AuthError, UserIdentity, ValidationError
+from .._errors import AuthError, ValidationError
+from .._identity import UserIdentity
 from . import backend
 from .hub import PAGINATION_ARG, FunctionError, Hub, failure, pagination_opts
 from .registry import Entry

@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import AuthError, Database, UserIdentity
+from .._database import Database
+from .._errors import AuthError
+from .._identity import UserIdentity
 from . import backend
 
 _HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()

@@ -32,7 +32,8 @@ from typing import Any
 
 import msgspec
 
-from .. import PaginationResult, ValidationError
+from .._errors import ValidationError
+from .._results import PaginationResult
 
 _pack_f64 = struct.Struct("<d").pack
 _unpack_f64 = struct.Struct("<d").unpack
