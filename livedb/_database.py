@@ -421,6 +421,12 @@ class Database:
         stats["tables"] = kernel.catalog.user_tables()
         return stats
 
+    def _check(self) -> None:
+        """Assert every internal invariant (for tests, between calls): the store and its
+        indexes, the search indexes, and the live-query registry."""
+        self._kernel._check()
+        self._reactive._check()
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:

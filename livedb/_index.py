@@ -44,7 +44,7 @@ class SortedIndex:
         """Even when no chunk is being changed in place; odd while one is."""
         initial = sorted(set(keys))
         if initial:
-            self._rebuild(initial)
+            self.replace(initial)
 
     def __len__(self) -> int:
         return sum(len(c) for c in self.root[0])
@@ -209,9 +209,11 @@ class SortedIndex:
             keys.extend(added)
             keys.sort()
             keys = [k for i, k in enumerate(keys) if not i or k != keys[i - 1]]
-        self._rebuild(keys)
+        self.replace(keys)
 
-    def _rebuild(self, keys: list[Any]) -> None:
+    def replace(self, keys: list[Any]) -> None:
+        """Replace every key with `keys`, which must be sorted and unique (as when opening:
+        one pass, no comparisons)."""
         chunks = [keys[i:i + LOAD] for i in range(0, len(keys), LOAD)]
         self.root = (chunks, [c[-1] for c in chunks])
 

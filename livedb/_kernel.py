@@ -414,6 +414,14 @@ class Kernel:
                     self._waiters -= 1
         self.engine.close()
 
+    def _check(self) -> None:
+        """Assert the invariants of the store and of the search indexes (for tests, with
+        no commit under way)."""
+        with self._write_lock:
+            self.store._check()
+            if self.search_indexes is not None:
+                self.search_indexes._check()
+
     def check_open(self) -> None:
         """Raise `LiveDBError` if closing has begun (new calls are refused)."""
         if self.state is not State.OPEN:

@@ -648,6 +648,37 @@ class Reactive:
                 self._drain()
             self.deliveries.run()
 
+    def _check(self) -> None:
+        """Assert the registry's invariants (for tests, with no commit being processed):
+        every live query has subscribers that point back at it and is filed exactly
+        under the ids and index ranges it read last, and nothing else is filed."""
+        with self._cond:
+            assert self._busy is None, "a commit is being processed"
+            assert self._done <= self._store.ts, "processed a commit not yet visible"
+            live_queries = list(self._live.values())
+        by_id: dict[str, set[LiveQuery]] = {}
+        by_index: dict[tuple, dict[tuple, dict[LiveQuery, list[tuple]]]] = {}
+        for live in live_queries:
+            assert self._live[live.key] is live
+            assert live.state.version >= 1, "a live query that never ran"
+            assert live.subscribers, "a live query nobody subscribes to"
+            for subscription in live.subscribers:
+                assert subscription._live is live and subscription.active
+            for doc_id in live.ids:
+                by_id.setdefault(doc_id, set()).add(live)
+            for index, prefix, start, end in live.ranges:
+                assert start < end and prefix == _prefix(start, end)
+                ranges = by_index.setdefault(index, {}).setdefault(prefix, {})
+                ranges.setdefault(live, []).append((start, end))
+        assert self._by_id == by_id, "ids filed that no live query read (or missing)"
+        assert set(self._by_index) == set(by_index), "index watches out of step"
+        for index, watch in self._by_index.items():
+            assert watch.buckets == by_index[index], f"ranges filed wrongly on {index}"
+            lengths: dict[int, int] = {}
+            for prefix in watch.buckets:
+                lengths[len(prefix)] = lengths.get(len(prefix), 0) + 1
+            assert watch.lengths == lengths, f"prefix lengths out of step on {index}"
+
     def stats(self) -> dict[str, int]:
         return {"live_queries": len(self._live),
                 "subscriptions": sum(len(q.subscribers) for q in self._live.values()),

@@ -108,8 +108,8 @@ class Store:
     def fill(self, name: IndexName, keys: list[Any]) -> None:
         """Set an index's keys while opening (in any order)."""
         keys.sort()
-        self.indexes[name] = SortedIndex()
-        self.indexes[name]._rebuild(keys)
+        index = self.indexes[name] = SortedIndex()
+        index.replace(keys)
 
     # -- snapshots ------------------------------------------------------------------------
 
@@ -147,9 +147,11 @@ class Store:
             return version  # type: ignore[return-value]
         if version[0] <= ts:  # type: ignore[index]
             return version[1]  # type: ignore[index]
-        return self._older(doc_id, ts)
+        return self.older(doc_id, ts)
 
-    def _older(self, doc_id: str, ts: int) -> bytes | None:
+    def older(self, doc_id: str, ts: int) -> bytes | None:
+        """The blob of the newest version of `doc_id` in `history` visible at `ts` (the
+        newest version is not visible there), or None."""
         older = self.history.get(doc_id)
         if older:
             i = bisect_right(older, ts, key=_version_ts)
@@ -177,7 +179,7 @@ class Store:
         elif version[0] <= ts:  # type: ignore[index]
             blob = version[1]  # type: ignore[index]
         else:
-            blob = self._older(doc_id, ts)
+            blob = self.older(doc_id, ts)
             if blob is None:
                 return None
             return blob if self.key_fns[name](decode(blob)) == key else None

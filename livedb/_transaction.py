@@ -107,7 +107,7 @@ class Transaction:
                 elif version[0] <= self.ts:  # type: ignore[index]
                     blob = version[1]  # type: ignore[index]
                 else:
-                    blob = self.store._older(id, self.ts)
+                    blob = self.store.older(id, self.ts)
             if blob is None:
                 return None
             if id[0] == "_":

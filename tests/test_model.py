@@ -637,6 +637,7 @@ class ItemsMachine(RuleBasedStateMachine):
 
     @invariant()
     def table_matches_model(self):
+        self.db._check()
         got = self.all_docs()
         expected = sorted(self.model.values(), key=lambda d: d["_creation_time"])
         assert got == expected

@@ -46,6 +46,7 @@ from livedb import (
     query,
     v,
 )
+from livedb._database import reactive_of
 
 SCHEMA = define_schema({
     "messages": define_table({"channel": v.string(), "ts": v.int64(), "body": v.string()})
@@ -286,6 +287,30 @@ def test_unsubscribe_stops_calls(db):
     sub.unsubscribe()  # a second unsubscribe is harmless
     db.mutation(send, {"channel": "c", "ts": 3})
     assert calls == [0, 1]
+
+
+def test_the_registry_check_finds_what_is_filed_wrongly(db):
+    """`_check()` holds while queries come and go, and notices a watch left behind."""
+
+
+    first = db.subscribe(count_in, {"channel": "c"}, lambda _: None)
+    second = db.subscribe(latest, {"channel": "c", "n": 2}, lambda _: None)
+    doc = db.mutation(send, {"channel": "c", "ts": 1})
+    by_id = db.subscribe(get_message, {"id": doc}, lambda _: None)
+    db._check()
+    first.unsubscribe()
+    by_id.unsubscribe()
+    db._check()
+    registry = reactive_of(db)
+    ((index, watch),) = registry._by_index.items()
+    prefix = next(iter(watch.buckets))
+    watch.buckets[prefix].clear()
+    with pytest.raises(AssertionError, match="ranges filed wrongly"):
+        db._check()
+    second.unsubscribe()
+    registry._by_id["messages:stray"] = set()
+    with pytest.raises(AssertionError, match="ids filed"):
+        db._check()
 
 
 def test_unsubscribe_from_inside_the_callback(db):
@@ -1063,6 +1088,7 @@ def test_queue_dispatch_under_concurrent_commits():
             time.sleep(0.001)
 
     run_threads([writer] * writers + [late_subscriber])
+    db._check()
     q.join()
     q.put(None)
     consumer.join(10)
@@ -1120,6 +1146,7 @@ def _default_dispatch_run(callback_work: bool, writers: int = 4, per_writer: int
                 writer_lags.append((n, dict(seen_max)))
 
     run_threads([writer] * writers)
+    db._check()
     total = writers * per_writer
     values = [r for name, r in deliveries if name == "value"]
     copies = [r for name, r in deliveries if name == "copy"]
@@ -1164,6 +1191,7 @@ def test_subscriptions_updated_for_one_commit_see_that_commit():
             db.mutation(increment_both)
 
     run_threads([writer] * 3)
+    db._check()
     assert a_seen == b_seen == list(range(1, 302))
     assert pairs == [[n, n] for n in range(1, 302)]
 
@@ -1270,6 +1298,7 @@ def test_live_queries_on_a_durable_database(tmp_path):
                     lags.append((n, seen[-1]))
 
         run_threads([writer] * 3)
+        db._check()
         assert seen == list(range(91)), "every commit delivered, in commit order"
         lags.clear()
         writer()  # alone, a writer delivers its own callbacks before it returns
@@ -1529,6 +1558,7 @@ class LiveQueriesMachine(RuleBasedStateMachine):
     @invariant()
     def every_live_result_is_current(self):
         self._deliver()
+        self.db._check()
         for live in self.live:
             assert live.delivered, (live.fn, live.args)
             expected = live.expected(self.db)

@@ -46,6 +46,7 @@ def test_concurrent_increments_lose_nothing():
         return run
 
     run_threads([worker(i) for i in range(8)])
+    db._check()
     assert db.query(lambda ctx: ctx.db.get(counter))["n"] == 4000
     # every increment observed a distinct value: the mutations were serialized
     everything = sorted(x for s in seen for x in s)
@@ -131,6 +132,7 @@ def test_bank_transfers_keep_total_constant():
             writers_done.set()
 
     run_threads([writers] + [reader(r) for r in range(3)])
+    db._check()
     final = db.query(balances)
     assert sum(final) == TOTAL
     assert min(final) >= 0
@@ -208,6 +210,7 @@ def test_long_reader_sees_one_snapshot_and_never_blocks_the_writer():
     # and the writes are all there afterwards
     assert _state(db) == after
     assert {d["_id"] for d in after} == set(ids[:10] + ids[15:] + new_ids)
+    db._check()
 
 
 @mutation(args={"gen": v.int64()})
@@ -255,6 +258,7 @@ def test_slow_readers_never_see_a_torn_commit():
             stop.set()
 
     run_threads([writer, readers])
+    db._check()
     # the writer was making progress while the readers scanned
     assert len(set().union(*seen_gens)) > 3, seen_gens
 
@@ -380,6 +384,7 @@ def test_index_scans_match_a_committed_state_while_keys_move():
         stop.set()
 
     run_threads([writer, timer] + [reader(r) for r in range(3)])
+    db._check()
     assert checked[0] > 30, checked
     assert max(states) > 100
     final = db.query(lambda ctx: ctx.db.query("rows").with_index("by_k").collect())
