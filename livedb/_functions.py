@@ -30,7 +30,7 @@ from ._query import Reader, Writer
 from ._results import PaginationResult
 from ._store import Store
 from ._validators import Mismatch, Object, Validator, as_validator, check_value
-from ._values import decode_many, type_name
+from ._values import decode, decode_many, type_name
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -517,21 +517,23 @@ def _check_read(value: Any, trusted: Trusted) -> None:
 
 
 _LEAF_TYPES = frozenset({str, int, float, bool, bytes, type(None), Id})
+_KEY_TYPES = frozenset({str})
 _values = dict.values
 
 
 def _unchanged(docs: list[dict[str, Any]], blobs: list[bytes]) -> bool:
-    """Whether documents still hold exactly the values of the blobs they were decoded
-    from, all leaves (an equal value of another type, such as `Decimal(1)` for `1` or a
-    tuple for a list, is a change). A few C-level passes over all of them at once."""
-    fresh = decode_many(blobs)
-    if fresh != docs:
-        return False
-    for again, doc in zip(fresh, docs, strict=True):
-        again["_id"] = doc["_id"]
-    types = tuple(map(type, chain.from_iterable(map(_values, docs))))
-    return (_LEAF_TYPES.issuperset(types)
-            and types == tuple(map(type, chain.from_iterable(map(_values, fresh)))))
+    """Whether documents are still storable as the blobs they were decoded from show:
+    equal to them, with keys that are exactly `str` and values of exactly the leaf types.
+
+    Equal values of exact storable types are storable (`True` for a stored `1` is as
+    good as `1`); what equality alone would let through is an equal value of another
+    type (`Decimal(1)`, an `int` or `dict` subclass), which the type checks catch. A
+    document with a nested list or object is not judged here (checked in full). Three
+    C-level passes over all the documents at once."""
+    fresh = decode(blobs[0]) if len(blobs) == 1 else decode_many(blobs)
+    return ((fresh == docs[0] if len(blobs) == 1 else fresh == docs)
+            and _LEAF_TYPES.issuperset(map(type, chain.from_iterable(map(_values, docs))))
+            and _KEY_TYPES.issuperset(map(type, chain.from_iterable(docs))))
 
 
 # -- running functions -----------------------------------------------------------------------
