@@ -297,7 +297,7 @@ class WriteTransaction(Transaction):
     reads can overlay the pending keys, and the commit can name the keys removed.
     """
 
-    __slots__ = ("originals", "_pending")
+    __slots__ = ("originals", "system_written", "_pending")
 
     def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
                  search_indexes: Any = None) -> None:
@@ -306,6 +306,8 @@ class WriteTransaction(Transaction):
         """The writer reads the newest applied commit unregistered: nothing to release."""
         self.writes = {}
         self.originals: dict[str, tuple[Any, ...] | None] = {}
+        self.system_written = False
+        """Whether livedb's own writes touched a system table (see `Commit.system`)."""
         self._pending: dict[IndexName, tuple[list[Any], set[Any]]] = {}
 
     def insert(self, table: str, document: dict[str, Any]) -> Id:
@@ -370,6 +372,7 @@ class WriteTransaction(Transaction):
         system-table refusal and the schema. `doc_id` and `creation_time` keep a given
         identity (an import); by default both are new."""
         info = self.catalog.for_read(table, "insert")
+        self.system_written = self.system_written or info.system
         if doc_id is None or creation_time is None:
             creation_time = self.catalog.next_creation_time()
             doc_id = new_id(table, creation_time)
@@ -390,6 +393,7 @@ class WriteTransaction(Transaction):
         if current is None:
             return None
         table = doc_id[:doc_id.index(":")]
+        self.system_written = self.system_written or table[0] == "_"
         if fields is None:
             self.writes[doc_id] = (table, None, None)  # type: ignore[index]
             if self._pending:
@@ -406,6 +410,7 @@ class WriteTransaction(Transaction):
         """Validate `fields` for `info` and write them as document `doc_id` (an import)."""
         full = {"_id": doc_id, "_creation_time": creation_time}
         full.update(self._checked(info, fields, op))
+        self.system_written = self.system_written or info.system
         self.originals.setdefault(doc_id, None)
         self._put(info, doc_id, full, creation_time)
 
