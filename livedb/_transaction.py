@@ -447,7 +447,16 @@ class WriteTransaction(Transaction):
         return table, doc_id, current
 
     def _checked(self, info: TableInfo, document: Any, op: str) -> dict[str, Any]:
+        """`document` as the table stores it (checked against the schema, or as any
+        storable object); `ValidationError` naming the table and the path otherwise.
+        A schema's check also refuses names starting with `_` or `$` (its fields cannot)."""
         table = info.name
+        check = info.check
+        if check is not None and document.__class__ is dict:
+            try:
+                return check(document, 1)  # type: ignore[no-any-return]
+            except Mismatch as e:
+                raise ValidationError(e.render(table)) from None
         if not isinstance(document, dict):
             raise ValidationError(f"{op}: {table}: a document must be a dict, got "
                                   f"{type_name(document)}")
