@@ -133,7 +133,7 @@ class MutationCtx(Writer):
 
     def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
                  search_indexes: Any, auth: Auth, services: Services) -> None:
-        super().__init__(store, catalog, ts, record, search_indexes)
+        Writer.__init__(self, store, catalog, ts, record, search_indexes)
         self.auth = auth
         """`ctx.auth.get_user_identity()`: who is calling."""
         self._services = services

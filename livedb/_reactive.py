@@ -406,8 +406,12 @@ class Reactive:
             self._waiting[ts] = queued
 
     def settled(self, ts: int) -> None:
-        """In the committing thread, once commit `ts` is visible: deliver its updates."""
-        self.settle(ts)
+        """In the committing thread, once commit `ts` is visible: deliver its updates.
+
+        A commit that no live query had to look at was never queued (`committed` ran
+        earlier in this very thread), so it costs one dict lookup here."""
+        if ts in self._waiting:
+            self.settle(ts)
 
     def settle(self, ts: int) -> None:
         """Return once commit `ts` has been processed and its updates delivered — by this

@@ -301,7 +301,14 @@ class WriteTransaction(Transaction):
 
     def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
                  search_indexes: Any = None) -> None:
-        super().__init__(store, catalog, ts, record, search_indexes)
+        # Transaction's fields, set here without a super() call (every mutation's path):
+        self.store = store
+        self.catalog = catalog
+        self.ts = ts
+        self.read_ranges = [] if record else None
+        self.read_ids = set() if record else None
+        self.trusted = {}
+        self.search_indexes = search_indexes
         self._open = False
         """The writer reads the newest applied commit unregistered: nothing to release."""
         self.writes = {}
