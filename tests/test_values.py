@@ -583,3 +583,53 @@ def test_generated_keys_match_each_index_key(doc, ct):
     keys = info.keys(doc, doc_id, ct)
     assert keys == tuple(key_fn(full) for key_fn in info.key_fns)
     assert keys == info.keys(full, doc_id, ct)
+
+
+SAME_BYTES = {
+    "datetime for its ISO string": ("s", lambda s: datetime.datetime.fromisoformat(s)),
+    "Decimal for a numeric string": ("d", decimal.Decimal),
+    "bytearray for bytes": ("b", bytearray),
+    "a memoryview for bytes": ("b", memoryview),
+    "a tuple for a list": ("l", tuple),
+    "a set for a list": ("l", set),
+    "a renamed last field": (None, None),
+}
+
+
+@pytest.mark.parametrize("case", list(SAME_BYTES))
+def test_read_documents_changed_to_values_that_encode_alike_are_refused(db, case):
+    """A read document is judged by re-encoding it; values that msgpack would encode
+    exactly as the stored ones but are not storable kinds are still refused."""
+    doc_id = insert(db, {"s": "2020-01-01T00:00:00", "d": "1.5", "b": b"x", "l": [1],
+                         "a": 1})
+    field, change = SAME_BYTES[case]
+
+    def spoil(doc):
+        if field is None:
+            doc["$a"] = doc.pop("a")
+        else:
+            doc[field] = change(doc[field])
+        return doc
+
+    with pytest.raises(ValidationError):
+        db.query(lambda ctx: spoil(ctx.db.get(doc_id)))
+    with pytest.raises(ValidationError):
+        db.query(lambda ctx: [spoil(d) for d in ctx.db.query("t").collect()])
+
+
+def test_read_documents_changed_to_equal_storable_values_are_returned(db):
+    """Equal values of other storable kinds, and subclasses a plain check accepts, are
+    fine: the result is what the function returned."""
+    class Level(int):
+        pass
+
+    doc_id = insert(db, {"n": 1, "f": 2.0, "s": "x"})
+
+    def change(doc):
+        doc["n"], doc["f"], doc["s"] = True, 2, Id("t:0123456789abcdef")
+        return doc
+
+    got = db.query(lambda ctx: change(ctx.db.get(doc_id)))
+    assert got["n"] is True and got["f"] == 2 and type(got["f"]) is int
+    got = db.query(lambda ctx: {**ctx.db.get(doc_id), "n": Level(3)})
+    assert got["n"] == 3
