@@ -20,7 +20,10 @@ _functions.check_result).
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterator
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from ._catalog import Catalog, TableInfo
@@ -270,11 +273,24 @@ class Transaction:
                 del found[need:]
             if not found:
                 continue
-            decoded = decode_many([blob for _key, blob in found])
+            blobs = list(map(_second, found))
+            decoded = decode_many(blobs)
+            if not filters:
+                # the whole chunk in a few C-level passes (`found` is cut to the limit)
+                keys = list(map(_first, found))
+                _consume(map(_set_item, decoded, repeat("_id"),
+                             map(Id, keys if position == 0 else map(_last, keys))))
+                trusted.update(zip(map(_address, decoded), zip(decoded, blobs, strict=True),
+                                   strict=True))
+                out += decoded
+                last = keys[-1]
+                if limit is not None and len(out) >= limit:
+                    return last, False
+                continue
             for (key, blob), doc in zip(found, decoded, strict=True):
                 last = key
                 doc["_id"] = Id(key if position == 0 else key[-1])
-                if filters and not _passes(filters, doc):
+                if not _passes(filters, doc):
                     continue
                 trusted[_address(doc)] = (doc, blob)
                 out.append(doc)
@@ -605,3 +621,9 @@ def _passes(filters: list[Any], doc: dict[str, Any]) -> bool:
 
 
 _address = id
+_first = itemgetter(0)
+_second = itemgetter(1)
+_last = itemgetter(-1)
+_set_item = dict.__setitem__
+_consume = deque(maxlen=0).extend
+"""Runs an iterator to its end (for a `map` run for its effect, in C)."""
