@@ -15,6 +15,7 @@ importing them works before the module is set up.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -102,14 +103,22 @@ def _by_creation_time_key(doc: dict[str, Any]) -> tuple[Any, ...]:
     return (RANK_NUMBER, ct, ct, str(doc["_id"]))
 
 
+_SHARED_STRING_LENGTH = 64
+"""Short strings in index keys are interned: documents that share a value (a channel, a
+status, a user id) then share one string object in every key that holds it, instead of
+one each (about 50 bytes per document per such field). Interned strings are freed with
+their last key."""
+
+
 def _keys_function(index_paths: list[tuple[tuple[str, ...], ...]]
                    ) -> Callable[[dict[str, Any], str, float], tuple[Any, ...]]:
     """`keys(doc, id, creation time)`: a document's key in every index of its table, in
     position order, generated as straight-line code (each field read and encoded once,
-    strings inline) since it runs for every document written."""
+    strings inline and shared, see `_SHARED_STRING_LENGTH`) since it runs for every
+    document written."""
     namespace: dict[str, Any] = {"ABSENT": ABSENT, "MISSING_PAIR": MISSING_PAIR,
                                  "RANK_STR": RANK_STR, "RANK_NUMBER": RANK_NUMBER,
-                                 "encode_key": encode_key}
+                                 "encode_key": encode_key, "intern": sys.intern}
     lines = ["def keys(doc, doc_id, ct):", "    get = doc.get"]
     slots: dict[tuple[str, ...], int] = {}
     for paths in index_paths:
@@ -124,6 +133,8 @@ def _keys_function(index_paths: list[tuple[tuple[str, ...], ...]]
                 lines.append(f"    x{i} = g{i}(doc)")
             lines += [f"    if x{i}.__class__ is str:",
                       f"        r{i} = RANK_STR",
+                      f"        if len(x{i}) <= {_SHARED_STRING_LENGTH}:",
+                      f"            x{i} = intern(x{i})",
                       f"    elif x{i} is ABSENT:",
                       f"        r{i}, x{i} = MISSING_PAIR",
                       "    else:",
