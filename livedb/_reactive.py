@@ -27,6 +27,7 @@ from ._functions import Auth, Function, QueryCtx, Services, check_result
 from ._identity import UserIdentity
 from ._kernel import Kernel
 from ._results import args_key, copy_of, fingerprint
+from ._store import Changes
 from ._values import encode
 
 log = logging.getLogger("livedb")
@@ -391,17 +392,24 @@ class Reactive:
 
     def committed(self, commit: Commit) -> None:
         """A commit became visible (called in commit order, before the next one is
-        published, so no collection can pass its timestamp unpinned): queue it."""
+        published, so no collection can pass its timestamp unpinned): queue it.
+
+        When nothing is queued or being processed, nobody changes the registry (that
+        takes the processor role), so a commit that touches no live query's read set is
+        recognised here and just advances the processed snapshot: unrelated commits cost
+        a few dict lookups, however many live queries there are."""
         ts = commit.ts
         store = self._store
+        writes = commit.writes
         with self._mutex:
-            if not self._live and self._busy is None and not self._queue:
+            if self._busy is None and not self._queue and not (
+                    self._live and self._matches([w[0] for w in writes], commit.changes)):
                 store.release(self._done)
                 store.pin(ts)
                 self._done = ts
                 return
             store.pin(ts)
-            queued = _Commit(ts, commit.changes, [w[0] for w in commit.writes])
+            queued = _Commit(ts, commit.changes, [w[0] for w in writes])
             self._queue.append(queued)
             self._waiting[ts] = queued
 
@@ -459,21 +467,34 @@ class Reactive:
                 self._busy = None
                 cond.notify_all()
 
-    def _process(self, commit: _Commit) -> None:
-        found: set[LiveQuery] = set()
+    def _matches(self, ids: list[str], changes: Changes,
+                 found: set[LiveQuery] | None = None) -> bool:
+        """Whether a commit that wrote `ids` with these index `changes` meets any live
+        query's read set; the live queries it meets are added to `found` (else the first
+        one answers)."""
         by_id = self._by_id
-        for doc_id in commit.ids:
+        for doc_id in ids:
             watchers = by_id.get(doc_id)
             if watchers:
+                if found is None:
+                    return True
                 found.update(watchers)
         by_index = self._by_index
-        for index, (removed, added, rewritten) in commit.changes.items():
+        seen: set[LiveQuery] = set() if found is None else found
+        for index, (removed, added, rewritten) in changes.items():
             watch = by_index.get(index)
             if watch is None:
                 continue
             for keys in (removed, added, rewritten):
                 for key in keys:
-                    watch.match(key, found)
+                    watch.match(key, seen)
+                    if found is None and seen:
+                        return True
+        return bool(seen)
+
+    def _process(self, commit: _Commit) -> None:
+        found: set[LiveQuery] = set()
+        self._matches(commit.ids, commit.changes, found)
         deliveries = self.deliveries
         for live in found:
             if self._rerun(live, commit.ts):
