@@ -24,7 +24,7 @@ from ._errors import LiveDBError, ValidationError
 from ._ids import system_table_name, valid_table_name
 from ._schema import BUILTIN_INDEXES, Schema, TableDefinition
 from ._store import IndexName
-from ._validators import Check
+from ._validators import Check, IdValidator, Object, v
 from ._values import (
     ABSENT,
     MISSING_PAIR,
@@ -152,7 +152,8 @@ def _keys_function(index_paths: list[tuple[tuple[str, ...], ...]]
 class TableInfo:
     """What a running database needs of one table: its check and its index keys."""
 
-    __slots__ = ("name", "definition", "check", "system", "index_names", "index_fields",
+    __slots__ = ("name", "definition", "check", "check_full", "system", "index_names",
+                 "index_fields",
                  "positions", "index_ids", "key_fns", "keys")
 
     def __init__(self, name: str, definition: TableDefinition | None, validate: bool,
@@ -161,6 +162,14 @@ class TableInfo:
         self.definition = definition
         self.check: Check | None = (definition.validator.compile()
                                     if definition is not None and validate else None)
+        """The check of a document's user fields (None: any storable object)."""
+        self.check_full: Check | None = (
+            Object({"_id": IdValidator(name), "_creation_time": v.float64(),
+                    **definition.validator.fields}).compile()
+            if definition is not None and validate and isinstance(definition.validator, Object)
+            else None)
+        """The same with the system fields too, for rewriting a whole stored document (a
+        table defined by a union of objects has none)."""
         self.system = system
         """Written only by livedb (its name starts with `_`)."""
         self.index_names: list[str] = list(BUILTIN_INDEXES)

@@ -351,18 +351,16 @@ class WriteTransaction(Transaction):
         if not isinstance(fields, dict):
             raise ValidationError(f"patch: fields must be a dict, got {type_name(fields)}")
         info = self.catalog.for_write(table, "patch")
-        merged = dict(current)
         for name, value in fields.items():
             if name in SYSTEM_FIELDS:
                 if value != current[name]:
                     raise ValidationError(f"{table}.{name}: system fields cannot be changed")
                 continue
             if value is DELETE_FIELD:
-                merged.pop(name, None)
+                current.pop(name, None)
             else:
-                merged[name] = value
-        del merged["_id"], merged["_creation_time"]
-        self._replace_with(info, doc_id, current, self._checked(info, merged, "patch"))
+                current[name] = value
+        self._rewrite(info, doc_id, current, "patch")
 
     def replace(self, id: str, document: dict[str, Any]) -> None:
         """Replace the whole document (system fields stay as they are)."""
@@ -371,14 +369,14 @@ class WriteTransaction(Transaction):
             raise ValidationError(f"replace: document must be a dict, got "
                                   f"{type_name(document)}")
         info = self.catalog.for_write(table, "replace")
-        stripped = {}
+        full = {"_id": current["_id"], "_creation_time": current["_creation_time"]}
         for name, value in document.items():
             if name in SYSTEM_FIELDS:
                 if value != current[name]:
                     raise ValidationError(f"{table}.{name}: system fields cannot be changed")
                 continue
-            stripped[name] = value
-        self._replace_with(info, doc_id, current, self._checked(info, stripped, "replace"))
+            full[name] = value
+        self._rewrite(info, doc_id, full, "replace")
 
     def delete(self, id: str) -> None:
         """Delete the document."""
@@ -492,12 +490,21 @@ class WriteTransaction(Transaction):
             raise ValidationError(e.render(table)) from None
         return document  # type: ignore[no-any-return]
 
-    def _replace_with(self, info: TableInfo, doc_id: str, current: dict[str, Any],
-                      doc: dict[str, Any]) -> None:
-        creation_time = current["_creation_time"]
-        full = {"_id": current["_id"], "_creation_time": creation_time}
-        full.update(doc)
-        self._put(info, doc_id, full, creation_time)
+    def _rewrite(self, info: TableInfo, doc_id: str, full: dict[str, Any], op: str) -> None:
+        """Write `full` (a fresh dict this transaction owns, system fields first) as the
+        new version of `doc_id`, checked against the table's schema with its system
+        fields in one pass, or else as any storable object."""
+        check = info.check_full
+        if check is not None:
+            try:
+                full = check(full, 1)
+            except Mismatch as e:
+                raise ValidationError(e.render(info.name)) from None
+        else:
+            system = {"_id": full.pop("_id"), "_creation_time": full.pop("_creation_time")}
+            system.update(self._checked(info, full, op))
+            full = system
+        self._put(info, doc_id, full, full["_creation_time"])
 
     def _put(self, info: TableInfo, doc_id: str, full: dict[str, Any],
              creation_time: float) -> None:
@@ -510,7 +517,11 @@ class WriteTransaction(Transaction):
         keys = info.keys(full, doc_id, creation_time)
         old = self.originals.get(doc_id)
         if old is not None:
-            keys = tuple([o if o == n else n for o, n in zip(old, keys, strict=True)])
+            # unchanged keys keep their very objects: the commit tells them by identity
+            if keys == old:
+                keys = old
+            else:
+                keys = tuple([o if o == n else n for o, n in zip(old, keys, strict=True)])
         self.writes[doc_id] = (info.name, blob, keys)  # type: ignore[index]
         if self._pending:
             self._pending.clear()
