@@ -29,6 +29,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any, Protocol, TypeVar
 
 from ._catalog import Catalog, TableInfo
@@ -95,7 +96,8 @@ class Kernel:
         self._settling: list[CommitListener] = []
         self.search_indexes: Indexes | None = None
         self._write_lock = threading.Lock()
-        self._local = threading.local()
+        self._writer: int | None = None
+        """The thread running a write now (the holder of the writer lock), if any."""
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         self._waiters = 0
@@ -212,7 +214,7 @@ class Kernel:
     @property
     def writing(self) -> bool:
         """Whether the calling thread is inside a write (a mutation) right now."""
-        return getattr(self._local, "writing", False)
+        return self._writer == get_ident()
 
     def write(self, body: Callable[[W], T], make: Callable[..., W] = Writer,  # type: ignore[assignment]
               on_commit: Callable[[int], Any] | None = None, record: bool = False
@@ -233,8 +235,8 @@ class Kernel:
             LiveDBError: the database is closed, this thread is already in a write, or
                 the commit could not be made durable (`WriteError`).
         """
-        local = self._local
-        if getattr(local, "writing", False):
+        me = get_ident()
+        if self._writer == me:
             raise LiveDBError("a mutation cannot run another mutation (use ctx.db directly, "
                               "or run both from an action)")
         store = self.store
@@ -242,7 +244,7 @@ class Kernel:
         with self._write_lock:
             if self.state is State.CLOSED:
                 raise LiveDBError("the database is closed")
-            local.writing = True
+            self._writer = me
             try:
                 txn = make(store, self.catalog, store.applied, record, self.search_indexes)
                 result = body(txn)
@@ -265,7 +267,7 @@ class Kernel:
                         self._make_visible(commit)
                         waiting = None
             finally:
-                local.writing = False
+                self._writer = None
         if waiting is not None:
             self._wait(waiting)
         if ts:
