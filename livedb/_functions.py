@@ -17,9 +17,18 @@ import asyncio
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from itertools import chain
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 from ._catalog import Catalog
 from ._errors import LiveDBError, ValidationError
@@ -267,7 +276,7 @@ class Function(Generic[R]):
         if isinstance(self.args, Object):
             _check_optional_defaults(self.name, handler, self.args)
         self.__wrapped__ = handler
-        functools.update_wrapper(self, handler)  # type: ignore[arg-type]
+        functools.update_wrapper(self, handler)
 
     def __call__(self, ctx: Any, **args: Any) -> R:
         return self.handler(ctx, **args)
@@ -282,6 +291,9 @@ class QueryFunction(Function[R]):
     __slots__ = ()
     kind = QUERY
 
+    if TYPE_CHECKING:  # typed with its context: a query is not a callable of a MutationCtx
+        def __call__(self, ctx: QueryCtx, **args: Any) -> R: ...
+
 
 class MutationFunction(Function[R]):
     """A function registered with `@mutation`."""
@@ -289,12 +301,29 @@ class MutationFunction(Function[R]):
     __slots__ = ()
     kind = MUTATION
 
+    if TYPE_CHECKING:
+        def __call__(self, ctx: MutationCtx, **args: Any) -> R: ...
+
 
 class ActionFunction(Function[R]):
-    """A function registered with `@action`."""
+    """A function registered with `@action` (`R`: its result, awaited if it is async)."""
 
     __slots__ = ()
     kind = ACTION
+
+    if TYPE_CHECKING:  # an async handler called directly returns its coroutine
+        def __call__(self, ctx: ActionCtx, **args: Any) -> Any: ...
+
+
+class _ActionDecorator(Protocol):
+    """`@action(args=..., returns=...)`: keeps the result type (awaited, if async)."""
+
+    @overload
+    def __call__(self, handler: Callable[Concatenate[ActionCtx, P], Coroutine[Any, Any, R]],
+                 /) -> ActionFunction[R]: ...
+    @overload
+    def __call__(self, handler: Callable[Concatenate[ActionCtx, P], R], /
+                 ) -> ActionFunction[R]: ...
 
 
 _KINDS: dict[str, type[Function[Any]]] = {QUERY: QueryFunction, MUTATION: MutationFunction,
@@ -324,10 +353,10 @@ def function_name(fn: Callable[..., Any]) -> str:
 
 
 @overload
-def query(fn: Callable[Concatenate[Any, P], R], /) -> QueryFunction[R]: ...
+def query(fn: Callable[Concatenate[QueryCtx, P], R], /) -> QueryFunction[R]: ...
 @overload
 def query(*, args: Any = None, returns: Any = None
-          ) -> Callable[[Callable[Concatenate[Any, P], R]], QueryFunction[R]]: ...
+          ) -> Callable[[Callable[Concatenate[QueryCtx, P], R]], QueryFunction[R]]: ...
 def query(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
     """Register a query: a read-only function of `ctx` and its arguments.
 
@@ -362,10 +391,10 @@ def query(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  
 
 
 @overload
-def mutation(fn: Callable[Concatenate[Any, P], R], /) -> MutationFunction[R]: ...
+def mutation(fn: Callable[Concatenate[MutationCtx, P], R], /) -> MutationFunction[R]: ...
 @overload
 def mutation(*, args: Any = None, returns: Any = None
-             ) -> Callable[[Callable[Concatenate[Any, P], R]], MutationFunction[R]]: ...
+             ) -> Callable[[Callable[Concatenate[MutationCtx, P], R]], MutationFunction[R]]: ...
 def mutation(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
     """Register a mutation: a function that reads and writes as one serializable
     transaction (all its writes commit together, or none if it raises).
@@ -386,10 +415,12 @@ def mutation(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any
 
 
 @overload
-def action(fn: Callable[Concatenate[Any, P], R], /) -> ActionFunction[R]: ...
+def action(fn: Callable[Concatenate[ActionCtx, P], Coroutine[Any, Any, R]], /
+           ) -> ActionFunction[R]: ...
 @overload
-def action(*, args: Any = None, returns: Any = None
-           ) -> Callable[[Callable[Concatenate[Any, P], R]], ActionFunction[R]]: ...
+def action(fn: Callable[Concatenate[ActionCtx, P], R], /) -> ActionFunction[R]: ...
+@overload
+def action(*, args: Any = None, returns: Any = None) -> _ActionDecorator: ...
 def action(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
     """Register an action: a function that may do I/O (network, files) and call queries
     and mutations with `ctx.run_query` / `ctx.run_mutation` (each its own transaction).
