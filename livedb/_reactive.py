@@ -19,7 +19,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Self
 
 from ._engines import Commit
 from ._errors import LiveDBError
@@ -153,7 +153,7 @@ class Subscriber:
             self.active = False
             self._remove()
 
-    def __enter__(self) -> Subscriber:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

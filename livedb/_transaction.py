@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._catalog import Catalog, TableInfo
 from ._errors import DocumentNotFoundError, LiveDBError, ValidationError
@@ -160,21 +160,22 @@ class Transaction:
         doc["_id"] = Id(doc_id)
         return doc
 
-    def insert(self, table: str, document: dict[str, Any]) -> Id:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("insert")
+    if not TYPE_CHECKING:  # to type checkers, a query's ctx.db has no writes at all
+        def insert(self, table: str, document: dict[str, Any]) -> Id:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("insert")
 
-    def patch(self, id: str, fields: dict[str, Any]) -> None:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("patch")
+        def patch(self, id: str, fields: dict[str, Any]) -> None:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("patch")
 
-    def replace(self, id: str, document: dict[str, Any]) -> None:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("replace")
+        def replace(self, id: str, document: dict[str, Any]) -> None:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("replace")
 
-    def delete(self, id: str) -> None:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("delete")
+        def delete(self, id: str) -> None:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("delete")
 
     # -- scanning (used by _query.Query) ------------------------------------------------
 
