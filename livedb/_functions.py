@@ -47,14 +47,44 @@ P = ParamSpec("P")
 QUERY, MUTATION, ACTION = "query", "mutation", "action"
 
 
+class QueryFiles(Protocol):
+    """`ctx.storage` in a query: stored files' metadata and URLs."""
+
+    def get_metadata(self, id: str) -> dict[str, Any] | None: ...
+    def get_url(self, id: str) -> str | None: ...
+
+
+class MutationFiles(QueryFiles, Protocol):
+    """`ctx.storage` in a mutation: also `delete` (with the commit)."""
+
+    def delete(self, id: str) -> None: ...
+
+
+class ActionFiles(MutationFiles, Protocol):
+    """`ctx.storage` in an action: also `store` and `get` (file bytes)."""
+
+    def store(self, data: Any, content_type: str | None = None) -> Id: ...
+    def get(self, id: str) -> bytes | None: ...
+
+
+class Scheduling(Protocol):
+    """`ctx.scheduler`: schedule a `@mutation` or `@action` by delay or time, or cancel."""
+
+    def run_after(self, seconds: float, fn: Any, args: Mapping[str, Any] | None = None
+                  ) -> Id: ...
+    def run_at(self, timestamp: float, fn: Any, args: Mapping[str, Any] | None = None
+               ) -> Id: ...
+    def cancel(self, id: str) -> None: ...
+
+
 class Services(Protocol):
     """What contexts reach beyond the database itself (the facade provides it)."""
 
-    def query_storage(self, ctx: QueryCtx) -> Any: ...
-    def mutation_storage(self, ctx: MutationCtx) -> Any: ...
-    def mutation_scheduler(self, ctx: MutationCtx) -> Any: ...
-    def action_storage(self) -> Any: ...
-    def action_scheduler(self) -> Any: ...
+    def query_storage(self, ctx: QueryCtx) -> QueryFiles: ...
+    def mutation_storage(self, ctx: MutationCtx) -> MutationFiles: ...
+    def mutation_scheduler(self, ctx: MutationCtx) -> Scheduling: ...
+    def action_storage(self) -> ActionFiles: ...
+    def action_scheduler(self) -> Scheduling: ...
     def vector_search(self, table: str, index: str, vector: Any, limit: int,
                       filter: Any) -> list[dict[str, Any]]: ...
     def run_query(self, fn: Any, args: Mapping[str, Any] | None,
@@ -120,7 +150,7 @@ class QueryCtx(Reader):
         return self
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> QueryFiles:
         """File storage as a query sees it: `get_url`, `get_metadata`."""
         return self._services.query_storage(self)
 
@@ -154,12 +184,12 @@ class MutationCtx(Writer):
         return self
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> MutationFiles:
         """File storage in this transaction: `get_url`, `get_metadata`, `delete`."""
         return self._services.mutation_storage(self)
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> Scheduling:
         """`run_after`, `run_at`, `cancel`: they commit with this mutation or not at all."""
         return self._services.mutation_scheduler(self)
 
@@ -187,12 +217,12 @@ class ActionCtx:
         """`ctx.auth.get_user_identity()`: who is calling."""
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> ActionFiles:
         """File storage: `store`, `get`, `get_url`, `get_metadata`, `delete`."""
         return self._services.action_storage()
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> Scheduling:
         """`run_after`, `run_at`, `cancel`, each committed at once (actions are not atomic)."""
         return self._services.action_scheduler()
 

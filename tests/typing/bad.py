@@ -31,6 +31,17 @@ def writes(ctx: QueryCtx) -> None:
     ctx.db.insert("messages", {"body": "x"})  # wrong: a query's ctx.db cannot write
 
 
+@query
+def stores(ctx: QueryCtx) -> None:
+    ctx.storage.store(b"x")  # wrong: a query's ctx.storage cannot store
+    ctx.scheduler.run_after(1, send, {"body": "x"})  # wrong: a query has no scheduler
+
+
+@mutation
+def schedules(ctx: MutationCtx) -> None:
+    ctx.scheduler.run_later(1, send, {"body": "x"})  # wrong: no such method
+
+
 @query  # wrong: a query handler that takes a mutation's context
 def wrong_context(ctx: MutationCtx) -> None:
     ctx.db.delete("messages:0000000000")

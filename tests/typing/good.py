@@ -85,6 +85,25 @@ def unlike_all(ctx: MutationCtx, id: Id) -> None:
     ctx.db.patch(id, {"likes": DELETE_FIELD})
 
 
+@mutation(args={"body": v.string()})
+def send_later(ctx: MutationCtx, body: str) -> Id:
+    return ctx.scheduler.run_after(3600, send, {"channel": "later", "body": body})
+
+
+@query(args={"file": v.id("_storage")})
+def file_size(ctx: QueryCtx, file: Id) -> int | None:
+    metadata = ctx.storage.get_metadata(file)
+    return None if metadata is None else int(metadata["size"])
+
+
+@action
+def attach(ctx: ActionCtx) -> Id:
+    file = ctx.storage.store(b"hello", "text/plain")
+    data = ctx.storage.get(file)
+    assert_type(data, bytes | None)
+    return file
+
+
 @action(args={"channel": v.string()})
 def shout(ctx: ActionCtx, channel: str) -> Id:
     before = ctx.run_query(count, {"channel": channel})
@@ -132,6 +151,12 @@ def main() -> None:
             later = db.action(shout_later, {"channel": "general"})
             assert_type(later, int)
             assert later == total + 2
+            scheduled = db.mutation(send_later, {"body": "later"})
+            assert_type(scheduled, Id)
+            assert scheduled.table == "_scheduled_functions"
+            size = db.query(file_size, {"file": db.action(attach)})
+            assert_type(size, int | None)
+            assert size == 5
             ad_hoc = db.query(lambda ctx: len(ctx.db.query("messages").collect()))
             assert_type(ad_hoc, int)
             assert [m["body"] for m in seen[-1]][-1] == "hi"
