@@ -174,7 +174,8 @@ class Database:
                 kernel, runner, crons, manual=clock is not None)
             kernel.load()
             self._reactive = Reactive(kernel, services)
-            kernel.listeners.extend([scheduler, files, self._reactive])
+            for listener in (scheduler, files, self._reactive):
+                kernel.listen(listener)
             files.open()
             scheduler.open()
         except BaseException:

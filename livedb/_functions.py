@@ -19,6 +19,7 @@ import inspect
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from itertools import chain
+from operator import is_, itemgetter
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -39,7 +40,7 @@ from ._query import Reader, Writer
 from ._results import PaginationResult
 from ._store import Store
 from ._validators import Mismatch, Object, Validator, as_validator, check_value
-from ._values import decode, decode_many, type_name
+from ._values import encode, type_name
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -172,7 +173,7 @@ class MutationCtx(Writer):
 
     def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
                  search_indexes: Any, auth: Auth, services: Services) -> None:
-        super().__init__(store, catalog, ts, record, search_indexes)
+        Writer.__init__(self, store, catalog, ts, record, search_indexes)
         self.auth = auth
         """`ctx.auth.get_user_identity()`: who is calling."""
         self._services = services
@@ -525,11 +526,20 @@ Trusted = dict[int, tuple[dict[str, Any], bytes]]
 def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None) -> Any:
     """Validate a return value against `returns=`, or else as a value of the storable kinds.
 
-    No size or length limit applies (a query may return 100k documents). Documents the
-    function read (`trusted`: `id(doc) -> (doc, blob)`) are checked by decoding their
-    blob again and comparing, all at once: equal means unchanged at any depth (a tuple
-    never equals a list), so storable; any change makes the document checked in full.
+    No size or length limit applies (a query may return 100k documents). A document the
+    function read and returns as it was (`trusted`: `id(doc) -> (doc, blob)`) is not
+    walked: see `_unchanged`. A lone document and a list of documents, the common
+    results, are recognised here without further calls.
     """
+    if trusted and fn.check_returns is None:
+        entry = trusted.get(id(result))
+        if entry is not None and entry[0] is result:
+            try:
+                if (encode(result) == entry[1]
+                        and _LEAF_TYPES.issuperset(map(type, result.values()))):
+                    return result
+            except Exception:  # noqa: BLE001, S110 - not encodable as it was: walk it
+                pass
     value = result.page if result.__class__ is PaginationResult else result
     try:
         if fn.check_returns is not None:
@@ -546,14 +556,18 @@ def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None)
 
 
 def _check_read(value: Any, trusted: Trusted) -> None:
-    """Check `value` is of the storable kinds, comparing documents it read with their
-    blobs instead of walking them."""
+    """Check `value` is of the storable kinds, judging documents it read by `_unchanged`
+    instead of walking them."""
     entry = trusted.get(id(value))
     if entry is not None and entry[0] is value:
         if not _unchanged([value], [entry[1]]):
             check_value(value, 1)
         return
     if value.__class__ is list:
+        entries = list(map(trusted.get, map(id, value)))
+        if (None not in entries and all(map(is_, map(_first, entries), value))
+                and _unchanged(value, list(map(_second, entries)))):
+            return
         get = trusted.get
         read: list[dict[str, Any]] = []
         blobs: list[bytes] = []
@@ -578,23 +592,28 @@ def _check_read(value: Any, trusted: Trusted) -> None:
 
 
 _LEAF_TYPES = frozenset({str, int, float, bool, bytes, type(None), Id})
-_KEY_TYPES = frozenset({str})
 _values = dict.values
+_first: Callable[[Any], Any] = itemgetter(0)  # of trusted entries, None ruled out first
+_second: Callable[[Any], Any] = itemgetter(1)
 
 
 def _unchanged(docs: list[dict[str, Any]], blobs: list[bytes]) -> bool:
-    """Whether documents are still storable as the blobs they were decoded from show:
-    equal to them, with keys that are exactly `str` and values of exactly the leaf types.
+    """Whether documents read from storage are storable as they are, without walking them:
+    each encodes to exactly the blob it was decoded from, and every value of each is of
+    exactly a leaf type.
 
-    Equal values of exact storable types are storable (`True` for a stored `1` is as
-    good as `1`); what equality alone would let through is an equal value of another
-    type (`Decimal(1)`, an `int` or `dict` subclass), which the type checks catch. A
-    document with a nested list or object is not judged here (checked in full). Three
-    C-level passes over all the documents at once."""
-    fresh = decode(blobs[0]) if len(blobs) == 1 else decode_many(blobs)
-    return ((fresh == docs[0] if len(blobs) == 1 else fresh == docs)
-            and _LEAF_TYPES.issuperset(map(type, chain.from_iterable(map(_values, docs))))
-            and _KEY_TYPES.issuperset(map(type, chain.from_iterable(docs))))
+    Equal bytes mean the same keys in the same order and values of the same encoding;
+    what encodes like a stored leaf but is another type (an `int` or `str` subclass, a
+    `Decimal` or `datetime` encoding like a stored string, `bytearray` like bytes) fails
+    the type test, and a tuple or set cannot encode like a leaf. A document holding a
+    list or an object is not judged here (it is walked). Two C-level passes over all the
+    documents at once."""
+    try:
+        if list(map(encode, docs)) != blobs:
+            return False
+    except Exception:  # noqa: BLE001 - not encodable as it is: walk it
+        return False
+    return _LEAF_TYPES.issuperset(map(type, chain.from_iterable(map(_values, docs))))
 
 
 # -- running functions -----------------------------------------------------------------------

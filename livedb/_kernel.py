@@ -60,7 +60,15 @@ class State(enum.Enum):
 
 
 class CommitListener(Protocol):
-    """A feature kept in step with commits (live queries, the scheduler, file storage)."""
+    """A feature kept in step with commits (live queries, the scheduler, file storage).
+
+    Registered with `Kernel.listen`. A listener that keeps only system tables in step
+    (`system_only`) hears only of commits that wrote one, and one with nothing to do in
+    the committing thread (`settles` false) is not called there: a commit of user
+    documents costs such features nothing."""
+
+    system_only: bool
+    settles: bool
 
     def committed(self, commit: Commit) -> None:
         """Commit `commit.ts` is now visible to readers. Called in commit order by one
@@ -80,7 +88,11 @@ class Kernel:
         self.engine = engine
         self.store = Store()
         self.state = State.OPEN
-        self.listeners: list[CommitListener] = []
+        self._listeners: list[CommitListener] = []
+        """Told of every commit."""
+        self._system_listeners: list[CommitListener] = []
+        """Told only of commits that wrote a system table."""
+        self._settling: list[CommitListener] = []
         self.search_indexes: Indexes | None = None
         self._write_lock = threading.Lock()
         self._local = threading.local()
@@ -99,6 +111,12 @@ class Kernel:
         for info in catalog.tables.values():
             self._define(info)
         catalog.on_new_table = self._define
+
+    def listen(self, listener: CommitListener) -> None:
+        """Keep `listener` in step with every later commit (see `CommitListener`)."""
+        (self._system_listeners if listener.system_only else self._listeners).append(listener)
+        if listener.settles:
+            self._settling.append(listener)
 
     def _define(self, info: TableInfo) -> None:
         for name, key_fn in zip(info.index_ids, info.key_fns, strict=True):
@@ -238,7 +256,8 @@ class Kernel:
                     ts = 0
                 else:
                     ts = store.commit(writes, changes, publish=False)
-                    commit = Commit(ts, writes, changes, self.catalog.last_time)
+                    commit = Commit(ts, writes, changes, self.catalog.last_time,
+                                    txn.system_written)
                     if on_commit is not None:
                         on_commit(ts)
                     if engine.durable:
@@ -254,7 +273,7 @@ class Kernel:
         if waiting is not None:
             self._wait(waiting)
         if ts:
-            for listener in self.listeners:
+            for listener in self._settling:
                 listener.settled(ts)
         return result, ts
 
@@ -377,7 +396,8 @@ class Kernel:
         """The one point where a commit becomes visible: to readers, then to listeners."""
         store = self.store
         store.publish(commit.ts)
-        for listener in self.listeners:
+        for listener in (self._listeners + self._system_listeners if commit.system
+                         else self._listeners):
             try:
                 listener.committed(commit)
             except Exception:

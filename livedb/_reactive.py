@@ -364,11 +364,17 @@ class Reactive:
     role, by whichever thread runs `deliveries` (see `Deliveries`).
     """
 
+    system_only = False
+    """Hears of every commit (live queries may read any table)."""
+    settles = True
+
     def __init__(self, kernel: Kernel, services: Services) -> None:
         self._kernel = kernel
         self._services = services
         self._store = kernel.store
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        """Waited on under `_mutex` (taken directly where nobody waits: a C-level lock)."""
         self._queue: deque[_Commit] = deque()
         self._waiting: dict[int, _Commit] = {}
         """Processed or queued commits whose committer has not settled them yet."""
@@ -391,7 +397,7 @@ class Reactive:
         published, so no collection can pass its timestamp unpinned): queue it."""
         ts = commit.ts
         store = self._store
-        with self._cond:
+        with self._mutex:
             if not self._live and self._busy is None and not self._queue:
                 store.release(self._done)
                 store.pin(ts)
@@ -403,13 +409,17 @@ class Reactive:
             self._waiting[ts] = queued
 
     def settled(self, ts: int) -> None:
-        """In the committing thread, once commit `ts` is visible: deliver its updates."""
-        self.settle(ts)
+        """In the committing thread, once commit `ts` is visible: deliver its updates.
+
+        A commit that no live query had to look at was never queued (`committed` ran
+        earlier in this very thread), so it costs one dict lookup here."""
+        if ts in self._waiting:
+            self.settle(ts)
 
     def settle(self, ts: int) -> None:
         """Return once commit `ts` has been processed and its updates delivered — by this
         thread, or by a thread delivering callbacks right now (never waited for)."""
-        with self._cond:
+        with self._mutex:
             commit = self._waiting.pop(ts, None)
         if commit is None:
             return
@@ -422,7 +432,7 @@ class Reactive:
         handlers, never callbacks). False when this thread is the processor already, or
         when `commit` got processed meanwhile."""
         me = threading.get_ident()
-        with self._cond:
+        with self._mutex:
             if self._busy == me:
                 return False
             while self._busy is not None:
@@ -436,19 +446,19 @@ class Reactive:
 
     def _drain(self) -> None:
         """Process every queued commit, then give up the processor role."""
-        cond = self._cond
+        mutex, cond = self._mutex, self._cond
         try:
             while True:
-                with cond:
+                with mutex:
                     if not self._queue:
                         break
                     commit = self._queue.popleft()
                 self._process(commit)
-                with cond:
+                with mutex:
                     commit.done = True
                     cond.notify_all()
         finally:
-            with cond:
+            with mutex:
                 self._busy = None
                 cond.notify_all()
 
@@ -627,7 +637,7 @@ class Reactive:
             self._waiting.clear()
         finally:
             if not nested:
-                with self._cond:
+                with self._mutex:
                     self._busy = None
                     self._cond.notify_all()
         for subscription in ended:
@@ -638,7 +648,7 @@ class Reactive:
         """The current state of each subscription's live query, all valid at one commit,
         and that commit's timestamp (`Entry.value()` gives a result's copy). With
         `block=False`, None instead of waiting while a commit is being processed."""
-        with self._cond:
+        with self._mutex:
             if self._busy is None:
                 return self._done, [s._live.state for s in subscriptions]
         if not block:
@@ -655,7 +665,7 @@ class Reactive:
         """Assert the registry's invariants (for tests, with no commit being processed):
         every live query has subscribers that point back at it and is filed exactly
         under the ids and index ranges it read last, and nothing else is filed."""
-        with self._cond:
+        with self._mutex:
             assert self._busy is None, "a commit is being processed"
             assert self._done <= self._store.ts, "processed a commit not yet visible"
             live_queries = list(self._live.values())

@@ -175,6 +175,10 @@ def _describe(error: BaseException) -> str:
 class Scheduler:
     """Runs the due calls of one database and keeps its crons scheduled."""
 
+    system_only = True
+    """Hears only of commits that wrote a system table (see _kernel.CommitListener)."""
+    settles = False
+
     def __init__(self, kernel: Kernel, runner: Runner, crons: Crons | None,
                  manual: bool) -> None:
         if crons is not None and not isinstance(crons, Crons):
@@ -186,7 +190,9 @@ class Scheduler:
         kernel.catalog.add_system_table(TABLE)
         self._jobs = {} if crons is None else dict(crons.jobs)
         self._manual = manual
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        """Waited on under `_mutex` (taken directly where nobody waits: a C-level lock)."""
         self._due: list[tuple[float, str]] = []
         self._queued: set[str] = set()
         self._expiring: list[tuple[float, str]] = []
@@ -216,7 +222,7 @@ class Scheduler:
             rows = txn.system.query(TABLE).collect()
         finally:
             txn.close()
-        with self._cond:
+        with self._mutex:
             for row in rows:
                 self._track(row)
         if rows or self._jobs:
@@ -269,7 +275,7 @@ class Scheduler:
     def committed(self, commit: Commit) -> None:
         """Queue the pending and finished rows a commit wrote (called in commit order)."""
         prefix = TABLE + ":"
-        with self._cond:
+        with self._mutex:
             earliest = self._wake_at
             for doc_id, blob, _creation_time in commit.writes:
                 if blob is not None and doc_id.startswith(prefix):
@@ -283,7 +289,7 @@ class Scheduler:
         """Nothing to do in the committing thread."""
 
     def _track(self, row: dict[str, Any]) -> float | None:
-        """Queue one row by its state; the time it becomes due or expires. Holds `_cond`."""
+        """Queue one row by its state; the time it becomes due or expires. Holds `_mutex`."""
         kind = row["state"]["kind"]
         doc_id = str(row["_id"])
         if kind == "pending":
@@ -306,7 +312,7 @@ class Scheduler:
     def _take_due(self, now: float) -> tuple[list[str], list[str]]:
         """Pop and claim the calls due at `now` (in time order); pop the rows expired.
 
-        Holds `_cond`. A claimed call is in `_running` until `_release`: popping and
+        Holds `_mutex`. A claimed call is in `_running` until `_release`: popping and
         claiming at once means a due call is always either queued or running.
         """
         due = []
@@ -323,7 +329,7 @@ class Scheduler:
 
     def _requeue(self, doc_ids: list[str]) -> None:
         """Give claimed calls that were not run back to the queue."""
-        with self._cond:
+        with self._mutex:
             for doc_id in doc_ids:
                 when = self._running.pop(doc_id)
                 if doc_id not in self._queued:
@@ -336,7 +342,7 @@ class Scheduler:
 
         Both happen at once, so no other thread can claim the call in between.
         """
-        with self._cond:
+        with self._mutex:
             self._running.pop(doc_id, None)
             if retry_at is not None and doc_id not in self._queued:
                 self._queued.add(doc_id)
@@ -356,13 +362,13 @@ class Scheduler:
             if self._closed:
                 raise
             return False, self._retry_time(doc_id, e)
-        with self._cond:
+        with self._mutex:
             self._failed_writes.pop(doc_id, None)
         return ran, None
 
     def _retry_time(self, doc_id: str, error: WriteError) -> float | None:
         """When to try again a call whose commit failed with `error`; None for never."""
-        with self._cond:
+        with self._mutex:
             if not error.retryable:
                 self._failed_writes.pop(doc_id, None)
                 self._unfinished.pop(doc_id, None)
@@ -395,7 +401,7 @@ class Scheduler:
         worker = getattr(self._local, "worker", False)
         while True:
             now = self._kernel.catalog.now()
-            with self._cond:
+            with self._mutex:
                 due, expired = self._take_due(now)
             if due or expired:
                 rounds += 1
@@ -418,7 +424,7 @@ class Scheduler:
                 continue
             if worker:
                 return ran
-            with self._cond:
+            with self._mutex:
                 elsewhere = [i for i, when in self._running.items() if when <= now]
                 if not elsewhere:
                     return ran
@@ -429,7 +435,7 @@ class Scheduler:
         """The background thread: sleep until the next due time, hand due calls to the pool."""
         cond = self._cond
         while True:
-            with cond:
+            with self._mutex:
                 while True:
                     if self._stopping:
                         return
@@ -602,7 +608,7 @@ class Scheduler:
             log.warning("livedb: deleting old scheduled-function rows failed (%s); trying "
                         "again in %g s", e, RETRY_MAX)
             later = self._kernel.catalog.now() + RETRY_MAX
-            with self._cond:
+            with self._mutex:
                 for doc_id in doc_ids:
                     heapq.heappush(self._expiring, (later, doc_id))
                 self._cond.notify_all()
@@ -611,7 +617,7 @@ class Scheduler:
 
     def stop(self) -> None:
         """Stop the runner and wait for the calls running now (unless called from one)."""
-        with self._cond:
+        with self._mutex:
             if self._stopping:
                 return
             self._stopping = True

@@ -212,6 +212,10 @@ class _Staged:
 class FileStorage:
     """The stored files of one database, in memory or (with a path) in `<path>.files/`."""
 
+    system_only = True
+    """Hears only of commits that wrote a system table (see _kernel.CommitListener)."""
+    settles = False
+
     def __init__(self, kernel: Kernel, path: str | None) -> None:
         self._kernel = kernel
         self.kernel = kernel

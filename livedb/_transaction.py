@@ -20,7 +20,10 @@ _functions.check_result).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ._catalog import Catalog, TableInfo
@@ -271,11 +274,24 @@ class Transaction:
                 del found[need:]
             if not found:
                 continue
-            decoded = decode_many([blob for _key, blob in found])
+            blobs = list(map(_second, found))
+            decoded = decode_many(blobs)
+            if not filters:
+                # the whole chunk in a few C-level passes (`found` is cut to the limit)
+                keys = list(map(_first, found))
+                _consume(map(_set_item, decoded, repeat("_id"),
+                             map(Id, keys if position == 0 else map(_last, keys))))
+                trusted.update(zip(map(_address, decoded), zip(decoded, blobs, strict=True),
+                                   strict=True))
+                out += decoded
+                last = keys[-1]
+                if limit is not None and len(out) >= limit:
+                    return last, False
+                continue
             for (key, blob), doc in zip(found, decoded, strict=True):
                 last = key
                 doc["_id"] = Id(key if position == 0 else key[-1])
-                if filters and not _passes(filters, doc):
+                if not _passes(filters, doc):
                     continue
                 trusted[_address(doc)] = (doc, blob)
                 out.append(doc)
@@ -298,15 +314,24 @@ class WriteTransaction(Transaction):
     reads can overlay the pending keys, and the commit can name the keys removed.
     """
 
-    __slots__ = ("originals", "_pending")
+    __slots__ = ("originals", "system_written", "_pending")
 
     def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
                  search_indexes: Any = None) -> None:
-        super().__init__(store, catalog, ts, record, search_indexes)
+        # Transaction's fields, set here without a super() call (every mutation's path):
+        self.store = store
+        self.catalog = catalog
+        self.ts = ts
+        self.read_ranges = [] if record else None
+        self.read_ids = set() if record else None
+        self.trusted = {}
+        self.search_indexes = search_indexes
         self._open = False
         """The writer reads the newest applied commit unregistered: nothing to release."""
         self.writes = {}
         self.originals: dict[str, tuple[Any, ...] | None] = {}
+        self.system_written = False
+        """Whether livedb's own writes touched a system table (see `Commit.system`)."""
         self._pending: dict[IndexName, tuple[list[Any], set[Any]]] = {}
 
     def insert(self, table: str, document: dict[str, Any]) -> Id:
@@ -371,6 +396,7 @@ class WriteTransaction(Transaction):
         system-table refusal and the schema. `doc_id` and `creation_time` keep a given
         identity (an import); by default both are new."""
         info = self.catalog.for_read(table, "insert")
+        self.system_written = self.system_written or info.system
         if doc_id is None or creation_time is None:
             creation_time = self.catalog.next_creation_time()
             doc_id = new_id(table, creation_time)
@@ -391,6 +417,7 @@ class WriteTransaction(Transaction):
         if current is None:
             return None
         table = doc_id[:doc_id.index(":")]
+        self.system_written = self.system_written or table[0] == "_"
         if fields is None:
             self.writes[doc_id] = (table, None, None)  # type: ignore[index]
             if self._pending:
@@ -407,6 +434,7 @@ class WriteTransaction(Transaction):
         """Validate `fields` for `info` and write them as document `doc_id` (an import)."""
         full = {"_id": doc_id, "_creation_time": creation_time}
         full.update(self._checked(info, fields, op))
+        self.system_written = self.system_written or info.system
         self.originals.setdefault(doc_id, None)
         self._put(info, doc_id, full, creation_time)
 
@@ -443,7 +471,16 @@ class WriteTransaction(Transaction):
         return table, doc_id, current
 
     def _checked(self, info: TableInfo, document: Any, op: str) -> dict[str, Any]:
+        """`document` as the table stores it (checked against the schema, or as any
+        storable object); `ValidationError` naming the table and the path otherwise.
+        A schema's check also refuses names starting with `_` or `$` (its fields cannot)."""
         table = info.name
+        check = info.check
+        if check is not None and document.__class__ is dict:
+            try:
+                return check(document, 1)  # type: ignore[no-any-return]
+            except Mismatch as e:
+                raise ValidationError(e.render(table)) from None
         if not isinstance(document, dict):
             raise ValidationError(f"{op}: {table}: a document must be a dict, got "
                                   f"{type_name(document)}")
@@ -585,3 +622,9 @@ def _passes(filters: list[Any], doc: dict[str, Any]) -> bool:
 
 
 _address = id
+_first = itemgetter(0)
+_second = itemgetter(1)
+_last = itemgetter(-1)
+_set_item = dict.__setitem__
+_consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
+"""Runs an iterator to its end (for a `map` run for its effect, in C)."""

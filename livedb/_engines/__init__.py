@@ -24,8 +24,8 @@ on read sets. Its contract, for a future implementation:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from .._errors import LiveDBError
 from .._store import Changes, Write
@@ -55,10 +55,12 @@ class Commit:
     changes: Changes
     last_time: float
     """The newest creation time handed out when this commit was made."""
+    system: bool = False
+    """Whether it wrote a system table (only such commits reach listeners that watch
+    system tables alone)."""
     durable: bool = False
     visible: bool = False
     error: BaseException | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StorageEngine(Protocol):
