@@ -39,7 +39,7 @@ def stores(ctx: QueryCtx) -> None:
 
 @mutation
 def schedules(ctx: MutationCtx) -> None:
-    ctx.scheduler.run_later(1, send, {"body": "x"})  # wrong: no such method
+    ctx.scheduler.run_later(1, send, {"body": "x"})  # wrong: a misspelt scheduler method
 
 
 @query  # wrong: a query handler that takes a mutation's context
@@ -72,5 +72,5 @@ def main(db: Database) -> None:
     asyncio.run(db.action(count_later))  # wrong: an async action's result is not awaitable
     client = db.client()
     n: int = client.mutation(send, {"body": "hi"}).result()  # wrong: Future[str], not int
-    client.subscribe(count, {"channel": "general"}, on_text)  # wrong: callback takes str
+    client.subscribe(count, {"channel": "general"}, on_text)  # wrong: client callback of str
     print(total, n)
