@@ -30,7 +30,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from threading import get_ident
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 from ._catalog import Catalog, TableInfo
 from ._engines import Commit, StorageEngine, WriteError
@@ -178,9 +178,9 @@ class Kernel:
                 for name, index_keys in zip(catalog.tables[table].index_ids, per_index,
                                             strict=True):
                     store.fill(name, index_keys)
-            for name in added:
-                if name not in keys:
-                    catalog.forget(name)
+            for table in added:
+                if table not in keys:
+                    catalog.forget(table)
             catalog.last_time = max(last_time, self.engine.last_time())
             self.search_indexes = Indexes.build(store, catalog.definitions())
         finally:
@@ -197,8 +197,12 @@ class Kernel:
     def release(self, ts: int) -> None:
         self.store.release(ts)
 
-    def reader(self, cls: type[R] = Reader, record: bool = False,  # type: ignore[assignment]
-               at: int | None = None) -> R:
+    @overload
+    def reader(self, *, record: bool = False, at: int | None = None) -> Reader: ...
+    @overload
+    def reader(self, cls: type[R], record: bool = False, at: int | None = None) -> R: ...
+    def reader(self, cls: type[Transaction] = Reader, record: bool = False,  # noqa: E301
+               at: int | None = None) -> Transaction:
         """A read transaction of class `cls` at the newest snapshot (or at `at`, a commit
         the caller keeps from being collected); `close` it when done."""
         store = self.store

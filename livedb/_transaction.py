@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._catalog import Catalog, TableInfo
 from ._errors import DocumentNotFoundError, LiveDBError, ValidationError
@@ -100,15 +100,15 @@ class Transaction:
                 self.read_ids.add(id)
             writes = self.writes
             if writes is not None and id in writes:
-                blob = writes[id][1]
+                blob: bytes | None = writes[id][1]
             else:
                 version = self.store.docs.get(id)
                 if version is None:
                     return self._missing(id, "get")
                 if version.__class__ is bytes:
-                    blob = version  # type: ignore[assignment]
-                elif version[0] <= self.ts:  # type: ignore[index]
-                    blob = version[1]  # type: ignore[index]
+                    blob = version  # pyright: ignore[reportAssignmentType]
+                elif version[0] <= self.ts:
+                    blob = version[1]  # type: ignore[assignment]
                 else:
                     blob = self.store.older(id, self.ts)
             if blob is None:
@@ -116,15 +116,15 @@ class Transaction:
             if id[0] == "_":
                 raise ValidationError(f"get: {id!r} belongs to a system table; use "
                                       "ctx.db.system.get")
-            doc = decode(blob)
+            doc: dict[str, Any] = decode(blob)
             doc["_id"] = id if id.__class__ is Id else Id(id)
             self.trusted[_address(doc)] = (doc, blob)
             return doc
         return self._missing(id, "get")
 
-    def _missing(self, id: Any, op: str) -> None:
+    def _missing(self, id: Any, op: str) -> dict[str, Any] | None:
         """A `get` found nothing: check that `id` was a well-formed id of a known user
-        table (else `ValidationError`), and return None."""
+        table (else `ValidationError`), and return None (what `get` returns)."""
         parsed = parse_id(id)
         if parsed is None:
             raise ValidationError(f"{op}: {id!r} is not a document id")
@@ -159,25 +159,26 @@ class Transaction:
         blob = self.blob(doc_id)
         if blob is None:
             return None
-        doc = decode(blob)
+        doc: dict[str, Any] = decode(blob)
         doc["_id"] = Id(doc_id)
         return doc
 
-    def insert(self, table: str, document: dict[str, Any]) -> Id:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("insert")
+    if not TYPE_CHECKING:  # to type checkers, a query's ctx.db has no writes at all
+        def insert(self, table: str, document: dict[str, Any]) -> Id:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("insert")
 
-    def patch(self, id: str, fields: dict[str, Any]) -> None:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("patch")
+        def patch(self, id: str, fields: dict[str, Any]) -> None:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("patch")
 
-    def replace(self, id: str, document: dict[str, Any]) -> None:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("replace")
+        def replace(self, id: str, document: dict[str, Any]) -> None:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("replace")
 
-    def delete(self, id: str) -> None:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("delete")
+        def delete(self, id: str) -> None:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("delete")
 
     # -- scanning (used by _query.Query) ------------------------------------------------
 
@@ -236,11 +237,11 @@ class Transaction:
                 if not strict:
                     if version.__class__ is bytes:
                         if not (stale and key in stale):
-                            found.append((key, version))  # type: ignore[arg-type]
+                            found.append((key, version))  # pyright: ignore[reportArgumentType]
                             continue
-                    elif version[0] <= ts and version[1] is not None and not (  # type: ignore[index]
+                    elif version[0] <= ts and version[1] is not None and not (
                             stale and key in stale):
-                        found.append((key, version[1]))  # type: ignore[index]
+                        found.append((key, version[1]))  # type: ignore[arg-type]
                         continue
                 blob = store.key_visible(name, key, doc_id, ts, strict)
                 if blob is not None:
@@ -446,7 +447,7 @@ class WriteTransaction(Transaction):
         blob = self.store.read(doc_id, self.ts)
         if blob is None:
             return None
-        current = decode(blob)
+        current: dict[str, Any] = decode(blob)
         if doc_id not in self.originals:
             info = self.catalog.for_read(doc_id[:doc_id.index(":")], "update")
             self.originals[doc_id] = info.keys(current, doc_id, current["_creation_time"])
@@ -550,7 +551,7 @@ class WriteTransaction(Transaction):
             while i < n and ((extra[i] < key) != reverse):
                 yield extra[i], self._pending_blob(extra[i], position)
                 i += 1
-            yield key, blob
+            yield key, blob  # pyright: ignore[reportReturnType]  # (written: keys, so a blob)
         while i < n:
             yield extra[i], self._pending_blob(extra[i], position)
             i += 1
@@ -636,5 +637,5 @@ _first = itemgetter(0)
 _second = itemgetter(1)
 _last = itemgetter(-1)
 _set_item = dict.__setitem__
-_consume = deque(maxlen=0).extend
+_consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
 """Runs an iterator to its end (for a `map` run for its effect, in C)."""
