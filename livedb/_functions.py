@@ -675,17 +675,13 @@ class Runner:
             raise LiveDBError(f"{spec.name}: db.mutation cannot be called from inside a "
                               "mutation (use ctx.db directly, or run both from an action)")
 
-        def make(store: Store, catalog: Catalog, ts: int, record: bool,
-                 search_indexes: Any) -> MutationCtx:
-            return MutationCtx(store, catalog, ts, record, search_indexes, auth, services)
-
         def body(ctx: MutationCtx) -> Any:
             result = check_result(spec, spec.handler(ctx, **kwargs), ctx.trusted)
             if before_commit is not None:
                 before_commit(ctx)
             return result
 
-        return kernel.write(body, make, on_commit)
+        return kernel.write(body, MutationCtx, on_commit, False, (auth, services))
 
     def action(self, fn: Any, args: Mapping[str, Any] | None,
                identity: UserIdentity | None) -> Any:
