@@ -543,10 +543,11 @@ def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None)
     value = result.page if result.__class__ is PaginationResult else result
     try:
         if fn.check_returns is not None:
+            # a validator's check passes only storable values: nothing more to check
             checked = fn.check_returns(value, 1)
             if result is value:
-                result = value = checked
-        if trusted:
+                result = checked
+        elif trusted:
             _check_read(value, trusted)
         else:
             check_value(value, 1)
