@@ -240,7 +240,7 @@ def test_fences_are_parsed_with_their_lines_and_directives(tmp_path: Path) -> No
 
 
 DOCUMENTED_MODULES = ["livedb._database", "livedb._errors", "livedb._functions", "livedb._ids",
-                      "livedb._schema", "livedb._validators", "livedb.ui"]
+                      "livedb._schema", "livedb._transaction", "livedb._validators", "livedb.ui"]
 
 
 def _doctests(name: str) -> list[doctest.DocTest]:
