@@ -239,8 +239,17 @@ def test_fences_are_parsed_with_their_lines_and_directives(tmp_path: Path) -> No
                      (15, "bash", "ls\n", None)]
 
 
-DOCUMENTED_MODULES = ["livedb._database", "livedb._errors", "livedb._functions", "livedb._ids",
-                      "livedb._schema", "livedb._transaction", "livedb._validators", "livedb.ui"]
+DOCUMENTED_MODULES = [
+    "livedb._database",
+    "livedb._errors",
+    "livedb._functions",
+    "livedb._ids",
+    "livedb._query",
+    "livedb._schema",
+    "livedb._transaction",
+    "livedb._validators",
+    "livedb.ui",
+]
 
 
 def _doctests(name: str) -> list[doctest.DocTest]:
