@@ -246,6 +246,7 @@ DOCUMENTED_MODULES = [
     "livedb._ids",
     "livedb._query",
     "livedb._schema",
+    "livedb._search",
     "livedb._transaction",
     "livedb._validators",
     "livedb.ui",
