@@ -245,6 +245,7 @@ DOCUMENTED_MODULES = [
     "livedb._functions",
     "livedb._ids",
     "livedb._query",
+    "livedb._scheduler",
     "livedb._schema",
     "livedb._search",
     "livedb._transaction",
