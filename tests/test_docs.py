@@ -249,6 +249,7 @@ DOCUMENTED_MODULES = [
     "livedb._scheduler",
     "livedb._schema",
     "livedb._search",
+    "livedb._storage",
     "livedb._transaction",
     "livedb._validators",
     "livedb.ui",
