@@ -246,6 +246,7 @@ DOCUMENTED_MODULES = [
     "livedb._functions",
     "livedb._ids",
     "livedb._query",
+    "livedb._reactive",
     "livedb._scheduler",
     "livedb._schema",
     "livedb._search",
