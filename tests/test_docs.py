@@ -240,6 +240,7 @@ def test_fences_are_parsed_with_their_lines_and_directives(tmp_path: Path) -> No
 
 
 DOCUMENTED_MODULES = [
+    "livedb._client",
     "livedb._crons",
     "livedb._database",
     "livedb._errors",
