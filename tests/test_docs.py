@@ -256,6 +256,7 @@ DOCUMENTED_MODULES = [
     "livedb._storage",
     "livedb._transaction",
     "livedb._validators",
+    "livedb.auth",
     "livedb.ui",
 ]
 
