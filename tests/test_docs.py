@@ -257,6 +257,7 @@ DOCUMENTED_MODULES = [
     "livedb._transaction",
     "livedb._validators",
     "livedb.auth",
+    "livedb.export",
     "livedb.ui",
 ]
 
