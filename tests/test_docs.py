@@ -253,6 +253,7 @@ DOCUMENTED_MODULES = [
     "livedb._scheduler",
     "livedb._schema",
     "livedb._search",
+    "livedb._serve",
     "livedb._storage",
     "livedb._transaction",
     "livedb._validators",
@@ -289,6 +290,10 @@ def test_docstring_examples(name: str, tmp_path: Path, monkeypatch: pytest.Monke
                     value.close()
             del sys.modules[module_name]
             test.globs.clear()
+    for other, loaded in list(sys.modules.items()):
+        where = getattr(loaded, "__file__", None) or str(getattr(loaded, "__path__", ""))
+        if str(tmp_path) in where:
+            del sys.modules[other]
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} docstring examples of {name} failed"
 
