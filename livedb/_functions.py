@@ -435,9 +435,28 @@ class ActionCtx:
 
 
 class Function(Generic[R]):
-    """A handler registered as a query, mutation or action, with compiled checks.
+    """A handler registered as a query, mutation or action, with its compiled checks:
+    what `@query`, `@mutation` and `@action` return.
 
-    Calling it directly calls the handler: `fn(ctx, **args)`.
+    Pass it to `db.query`, `db.mutation`, `db.action`, `db.subscribe`, a client, or the
+    scheduler. Calling it directly calls the handler, `fn(ctx, **args)`, without any
+    check (handy in tests). It keeps the handler's name, docstring and module.
+
+    Attributes:
+        name: The stable name, `"module:qualname"`: what the scheduler stores, and how
+            `livedb.serve` finds it.
+        kind: `"query"`, `"mutation"` or `"action"`.
+        handler: The decorated function.
+        args: The validator of the arguments (a `v.object`), or None.
+        returns: The validator of the result, or None.
+
+    Examples:
+        >>> from livedb import query
+        >>> @query
+        ... def count_notes(ctx):
+        ...     return len(ctx.db.query("notes").collect())
+        >>> count_notes.kind, count_notes.name.endswith(":count_notes")
+        ('query', True)
     """
 
     __slots__ = ("kind", "handler", "name", "args", "returns", "check_args",
@@ -476,21 +495,24 @@ class Function(Generic[R]):
 
 
 class QueryFunction(Function[R]):
-    """A function registered with `@query`."""
+    """A function registered with `@query` (see `Function`); its type parameter is the
+    handler's return type, so `db.query(fn, ...)` is typed as what the handler returns."""
 
     __slots__ = ()
     kind = QUERY
 
 
 class MutationFunction(Function[R]):
-    """A function registered with `@mutation`."""
+    """A function registered with `@mutation` (see `Function`); its type parameter is the
+    handler's return type."""
 
     __slots__ = ()
     kind = MUTATION
 
 
 class ActionFunction(Function[R]):
-    """A function registered with `@action`."""
+    """A function registered with `@action` (see `Function`); its type parameter is the
+    handler's return type."""
 
     __slots__ = ()
     kind = ACTION
