@@ -15,6 +15,7 @@ importing them works before the module is set up.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ from ._errors import LiveDBError, ValidationError
 from ._ids import system_table_name, valid_table_name
 from ._schema import BUILTIN_INDEXES, Schema, TableDefinition
 from ._store import IndexName
-from ._validators import Check
+from ._validators import Check, IdValidator, Object, v
 from ._values import (
     ABSENT,
     MISSING_PAIR,
@@ -102,14 +103,22 @@ def _by_creation_time_key(doc: dict[str, Any]) -> tuple[Any, ...]:
     return (RANK_NUMBER, ct, ct, str(doc["_id"]))
 
 
+_SHARED_STRING_LENGTH = 64
+"""Short strings in index keys are interned: documents that share a value (a channel, a
+status, a user id) then share one string object in every key that holds it, instead of
+one each (about 50 bytes per document per such field). Interned strings are freed with
+their last key."""
+
+
 def _keys_function(index_paths: list[tuple[tuple[str, ...], ...]]
                    ) -> Callable[[dict[str, Any], str, float], tuple[Any, ...]]:
     """`keys(doc, id, creation time)`: a document's key in every index of its table, in
     position order, generated as straight-line code (each field read and encoded once,
-    strings inline) since it runs for every document written."""
+    strings inline and shared, see `_SHARED_STRING_LENGTH`) since it runs for every
+    document written."""
     namespace: dict[str, Any] = {"ABSENT": ABSENT, "MISSING_PAIR": MISSING_PAIR,
                                  "RANK_STR": RANK_STR, "RANK_NUMBER": RANK_NUMBER,
-                                 "encode_key": encode_key}
+                                 "encode_key": encode_key, "intern": sys.intern}
     lines = ["def keys(doc, doc_id, ct):", "    get = doc.get"]
     slots: dict[tuple[str, ...], int] = {}
     for paths in index_paths:
@@ -124,6 +133,8 @@ def _keys_function(index_paths: list[tuple[tuple[str, ...], ...]]
                 lines.append(f"    x{i} = g{i}(doc)")
             lines += [f"    if x{i}.__class__ is str:",
                       f"        r{i} = RANK_STR",
+                      f"        if len(x{i}) <= {_SHARED_STRING_LENGTH}:",
+                      f"            x{i} = intern(x{i})",
                       f"    elif x{i} is ABSENT:",
                       f"        r{i}, x{i} = MISSING_PAIR",
                       "    else:",
@@ -141,7 +152,8 @@ def _keys_function(index_paths: list[tuple[tuple[str, ...], ...]]
 class TableInfo:
     """What a running database needs of one table: its check and its index keys."""
 
-    __slots__ = ("name", "definition", "check", "system", "index_names", "index_fields",
+    __slots__ = ("name", "definition", "check", "check_full", "system", "index_names",
+                 "index_fields",
                  "positions", "index_ids", "key_fns", "keys")
 
     def __init__(self, name: str, definition: TableDefinition | None, validate: bool,
@@ -150,6 +162,14 @@ class TableInfo:
         self.definition = definition
         self.check: Check | None = (definition.validator.compile()
                                     if definition is not None and validate else None)
+        """The check of a document's user fields (None: any storable object)."""
+        self.check_full: Check | None = (
+            Object({"_id": IdValidator(name), "_creation_time": v.float64(),
+                    **definition.validator.fields}).compile()
+            if definition is not None and validate and isinstance(definition.validator, Object)
+            else None)
+        """The same with the system fields too, for rewriting a whole stored document (a
+        table defined by a union of objects has none)."""
         self.system = system
         """Written only by livedb (its name starts with `_`)."""
         self.index_names: list[str] = list(BUILTIN_INDEXES)

@@ -17,10 +17,19 @@ import asyncio
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from itertools import chain
 from operator import is_, itemgetter
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 from ._catalog import Catalog
 from ._errors import LiveDBError, ValidationError
@@ -39,14 +48,44 @@ P = ParamSpec("P")
 QUERY, MUTATION, ACTION = "query", "mutation", "action"
 
 
+class QueryFiles(Protocol):
+    """`ctx.storage` in a query: stored files' metadata and URLs."""
+
+    def get_metadata(self, id: str) -> dict[str, Any] | None: ...
+    def get_url(self, id: str) -> str | None: ...
+
+
+class MutationFiles(QueryFiles, Protocol):
+    """`ctx.storage` in a mutation: also `delete` (with the commit)."""
+
+    def delete(self, id: str) -> None: ...
+
+
+class ActionFiles(MutationFiles, Protocol):
+    """`ctx.storage` in an action: also `store` and `get` (file bytes)."""
+
+    def store(self, data: Any, content_type: str | None = None) -> Id: ...
+    def get(self, id: str) -> bytes | None: ...
+
+
+class Scheduling(Protocol):
+    """`ctx.scheduler`: schedule a `@mutation` or `@action` by delay or time, or cancel."""
+
+    def run_after(self, seconds: float, fn: Any, args: Mapping[str, Any] | None = None
+                  ) -> Id: ...
+    def run_at(self, timestamp: float, fn: Any, args: Mapping[str, Any] | None = None
+               ) -> Id: ...
+    def cancel(self, id: str) -> None: ...
+
+
 class Services(Protocol):
     """What contexts reach beyond the database itself (the facade provides it)."""
 
-    def query_storage(self, ctx: QueryCtx) -> Any: ...
-    def mutation_storage(self, ctx: MutationCtx) -> Any: ...
-    def mutation_scheduler(self, ctx: MutationCtx) -> Any: ...
-    def action_storage(self) -> Any: ...
-    def action_scheduler(self) -> Any: ...
+    def query_storage(self, ctx: QueryCtx) -> QueryFiles: ...
+    def mutation_storage(self, ctx: MutationCtx) -> MutationFiles: ...
+    def mutation_scheduler(self, ctx: MutationCtx) -> Scheduling: ...
+    def action_storage(self) -> ActionFiles: ...
+    def action_scheduler(self) -> Scheduling: ...
     def vector_search(self, table: str, index: str, vector: Any, limit: int,
                       filter: Any) -> list[dict[str, Any]]: ...
     def run_query(self, fn: Any, args: Mapping[str, Any] | None,
@@ -147,7 +186,7 @@ class QueryCtx(Reader):
         return self
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> QueryFiles:
         """Stored files as this query sees them: `get_url` and `get_metadata` (the bytes
         themselves are read in actions, with `ctx.storage.get`)."""
         return self._services.query_storage(self)
@@ -206,13 +245,13 @@ class MutationCtx(Writer):
         return self
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> MutationFiles:
         """Stored files in this transaction: `get_url`, `get_metadata`, and `delete`
         (committed with the mutation; the bytes go once it commits)."""
         return self._services.mutation_storage(self)
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> Scheduling:
         """Scheduled calls: `run_after`, `run_at` and `cancel`. They commit with this
         mutation, or not at all if it raises."""
         return self._services.mutation_scheduler(self)
@@ -260,13 +299,13 @@ class ActionCtx:
         """`ctx.auth.get_user_identity()`: who is calling."""
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> ActionFiles:
         """Stored files: `store`, `get`, `get_metadata`, `get_url` and `delete`, each
         committed at once (an action is not a transaction)."""
         return self._services.action_storage()
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> Scheduling:
         """Scheduled calls: `run_after`, `run_at` and `cancel`, each committed at once (an
         action is not a transaction)."""
         return self._services.action_scheduler()
@@ -485,7 +524,7 @@ class Function(Generic[R]):
         if isinstance(self.args, Object):
             _check_optional_defaults(self.name, handler, self.args)
         self.__wrapped__ = handler
-        functools.update_wrapper(self, handler)  # type: ignore[arg-type]
+        functools.update_wrapper(self, handler)
 
     def __call__(self, ctx: Any, **args: Any) -> R:
         return self.handler(ctx, **args)
@@ -501,6 +540,9 @@ class QueryFunction(Function[R]):
     __slots__ = ()
     kind = QUERY
 
+    if TYPE_CHECKING:  # typed with its context: a query is not a callable of a MutationCtx
+        def __call__(self, ctx: QueryCtx, **args: Any) -> R: ...
+
 
 class MutationFunction(Function[R]):
     """A function registered with `@mutation` (see `Function`); its type parameter is the
@@ -509,13 +551,30 @@ class MutationFunction(Function[R]):
     __slots__ = ()
     kind = MUTATION
 
+    if TYPE_CHECKING:
+        def __call__(self, ctx: MutationCtx, **args: Any) -> R: ...
+
 
 class ActionFunction(Function[R]):
     """A function registered with `@action` (see `Function`); its type parameter is the
-    handler's return type."""
+    handler's result, awaited if it is async."""
 
     __slots__ = ()
     kind = ACTION
+
+    if TYPE_CHECKING:  # an async handler called directly returns its coroutine
+        def __call__(self, ctx: ActionCtx, **args: Any) -> Any: ...
+
+
+class _ActionDecorator(Protocol):
+    """`@action(args=..., returns=...)`: keeps the result type (awaited, if async)."""
+
+    @overload
+    def __call__(self, handler: Callable[Concatenate[ActionCtx, P], Coroutine[Any, Any, R]],
+                 /) -> ActionFunction[R]: ...
+    @overload
+    def __call__(self, handler: Callable[Concatenate[ActionCtx, P], R], /
+                 ) -> ActionFunction[R]: ...
 
 
 _KINDS: dict[str, type[Function[Any]]] = {QUERY: QueryFunction, MUTATION: MutationFunction,
@@ -545,10 +604,10 @@ def function_name(fn: Callable[..., Any]) -> str:
 
 
 @overload
-def query(fn: Callable[Concatenate[Any, P], R], /) -> QueryFunction[R]: ...
+def query(fn: Callable[Concatenate[QueryCtx, P], R], /) -> QueryFunction[R]: ...
 @overload
 def query(*, args: Any = None, returns: Any = None
-          ) -> Callable[[Callable[Concatenate[Any, P], R]], QueryFunction[R]]: ...
+          ) -> Callable[[Callable[Concatenate[QueryCtx, P], R]], QueryFunction[R]]: ...
 def query(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
     """Register a query: a read-only function of `ctx` and its arguments.
 
@@ -598,10 +657,10 @@ def query(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  
 
 
 @overload
-def mutation(fn: Callable[Concatenate[Any, P], R], /) -> MutationFunction[R]: ...
+def mutation(fn: Callable[Concatenate[MutationCtx, P], R], /) -> MutationFunction[R]: ...
 @overload
 def mutation(*, args: Any = None, returns: Any = None
-             ) -> Callable[[Callable[Concatenate[Any, P], R]], MutationFunction[R]]: ...
+             ) -> Callable[[Callable[Concatenate[MutationCtx, P], R]], MutationFunction[R]]: ...
 def mutation(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
     """Register a mutation: a function that reads and writes as one serializable
     transaction (all its writes commit together, or none if it raises).
@@ -643,10 +702,12 @@ def mutation(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any
 
 
 @overload
-def action(fn: Callable[Concatenate[Any, P], R], /) -> ActionFunction[R]: ...
+def action(fn: Callable[Concatenate[ActionCtx, P], Coroutine[Any, Any, R]], /
+           ) -> ActionFunction[R]: ...
 @overload
-def action(*, args: Any = None, returns: Any = None
-           ) -> Callable[[Callable[Concatenate[Any, P], R]], ActionFunction[R]]: ...
+def action(fn: Callable[Concatenate[ActionCtx, P], R], /) -> ActionFunction[R]: ...
+@overload
+def action(*, args: Any = None, returns: Any = None) -> _ActionDecorator: ...
 def action(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
     """Register an action: a function that may do I/O (network, files) and calls queries
     and mutations with `ctx.run_query` / `ctx.run_mutation` (each its own transaction).
@@ -809,8 +870,8 @@ def _check_read(value: Any, trusted: Trusted) -> None:
 
 _LEAF_TYPES = frozenset({str, int, float, bool, bytes, type(None), Id})
 _values = dict.values
-_first = itemgetter(0)
-_second = itemgetter(1)
+_first: Callable[[Any], Any] = itemgetter(0)  # of trusted entries, None ruled out first
+_second: Callable[[Any], Any] = itemgetter(1)
 
 
 def _unchanged(docs: list[dict[str, Any]], blobs: list[bytes]) -> bool:

@@ -29,7 +29,8 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from threading import get_ident
+from typing import Any, Protocol, TypeVar, overload
 
 from ._catalog import Catalog, TableInfo
 from ._engines import Commit, StorageEngine, WriteError
@@ -95,7 +96,8 @@ class Kernel:
         self._settling: list[CommitListener] = []
         self.search_indexes: Indexes | None = None
         self._write_lock = threading.Lock()
-        self._local = threading.local()
+        self._writer: int | None = None
+        """The thread running a write now (the holder of the writer lock), if any."""
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         self._waiters = 0
@@ -176,9 +178,9 @@ class Kernel:
                 for name, index_keys in zip(catalog.tables[table].index_ids, per_index,
                                             strict=True):
                     store.fill(name, index_keys)
-            for name in added:
-                if name not in keys:
-                    catalog.forget(name)
+            for table in added:
+                if table not in keys:
+                    catalog.forget(table)
             catalog.last_time = max(last_time, self.engine.last_time())
             self.search_indexes = Indexes.build(store, catalog.definitions())
         finally:
@@ -195,8 +197,12 @@ class Kernel:
     def release(self, ts: int) -> None:
         self.store.release(ts)
 
-    def reader(self, cls: type[R] = Reader, record: bool = False,  # type: ignore[assignment]
-               at: int | None = None) -> R:
+    @overload
+    def reader(self, *, record: bool = False, at: int | None = None) -> Reader: ...
+    @overload
+    def reader(self, cls: type[R], record: bool = False, at: int | None = None) -> R: ...
+    def reader(self, cls: type[Transaction] = Reader, record: bool = False,  # noqa: E301
+               at: int | None = None) -> Transaction:
         """A read transaction of class `cls` at the newest snapshot (or at `at`, a commit
         the caller keeps from being collected); `close` it when done."""
         store = self.store
@@ -212,7 +218,7 @@ class Kernel:
     @property
     def writing(self) -> bool:
         """Whether the calling thread is inside a write (a mutation) right now."""
-        return getattr(self._local, "writing", False)
+        return self._writer == get_ident()
 
     def write(self, body: Callable[[W], T], make: Callable[..., W] = Writer,  # type: ignore[assignment]
               on_commit: Callable[[int], Any] | None = None, record: bool = False
@@ -233,8 +239,8 @@ class Kernel:
             LiveDBError: the database is closed, this thread is already in a write, or
                 the commit could not be made durable (`WriteError`).
         """
-        local = self._local
-        if getattr(local, "writing", False):
+        me = get_ident()
+        if self._writer == me:
             raise LiveDBError("a mutation cannot run another mutation (use ctx.db directly, "
                               "or run both from an action)")
         store = self.store
@@ -242,7 +248,7 @@ class Kernel:
         with self._write_lock:
             if self.state is State.CLOSED:
                 raise LiveDBError("the database is closed")
-            local.writing = True
+            self._writer = me
             try:
                 txn = make(store, self.catalog, store.applied, record, self.search_indexes)
                 result = body(txn)
@@ -265,7 +271,7 @@ class Kernel:
                         self._make_visible(commit)
                         waiting = None
             finally:
-                local.writing = False
+                self._writer = None
         if waiting is not None:
             self._wait(waiting)
         if ts:

@@ -19,7 +19,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Self
 
 from ._engines import Commit
 from ._errors import LiveDBError
@@ -27,6 +27,8 @@ from ._functions import Auth, Function, QueryCtx, Services, check_result
 from ._identity import UserIdentity
 from ._kernel import Kernel
 from ._results import args_key, copy_of, fingerprint
+from ._store import Changes, IndexName
+from ._transaction import ReadRange
 from ._values import encode
 
 log = logging.getLogger("livedb")
@@ -61,14 +63,15 @@ class LiveQuery:
 
     __slots__ = ("key", "spec", "kwargs", "auth", "state", "ranges", "ids", "subscribers")
 
-    def __init__(self, key: tuple, spec: Function, kwargs: dict, auth: Auth) -> None:
+    def __init__(self, key: tuple[Any, ...], spec: Function[Any], kwargs: dict[str, Any],
+                 auth: Auth) -> None:
         self.key = key
         self.spec = spec
         self.kwargs = kwargs
         self.auth = auth
         self.state = Entry(0, b"", None, 0, [])
         """The current result, replaced whole (under the processor role) on a change."""
-        self.ranges: list[tuple[tuple, tuple, tuple, tuple]] = []
+        self.ranges: list[tuple[IndexName, Any, Any, Any]] = []
         self.ids: set[str] = set()
         self.subscribers: list[Subscription] = []
 
@@ -169,7 +172,7 @@ class Subscriber:
             self.active = False
             self._remove()
 
-    def __enter__(self) -> Subscriber:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -334,9 +337,9 @@ class _IndexWatch:
 
     def __init__(self) -> None:
         self.lengths: dict[int, int] = {}
-        self.buckets: dict[tuple, dict[LiveQuery, list[tuple[tuple, tuple]]]] = {}
+        self.buckets: dict[Any, dict[LiveQuery, list[tuple[Any, Any]]]] = {}
 
-    def add(self, prefix: tuple, live: LiveQuery, start: tuple, end: tuple) -> None:
+    def add(self, prefix: Any, live: LiveQuery, start: Any, end: Any) -> None:
         bucket = self.buckets.get(prefix)
         if bucket is None:
             bucket = self.buckets[prefix] = {}
@@ -344,7 +347,7 @@ class _IndexWatch:
             self.lengths[n] = self.lengths.get(n, 0) + 1
         bucket.setdefault(live, []).append((start, end))
 
-    def remove(self, prefix: tuple, live: LiveQuery) -> None:
+    def remove(self, prefix: Any, live: LiveQuery) -> None:
         bucket = self.buckets.get(prefix)
         if bucket is None or bucket.pop(live, None) is None or bucket:
             return
@@ -356,7 +359,7 @@ class _IndexWatch:
         else:
             del self.lengths[n]
 
-    def match(self, key: tuple, found: set[LiveQuery]) -> None:
+    def match(self, key: Any, found: set[LiveQuery]) -> None:
         buckets = self.buckets
         for n in self.lengths:
             bucket = buckets.get(key[:n])
@@ -371,7 +374,7 @@ class _IndexWatch:
                         break
 
 
-def _prefix(start: tuple, end: tuple) -> tuple:
+def _prefix(start: Any, end: Any) -> Any:
     n = 0
     for a, b in zip(start, end, strict=False):
         if a != b:
@@ -385,7 +388,7 @@ class _Commit:
 
     __slots__ = ("ts", "changes", "ids", "done")
 
-    def __init__(self, ts: int, changes: dict, ids: list[str]) -> None:
+    def __init__(self, ts: int, changes: Changes, ids: list[str]) -> None:
         self.ts = ts
         self.changes = changes
         self.ids = ids
@@ -421,9 +424,9 @@ class Reactive:
         self._done = self._store.ts
         """The newest commit processed: live query results are as of this snapshot."""
         self._store.pin(self._done)
-        self._live: dict[tuple, LiveQuery] = {}
+        self._live: dict[tuple[Any, ...], LiveQuery] = {}
         self._by_id: dict[str, set[LiveQuery]] = {}
-        self._by_index: dict[tuple, _IndexWatch] = {}
+        self._by_index: dict[IndexName, _IndexWatch] = {}
         self._closed = False
         self.reruns = 0
         """Live query executions after their first (for tests and benchmarks)."""
@@ -432,17 +435,24 @@ class Reactive:
 
     def committed(self, commit: Commit) -> None:
         """A commit became visible (called in commit order, before the next one is
-        published, so no collection can pass its timestamp unpinned): queue it."""
+        published, so no collection can pass its timestamp unpinned): queue it.
+
+        When nothing is queued or being processed, nobody changes the registry (that
+        takes the processor role), so a commit that touches no live query's read set is
+        recognised here and just advances the processed snapshot: unrelated commits cost
+        a few dict lookups, however many live queries there are."""
         ts = commit.ts
         store = self._store
+        writes = commit.writes
         with self._mutex:
-            if not self._live and self._busy is None and not self._queue:
+            if self._busy is None and not self._queue and not (
+                    self._live and self._matches([w[0] for w in writes], commit.changes)):
                 store.release(self._done)
                 store.pin(ts)
                 self._done = ts
                 return
             store.pin(ts)
-            queued = _Commit(ts, commit.changes, [w[0] for w in commit.writes])
+            queued = _Commit(ts, commit.changes, [w[0] for w in writes])
             self._queue.append(queued)
             self._waiting[ts] = queued
 
@@ -500,21 +510,34 @@ class Reactive:
                 self._busy = None
                 cond.notify_all()
 
-    def _process(self, commit: _Commit) -> None:
-        found: set[LiveQuery] = set()
+    def _matches(self, ids: list[str], changes: Changes,
+                 found: set[LiveQuery] | None = None) -> bool:
+        """Whether a commit that wrote `ids` with these index `changes` meets any live
+        query's read set; the live queries it meets are added to `found` (else the first
+        one answers)."""
         by_id = self._by_id
-        for doc_id in commit.ids:
+        for doc_id in ids:
             watchers = by_id.get(doc_id)
             if watchers:
+                if found is None:
+                    return True
                 found.update(watchers)
         by_index = self._by_index
-        for index, (removed, added, rewritten) in commit.changes.items():
+        seen: set[LiveQuery] = set() if found is None else found
+        for index, (removed, added, rewritten) in changes.items():
             watch = by_index.get(index)
             if watch is None:
                 continue
             for keys in (removed, added, rewritten):
                 for key in keys:
-                    watch.match(key, found)
+                    watch.match(key, seen)
+                    if found is None and seen:
+                        return True
+        return bool(seen)
+
+    def _process(self, commit: _Commit) -> None:
+        found: set[LiveQuery] = set()
+        self._matches(commit.ids, commit.changes, found)
         deliveries = self.deliveries
         for live in found:
             if self._rerun(live, commit.ts):
@@ -528,8 +551,8 @@ class Reactive:
 
     # -- live queries ----------------------------------------------------------------
 
-    def subscribe(self, spec: Function, kwargs: dict, auth: Auth, identity: UserIdentity | None,
-                  on_update: Callable[..., Any],
+    def subscribe(self, spec: Function[Any], kwargs: dict[str, Any], auth: Auth,
+                  identity: UserIdentity | None, on_update: Callable[..., Any],
                   on_error: Callable[..., Any] | None,
                   dispatch: Dispatch | None, with_ts: bool = False,
                   on_end: Callable[[], Any] | None = None) -> Subscription:
@@ -549,7 +572,7 @@ class Reactive:
             self.deliveries.run()
         return subscription
 
-    def _register(self, key: tuple, spec: Function, encoded_args: bytes, auth: Auth,
+    def _register(self, key: tuple[Any, ...], spec: Function[Any], encoded_args: bytes, auth: Auth,
                   on_update: Callable[..., Any], on_error: Callable[..., Any] | None,
                   dispatch: Dispatch | None, with_ts: bool,
                   on_end: Callable[[], Any] | None) -> Subscription:
@@ -604,7 +627,7 @@ class Reactive:
         live.state = Entry(version + 1, encoded, error, ts, [] if error else [result])
         return True
 
-    def _file(self, live: LiveQuery, ranges: list, ids: set[str]) -> None:
+    def _file(self, live: LiveQuery, ranges: list[ReadRange], ids: set[str]) -> None:
         self._unfile(live)
         by_id = self._by_id
         for doc_id in ids:
@@ -708,7 +731,7 @@ class Reactive:
             assert self._done <= self._store.ts, "processed a commit not yet visible"
             live_queries = list(self._live.values())
         by_id: dict[str, set[LiveQuery]] = {}
-        by_index: dict[tuple, dict[tuple, dict[LiveQuery, list[tuple]]]] = {}
+        by_index: dict[IndexName, dict[Any, dict[LiveQuery, list[tuple[Any, Any]]]]] = {}
         for live in live_queries:
             assert self._live[live.key] is live
             assert live.state.version >= 1, "a live query that never ran"
@@ -737,7 +760,7 @@ class Reactive:
 
     # -- asyncio ---------------------------------------------------------------------
 
-    def watch(self, spec: Function, kwargs: dict, auth: Auth,
+    def watch(self, spec: Function[Any], kwargs: dict[str, Any], auth: Auth,
               identity: UserIdentity | None) -> AsyncIterator[Any]:
         return _Watch(self, spec, fingerprint(kwargs), auth, identity)
 
@@ -747,7 +770,7 @@ class _Watch:
 
     It ends (StopAsyncIteration) when the database closes."""
 
-    def __init__(self, reactive: Reactive, spec: Function, encoded_args: bytes, auth: Auth,
+    def __init__(self, reactive: Reactive, spec: Function[Any], encoded_args: bytes, auth: Auth,
                  identity: UserIdentity | None) -> None:
         self._args = (reactive, spec, encoded_args, auth, identity)
         self._subscription: Subscription | None = None
@@ -763,12 +786,12 @@ class _Watch:
             loop = asyncio.get_running_loop()
             self._event = asyncio.Event()
             reactive, spec, encoded_args, auth, identity = self._args
-            event = self._event
+            fresh = self._event
 
             def ended() -> None:
                 self._ended = True
                 try:
-                    loop.call_soon_threadsafe(event.set)
+                    loop.call_soon_threadsafe(fresh.set)
                 except RuntimeError:
                     pass
 

@@ -87,7 +87,7 @@ def _call_id(id: Any, op: str) -> str:
 
 
 def _insert_call(txn: Writer, fn: Any, args: Mapping[str, Any] | None,
-                 when: float, cron: dict | None = None) -> Id:
+                 when: float, cron: dict[str, Any] | None = None) -> Id:
     spec = schedulable(fn)
     kwargs = check_args(spec, args)
     try:
@@ -405,7 +405,7 @@ class Scheduler:
             kernel.write_system("opening the scheduler",
                          lambda txn: self._recover(txn, rows))
 
-    def _recover(self, txn: Writer, rows: list[dict]) -> None:
+    def _recover(self, txn: Writer, rows: list[dict[str, Any]]) -> None:
         now = self._kernel.catalog.now()
         for row in rows:
             if row["state"]["kind"] == "in_progress":
@@ -414,7 +414,7 @@ class Scheduler:
                 txn.system_update(row["_id"], {"state": {"kind": "failed", "error": error},
                                                 "completed_time": now})
                 row["state"] = {"kind": "failed"}
-        by_job: dict[str, list[dict]] = {}
+        by_job: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             cron = row.get("cron")
             if cron is not None:
@@ -437,8 +437,8 @@ class Scheduler:
             self._insert_run(txn, job, when)
 
     @staticmethod
-    def _same(job: CronJob, row: dict) -> bool:
-        return (row["name"] == job.fn.name and row["args"] == job.args
+    def _same(job: CronJob, row: dict[str, Any]) -> bool:
+        return (row["name"] == job.fn.name and row["args"] == job.args  # type: ignore[no-any-return]
                 and row["cron"]["schedule"] == job.schedule)
 
     @staticmethod
@@ -464,7 +464,7 @@ class Scheduler:
     def settled(self, ts: int) -> None:
         """Nothing to do in the committing thread."""
 
-    def _track(self, row: dict) -> float | None:
+    def _track(self, row: dict[str, Any]) -> float | None:
         """Queue one row by its state; the time it becomes due or expires. Holds `_mutex`."""
         kind = row["state"]["kind"]
         doc_id = str(row["_id"])
@@ -472,7 +472,7 @@ class Scheduler:
             if doc_id in self._queued:
                 return None
             self._queued.add(doc_id)
-            when = row["scheduled_time"]
+            when: float = row["scheduled_time"]
             heapq.heappush(self._due, (when, doc_id))
         elif kind in _FINISHED and row.get("completed_time") is not None:
             when = row["completed_time"] + RETENTION
@@ -683,7 +683,7 @@ class Scheduler:
             return self._run_mutation(row, fn)
         return self._run_action(row, fn)
 
-    def _run_mutation(self, row: dict, fn: Function) -> bool:
+    def _run_mutation(self, row: dict[str, Any], fn: Function[Any]) -> bool:
         """Run a scheduled mutation; its row turns `success` in the same transaction.
 
         Whether the row is still pending is judged at the transaction's snapshot, not
@@ -712,13 +712,13 @@ class Scheduler:
             return self._finish(row, "pending", {"kind": "failed", "error": _describe(e)})
         return True
 
-    def _run_action(self, row: dict, fn: Function) -> bool:
+    def _run_action(self, row: dict[str, Any], fn: Function[Any]) -> bool:
         """Run a scheduled action after marking it `in_progress` in a commit of its own."""
         if not self._finish(row, "pending", {"kind": "in_progress"}, final=False):
             return False
         try:
             self._calls.action(fn, row["args"], None)
-            state: dict = {"kind": "success"}
+            state: dict[str, Any] = {"kind": "success"}
         except Exception as e:
             if self._closed:
                 raise
@@ -731,7 +731,8 @@ class Scheduler:
             raise
         return True
 
-    def _finish(self, row: dict, expected: str, state: dict, final: bool = True) -> bool:
+    def _finish(self, row: dict[str, Any], expected: str, state: dict[str, Any],
+                final: bool = True) -> bool:
         """Move a row from state `expected` to `state`; False if it had moved on already."""
         doc_id = row["_id"]
 
@@ -748,7 +749,7 @@ class Scheduler:
 
         return self._kernel.write_system("the scheduler", change)
 
-    def _schedule_next(self, txn: Writer, row: dict, now: float) -> None:
+    def _schedule_next(self, txn: Writer, row: dict[str, Any], now: float) -> None:
         """After a cron job's run, schedule its next one (unless the job changed meanwhile)."""
         cron = row.get("cron")
         if cron is None:

@@ -40,7 +40,7 @@ from ._engines import Commit
 from ._errors import CorruptionError, DocumentNotFoundError, LiveDBError, ValidationError
 from ._ids import Id, parse_id
 from ._kernel import Kernel, State
-from ._query import Writer
+from ._query import Reader, Writer
 from ._transaction import Transaction
 from ._values import decode, type_name
 
@@ -529,7 +529,7 @@ class FileStorage:
 
     # -- export and import ---------------------------------------------------------------
 
-    def export_to(self, txn: Transaction, archive: zipfile.ZipFile) -> int:
+    def export_to(self, txn: Reader, archive: zipfile.ZipFile) -> int:
         """Write the rows visible to `txn` and their bytes into an export; how many.
 
         The caller pins the files before taking `txn`'s snapshot. Bytes that are missing or
@@ -671,7 +671,7 @@ class QueryStorage:
 
     __slots__ = ("_txn", "_files")
 
-    def __init__(self, txn: Transaction, files: FileStorage) -> None:
+    def __init__(self, txn: Reader | Writer, files: FileStorage) -> None:
         self._txn = txn
         self._files = files
 

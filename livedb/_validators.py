@@ -339,8 +339,8 @@ class Literal(Validator):
         if value is not None and value.__class__ not in (str, int, float, bool):
             raise TypeError(f"v.literal takes a str, int, float, bool or None, got "
                             f"{type_name(value)}")
-        if value.__class__ is str and not valid_text(value):
-            raise TypeError(f"v.literal: {value[:40]!r} is not valid Unicode")
+        if value.__class__ is str and not valid_text(value):  # pyright: ignore[reportArgumentType]
+            raise TypeError(f"v.literal: {value[:40]!r} is not valid Unicode")  # pyright: ignore[reportOptionalSubscript]
         self.value = value
 
     def describe(self) -> str:
@@ -495,14 +495,14 @@ class Object(Validator):
                 for key in value:
                     if key not in names:
                         check_field_name(key, depth == 1)
-                        e = Mismatch("unexpected field (not in the validator)")
-                        e.path.append(key)
-                        raise e
+                        error = Mismatch("unexpected field (not in the validator)")
+                        error.path.append(key)
+                        raise error
                 for name in required:
                     if name not in value:
-                        e = Mismatch("missing required field")
-                        e.path.append(name)
-                        raise e
+                        error = Mismatch("missing required field")
+                        error.path.append(name)
+                        raise error
             return value if out is None else out
 
         return _straight_line(self.fields, check_object, stored)
