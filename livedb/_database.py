@@ -280,9 +280,10 @@ class Database:
 
         Mutations run one at a time, so a mutation never sees another one half done and never
         loses an update. If the function raises, nothing it wrote (or scheduled) commits. This
-        returns once the commit is durable and visible to queries, and, with the default
-        dispatch, once the callbacks of the live queries it changed were made (in this thread,
-        unless another thread is making callbacks right now: that thread makes them next).
+        returns once the commit is on disk (synced, with `durability="full"`) and visible to
+        queries, and, with the default dispatch, once the callbacks of the live queries it
+        changed were made (in this thread, unless another thread is making callbacks right
+        now: that thread makes them next).
 
         Args:
             fn: A `@mutation` function, or any callable `fn(ctx)` (an ad-hoc mutation).
