@@ -457,8 +457,8 @@ class Database:
 
         The asyncio counterpart of `subscribe`: iterate it in a coroutine. Results that
         arrive while you are busy coalesce to the newest. The iterator ends when the
-        database closes; leaving the `async for` (or `aclose()`) stops watching. A re-run
-        that raises raises from the iteration.
+        database closes; `await iterator.aclose()`, or dropping the iterator, stops
+        watching. A re-run that raises raises from the iteration.
 
         Args:
             fn: A `@query` function, or any callable `fn(ctx)`.
