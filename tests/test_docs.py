@@ -21,6 +21,11 @@ Each such block is a test of its own: it runs after the page's untagged blocks t
 before it, so it may build on them, and no other block may build on it. Every other
 ```` ```python ```` block runs in its page's test; nothing is skipped silently. A block
 that is not Python (a shell command, TypeScript) uses another language tag.
+
+Docstring examples are `>>>` doctests (what `help()` and the reference show). Every
+module of livedb that has some is listed in `DOCUMENTED_MODULES`, and each docstring's
+examples run in a module of their own (registered in `sys.modules`, like a page's), in
+a temporary directory.
 """
 
 from __future__ import annotations
