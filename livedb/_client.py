@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar, overload
 
-from ._errors import LiveDBError
+from ._errors import LiveDBError, ValidationError
 from ._functions import (
     MUTATION,
     QUERY,
@@ -691,9 +691,8 @@ class Client:
             `.close()`.
 
         Raises:
-            LiveDBError: `initial_num_items` is not an int >= 1, or the client or the
-                database is closed.
-            ValidationError: Bad arguments.
+            LiveDBError: The client or the database is closed.
+            ValidationError: Bad arguments, or `initial_num_items` is not an int >= 1.
 
         Examples:
             >>> from livedb import Database, query, v
@@ -784,7 +783,7 @@ class PaginatedView:
                  initial_num_items: int,
                  on_update: Callable[[PaginatedView], Any] | None) -> None:
         if initial_num_items.__class__ is not int or initial_num_items < 1:
-            raise LiveDBError(f"paginated: initial_num_items must be an int >= 1, got "
+            raise ValidationError(f"paginated: initial_num_items must be an int >= 1, got "
                               f"{initial_num_items!r}")
         self._client = client
         self._fn = fn
@@ -874,10 +873,11 @@ class PaginatedView:
             no result yet (`status` is not `"can_load_more"`).
 
         Raises:
-            LiveDBError: `num_items` is not an int >= 1.
+            ValidationError: `num_items` is not an int >= 1 (as for `paginate`).
         """
         if num_items.__class__ is not int or num_items < 1:
-            raise LiveDBError(f"load_more: num_items must be an int >= 1, got {num_items!r}")
+            raise ValidationError(f"load_more: num_items must be an int >= 1, got "
+                                  f"{num_items!r}")
         with self._lock:
             last = self._pages[-1]
             result, end = last["result"], last["end_cursor"]
