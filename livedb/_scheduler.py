@@ -176,7 +176,7 @@ class Scheduler:
     """Runs the due calls of one database and keeps its crons scheduled."""
 
     def __init__(self, kernel: Kernel, runner: Runner, crons: Crons | None,
-                 manual: bool) -> None:
+                 manual: bool, passive: bool = False) -> None:
         if crons is not None and not isinstance(crons, Crons):
             raise TypeError(f"Database(crons=...): expected livedb.Crons(), got "
                             f"{type_name(crons)}")
@@ -185,7 +185,9 @@ class Scheduler:
         """Runs the scheduled functions (the database's call path)."""
         kernel.catalog.add_system_table(TABLE)
         self._jobs = {} if crons is None else dict(crons.jobs)
-        self._manual = manual
+        self._manual = manual or passive
+        self._passive = passive
+        """A tool's database (export, import): nothing runs, nothing is recovered."""
         self._cond = threading.Condition(threading.Lock())
         self._due: list[tuple[float, str]] = []
         self._queued: set[str] = set()
@@ -210,6 +212,8 @@ class Scheduler:
 
     def open(self) -> None:
         """Fail actions cut short by the last close, bring the crons up to date, and queue."""
+        if self._passive:
+            return
         kernel = self._kernel
         txn = kernel.reader()
         try:

@@ -1,0 +1,4 @@
+"""placeholder"""
+class PostgresEngine:
+    def __init__(self, url, durability):
+        raise NotImplementedError
