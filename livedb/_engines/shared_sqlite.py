@@ -337,17 +337,13 @@ class SharedSqliteEngine:
                 raise LiveDBError(f"cannot read the commit log of {self.path}: {e}") from None
 
     def _since(self, n: int) -> list[LogEntry]:
-        rows = self._conn.execute("SELECT n, data FROM log WHERE n > ? ORDER BY n",
-                                  (n,)).fetchall()
-        entries = [decode_entry(m, data, self.path) for m, data in rows]
-        expected = n + 1
-        if entries and entries[0].n != expected:
-            raise LogGap(f"the commit log of {self.path} no longer holds commit {expected}")
-        if not entries:
-            head = self._conn.execute("SELECT n FROM head").fetchone()[0]
-            if head > n:
-                raise LogGap(f"the commit log of {self.path} no longer holds commit "
-                             f"{expected}")
+        """The entries after `n` and the head, read in one statement (one snapshot)."""
+        rows = self._conn.execute("SELECT h.n, l.n, l.data FROM head h LEFT JOIN log l "
+                                  "ON l.n > ? ORDER BY l.n", (n,)).fetchall()
+        head = rows[0][0] if rows else n
+        entries = [decode_entry(m, data, self.path) for _h, m, data in rows if m is not None]
+        if head > n and (not entries or entries[0].n != n + 1):
+            raise LogGap(f"the commit log of {self.path} no longer holds commit {n + 1}")
         return entries
 
     def commit(self, base: int, writes: list[Write], last_time: float,
@@ -522,7 +518,3 @@ class SharedSqliteEngine:
             unclaim_shared(self._key)
             self._key = None
         self._file_lock.release()
-
-
-def check_no_exclusive(path: str) -> None:  # pragma: no cover - kept for symmetry
-    raise DatabaseLockedError(path)
