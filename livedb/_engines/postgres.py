@@ -420,6 +420,7 @@ class PostgresEngine:
             try:
                 conn = self._connection()
                 with conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit = off")
                     taken = conn.execute(
                         "INSERT INTO livedb_claims VALUES (%s, %s, %s) ON CONFLICT DO NOTHING "
                         "RETURNING key", (key, self.owner, time.time())).fetchone()

@@ -452,6 +452,7 @@ class SharedSqliteEngine:
             self._check_open()
             conn = self._conn
             try:
+                conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     row = conn.execute("SELECT owner FROM claims WHERE key = ?",
@@ -470,7 +471,18 @@ class SharedSqliteEngine:
             except sqlite3.Error as e:
                 raise LiveDBError(f"could not claim a scheduled call in {self.path}: "
                                   f"{e}") from None
+            finally:
+                self._synchronous()
             return True
+
+    def _synchronous(self) -> None:
+        """Back to the durability of commits (claims need not be synced: a claim lost to a
+        power cut is a call some process runs again, once)."""
+        try:
+            self._conn.execute("PRAGMA synchronous=" + (
+                "FULL" if self.durability == "full" else "NORMAL"))
+        except sqlite3.Error:
+            pass
 
     def unclaim(self, key: str) -> None:
         with self._lock:
