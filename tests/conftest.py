@@ -134,12 +134,13 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if pgkit.binaries() is None:
         pytest.skip("needs PostgreSQL: no initdb/pg_ctl found (Debian: apt-get install "
                     "postgresql; .ci/run installs it)")
-    folder = str(tmp_path_factory.mktemp("postgres"))
+    folder = pgkit.make_folder()
     url = pgkit.start(folder)
     try:
         yield url
     finally:
         pgkit.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 _databases = [0]

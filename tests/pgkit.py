@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 USER = "postgres"
@@ -66,6 +67,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def make_folder() -> str:
+    """A new temporary folder for a server, where the server's user can reach it."""
+    return tempfile.mkdtemp(prefix="livedb-pg-")
+
+
 def start(folder: str) -> str:
     """Create a cluster in `folder` (made if missing), start it, return its URL."""
     bin_dir = binaries()
@@ -83,10 +89,12 @@ def start(folder: str) -> str:
                     "-A", "trust", "-E", "UTF8", "--no-instructions"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     port = _free_port()
-    options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
-               f"-c unix_socket_directories={folder} -c max_connections=200 "
-               "-c shared_buffers=64MB")
-    _pg_ctl(folder, "start", "-o", options, "-l", os.path.join(folder, "log"))
+    settings = {"listen_addresses": "'127.0.0.1'", "port": str(port),
+                "unix_socket_directories": f"'{folder}'", "max_connections": "200",
+                "shared_buffers": "'64MB'"}
+    with open(os.path.join(data, "postgresql.conf"), "a") as conf:
+        conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+    _pg_ctl(folder, "start", "-l", os.path.join(folder, "log"))
     url = f"postgresql://{USER}@127.0.0.1:{port}/postgres"
     with open(os.path.join(folder, "url"), "w") as f:
         f.write(url)

@@ -255,21 +255,57 @@ def test_two_databases_in_one_process_share_and_conflicts_retry(target):
         assert reactive_of(a) is not None
 
 
-def test_postgres_down_raises_a_clear_error(tmp_path):
+@pytest.fixture
+def own_postgres() -> Any:
+    """A PostgreSQL server of this test's own (it is stopped and restarted)."""
+    import shutil
+
     pgkit = pytest.importorskip("pgkit")
     if pgkit.binaries() is None:
-        pytest.skip("needs PostgreSQL binaries")
-    folder = str(tmp_path / "pg")
+        pytest.skip("needs PostgreSQL: no initdb/pg_ctl found (Debian: apt-get install "
+                    "postgresql; .ci/run installs it)")
+    folder = pgkit.make_folder()
     url = pgkit.start(folder)
     try:
-        with Database(SCHEMA, url=url) as db:
-            (acc,) = db.mutation(sharedkit.open_accounts, {"n": 1, "balance": 5})
-            pgkit.stop(folder)
-            with pytest.raises(LiveDBError, match="PostgreSQL at .* unreachable"):
-                db.mutation(sharedkit.open_accounts, {"n": 1, "balance": 5})
-            assert db.query(lambda ctx: ctx.db.get(acc))["balance"] == 5
-            pgkit.restart(folder)
-            db.mutation(sharedkit.open_accounts, {"n": 1, "balance": 5})
-            assert db.query(sharedkit.total) == 10
+        yield pgkit, folder, url
     finally:
         pgkit.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgres_restarted_under_load(own_postgres):
+    pgkit, folder, url = own_postgres
+    target = {"url": url}
+    with Database(SCHEMA, **target, clock=time.time) as db:
+        ids = db.mutation(sharedkit.open_accounts, {"n": 5, "balance": 100})
+        workers = [spawn("bank", target=target, accounts=ids, threads=2, transfers=100_000,
+                         seed=seed, expected=500, seconds=6.0) for seed in range(2)]
+        time.sleep(1.5)
+        pgkit.stop(folder)
+        # while it is down: a clear error, and the replica still answers queries
+        with pytest.raises(LiveDBError, match="PostgreSQL at .* unreachable"):
+            db.mutation(sharedkit.open_accounts, {"n": 1, "balance": 0})
+        assert db.query(sharedkit.total) == 500
+        time.sleep(1.0)
+        pgkit.restart(folder)
+        outputs = [_lines(w) for w in workers]
+        acked = {line.split()[1] for out in outputs for line in out if line.startswith("ack")}
+        errors = [line for out in outputs for line in out if line.startswith("error")]
+        assert errors and all("PostgreSQL at" in e for e in errors), errors[:3]
+        assert not [line for out in outputs for line in out if line.startswith("bad")]
+        deadline = time.monotonic() + 10
+        while True:  # this process reconnects by itself
+            try:
+                shared_of(db).catch_up()
+                break
+            except LiveDBError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        tags = Counter(t["tag"] for t in db.query(lambda ctx: ctx.db.query("transfers")
+                                                   .collect()))
+        assert acked <= set(tags), "an acknowledged transfer was lost"
+        for out in outputs:  # every worker went on after its last error
+            last = max(i for i, line in enumerate(out) if line.startswith("error"))
+            assert any(line.startswith("ack") for line in out[last:]), out[last:][:5]
+        assert db.query(sharedkit.total) == 500
+        db.mutation(sharedkit.open_accounts, {"n": 1, "balance": 0})
