@@ -45,8 +45,8 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from ._database import Database, files_of, kernel_of
-from ._errors import LiveDBError, ValidationError
+from ._database import Database, files_of, kernel_of, open_for_tool
+from ._errors import DatabaseLockedError, LiveDBError, ValidationError
 from ._ids import new_id, parse_id, valid_table_name
 from ._query import Reader, Writer
 from ._storage import (
@@ -152,18 +152,39 @@ def loads(line: str | bytes) -> Any:
 
 def export_zip(source: Database | str | os.PathLike[str], destination: str | os.PathLike[str]
                | IO[bytes], *, progress: Progress | None = None) -> dict[str, int]:
-    """Write every user table of `source` (an open Database or a file path) to a ZIP.
+    """Write every user table of `source` to a ZIP: an open Database, a file path, or a
+    PostgreSQL URL (`"postgresql://..."`).
 
     A Database is read at one snapshot while it keeps serving; a path is opened (and
-    locked) for the export. Returns the number of documents written per table.
+    locked) for the export, or, if other processes have it open with `shared=True`, opened
+    shared beside them, as a URL is: the export is still one snapshot. Returns the number
+    of documents written per table.
     """
     if isinstance(source, Database):
         return _export(source, destination, progress)
-    path = os.fspath(source)
-    if not os.path.exists(path):
-        raise LiveDBError(f"export: there is no database at {path}")
-    with Database(path=path) as db:
+    location = os.fspath(source)
+    if not is_url(location) and not os.path.exists(location):
+        raise LiveDBError(f"export: there is no database at {location}")
+    with open_location(location) as db:
         return _export(db, destination, progress)
+
+
+def is_url(location: str) -> bool:
+    """Whether `location` names a PostgreSQL database rather than a file."""
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def open_location(location: str, schema: Any = None) -> Database:
+    """Open a database file or URL for a tool (export, import): a file in use by shared
+    openers is opened shared beside them; the tool's scheduler runs nothing."""
+    if is_url(location):
+        return open_for_tool(schema, url=location)
+    try:
+        return open_for_tool(schema, path=location)
+    except DatabaseLockedError as e:
+        if "shared=True in other" not in str(e) and "with shared=True in another" not in str(e):
+            raise
+    return open_for_tool(schema, path=location, shared=True)
 
 
 def _export(db: Database, destination: str | os.PathLike[str] | IO[bytes],
@@ -241,7 +262,8 @@ def _write_table(txn: Reader, archive: zipfile.ZipFile, table: str,
 def import_zip(target: Database | str | os.PathLike[str], source: str | os.PathLike[str]
                | IO[bytes], *, mode: str = "refuse",
                progress: Progress | None = None) -> dict[str, int]:
-    """Import a ZIP written by `export_zip` into `target` (an open Database or a path).
+    """Import a ZIP written by `export_zip` into `target` (an open Database, a path, or a
+    PostgreSQL URL; a path or URL in use by shared openers is imported into beside them).
 
     All documents and stored files commit in one mutation or nothing changes. `mode`
     says what to do with a table that already has documents: "refuse" (raise, the
@@ -265,7 +287,7 @@ def import_zip(target: Database | str | os.PathLike[str], source: str | os.PathL
         tables = _tables_in(archive, members)
         if isinstance(target, Database):
             return _import(target, archive, members, tables, mode, progress)
-        with Database(path=os.fspath(target)) as db:
+        with open_location(os.fspath(target)) as db:
             return _import(db, archive, members, tables, mode, progress)
 
 

@@ -309,3 +309,32 @@ def test_postgres_restarted_under_load(own_postgres):
             assert any(line.startswith("ack") for line in out[last:]), out[last:][:5]
         assert db.query(sharedkit.total) == 500
         db.mutation(sharedkit.open_accounts, {"n": 1, "balance": 0})
+
+
+def test_export_and_import_cli_on_a_shared_database_in_use(target, tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    location = target.get("url") or target["path"]
+    archive = str(tmp_path / "backup.zip")
+    with Database(SCHEMA, **target) as db:
+        db.mutation(sharedkit.open_accounts, {"n": 3, "balance": 7})
+        stored = db.store_file(b"some bytes")
+        done = subprocess.run([sys.executable, "-m", "livedb", "export", location, archive],
+                              capture_output=True, text=True, cwd=sharedkit.ROOT)
+        assert done.returncode == 0, done.stderr
+        assert "4 documents" in done.stdout and "password" not in done.stdout
+        with zipfile.ZipFile(archive) as z:
+            assert any(name.startswith("accounts") for name in z.namelist())
+        db.mutation(lambda ctx: [ctx.db.delete(a["_id"])
+                                 for a in ctx.db.query("accounts").collect()])
+        done = subprocess.run([sys.executable, "-m", "livedb", "import", location, archive,
+                               "--replace"], capture_output=True, text=True,
+                              cwd=sharedkit.ROOT)
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 10
+        while db.query(sharedkit.total) != 21:  # the import's commit reaches this process
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert db.query(lambda ctx: ctx.storage.get_metadata(stored))["size"] == 10
