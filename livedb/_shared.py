@@ -109,12 +109,25 @@ class SharedKernel:
                 time.sleep(0.1)
 
     def catch_up(self) -> int:
-        """Apply every log entry this replica lacks; the newest commit number applied."""
+        """Apply every log entry this replica lacks; the newest commit number applied.
+
+        The log is read before the writer lock is taken (a round trip to PostgreSQL), so
+        local mutations go on meanwhile; entries they already applied are skipped."""
         kernel = self.kernel
+        self._dirty = False
+        try:
+            entries: list[LogEntry] | None = self.engine.since(kernel.store.applied)
+        except LogGap:
+            entries = None
         with kernel._write_lock:
             if kernel.state is State.CLOSED:
                 return kernel.store.applied
-            done = self._catch_up_locked()
+            if entries is None:
+                done = self._catch_up_locked()
+            else:
+                applied = kernel.store.applied
+                fresh = [e for e in entries if e.n > applied]
+                done = self._apply(self._convert(fresh, {})) if fresh else []
             applied = kernel.store.applied
         self._settle(done)
         return applied
@@ -246,8 +259,6 @@ class SharedKernel:
                 with kernel._write_lock:
                     if kernel.state is State.CLOSED:
                         raise LiveDBError("the database is closed")
-                    if self._dirty:
-                        done = self._catch_up_locked()
                     store = kernel.store
                     base = store.applied
                     local.writing = True
@@ -261,14 +272,16 @@ class SharedKernel:
                         return result, 0
                     check = _Check(self, txn, writes)
                     try:
-                        ts, _between = engine.commit(base, writes, catalog.last_time,
-                                                     check.check)
+                        ts, _between = engine.commit(base, writes, catalog.last_time, check)
                     except Conflict:
                         conflict = True
                         self.conflicts += 1
                         done += self._apply(check.commits)
                     else:
                         done += self._apply(check.commits)
+                        if store.applied < ts - 1:  # the engine judged the rest itself
+                            rest = [e for e in engine.since(store.applied) if e.n < ts]
+                            done += self._apply(self._convert(rest, {}))
                         store.commit(writes, changes, publish=False, at=ts)
                         commit = Commit(ts, writes, changes, catalog.last_time, durable=True)
                         if on_commit is not None:
@@ -299,7 +312,8 @@ class SharedKernel:
 class _Check:
     """Judges the entries a commit would go on top of against the mutation's reads."""
 
-    __slots__ = ("shared", "txn", "ids", "times", "ranges", "searched", "commits", "overlay")
+    __slots__ = ("shared", "txn", "ids", "times", "ranges", "searched", "commits", "overlay",
+                 "only_ids")
 
     def __init__(self, shared: SharedKernel, txn: WriteTransaction, writes: list[Write]
                  ) -> None:
@@ -321,8 +335,9 @@ class _Check:
                 self.ranges.setdefault(name, []).append((start, end))
         self.commits: list[Commit] = []
         self.overlay: dict[str, bytes | None] = {}
+        self.only_ids = not self.ranges and not self.searched
 
-    def check(self, entries: list[LogEntry]) -> bool:
+    def __call__(self, entries: list[LogEntry]) -> bool:
         """True when none of `entries` wrote into what the mutation read."""
         commits = self.shared._convert(entries, self.overlay)
         self.commits += commits

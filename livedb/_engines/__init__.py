@@ -145,6 +145,22 @@ class FileStore(Protocol):
         ...
 
 
+class CommitCheck(Protocol):
+    """What a shared commit is judged by: called with the entries it would go on top of,
+    True when none wrote into what the mutation read (converting them on the way)."""
+
+    ids: set[str]
+    """The ids the mutation read or wrote."""
+    times: set[float]
+    """The creation times it handed out."""
+    only_ids: bool
+    """Whether `ids` and `times` are all it read (no index range): then the engine may
+    judge the entries itself (PostgreSQL does, on the server)."""
+
+    def __call__(self, entries: list[LogEntry]) -> bool:
+        ...
+
+
 class SharedEngine(StorageEngine, Protocol):
     """A storage engine that several processes commit to (see the module docstring)."""
 
@@ -157,7 +173,7 @@ class SharedEngine(StorageEngine, Protocol):
         ...
 
     def commit(self, base: int, writes: list[Write], last_time: float,
-               check: Callable[[list[LogEntry]], bool]) -> tuple[int, list[LogEntry]]:
+               check: CommitCheck) -> tuple[int, list[LogEntry]]:
         ...
 
     def watch(self, wake: Callable[[], None]) -> None:

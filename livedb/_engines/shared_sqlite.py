@@ -39,7 +39,7 @@ from typing import Any
 from .._errors import CorruptionError, DatabaseLockedError, LiveDBError
 from .._store import Write
 from .._values import decode
-from . import Conflict, LogEntry, LogGap, StoredRow, WriteError, decode_entry, encode_entry
+from . import CommitCheck, Conflict, LogEntry, LogGap, StoredRow, WriteError, decode_entry, encode_entry
 from .sqlite import (
     _LOAD_BATCH,
     _TABLES,
@@ -347,7 +347,7 @@ class SharedSqliteEngine:
         return entries
 
     def commit(self, base: int, writes: list[Write], last_time: float,
-               check: Callable[[list[LogEntry]], bool]) -> tuple[int, list[LogEntry]]:
+               check: CommitCheck) -> tuple[int, list[LogEntry]]:
         """Append one commit on top of `base` or of the entries since, if `check` allows."""
         with self._lock:
             self._check_open()
