@@ -10,8 +10,8 @@ import zipfile
 from typing import Any
 
 from . import Database, LiveDBError, define_schema, define_table, mutation, query, v
-from ._serve import cli as serve_cli
 from ._engines.postgres import describe
+from ._serve import cli as serve_cli
 from .export import TerminalProgress, export_zip, import_zip, is_url, open_location
 
 schema = define_schema({

@@ -36,10 +36,19 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .._errors import CorruptionError, DatabaseLockedError, LiveDBError
+from .._errors import CorruptionError, LiveDBError
 from .._store import Write
 from .._values import decode
-from . import CommitCheck, Conflict, LogEntry, LogGap, StoredRow, WriteError, decode_entry, encode_entry
+from . import (
+    CommitCheck,
+    Conflict,
+    LogEntry,
+    LogGap,
+    StoredRow,
+    WriteError,
+    decode_entry,
+    encode_entry,
+)
 from .sqlite import (
     _LOAD_BATCH,
     _TABLES,
