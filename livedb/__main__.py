@@ -9,7 +9,18 @@ import sys
 import zipfile
 from typing import Any
 
-from . import Database, LiveDBError, define_schema, define_table, mutation, query, v
+from . import (
+    Database,
+    Id,
+    LiveDBError,
+    MutationCtx,
+    QueryCtx,
+    define_schema,
+    define_table,
+    mutation,
+    query,
+    v,
+)
 from ._engines.postgres import describe
 from ._serve import cli as serve_cli
 from .export import TerminalProgress, export_zip, import_zip, is_url, open_location
@@ -22,12 +33,12 @@ schema = define_schema({
 
 @mutation(args={"channel": v.string(), "author": v.string(), "body": v.string()},
           returns=v.id("messages"))
-def send(ctx, channel, author, body):
+def send(ctx: MutationCtx, channel: str, author: str, body: str) -> Id:
     return ctx.db.insert("messages", {"channel": channel, "author": author, "body": body})
 
 
 @query(args={"channel": v.string()})
-def latest(ctx, channel):
+def latest(ctx: QueryCtx, channel: str) -> list[dict[str, Any]]:
     return (ctx.db.query("messages")
             .with_index("by_channel", lambda q: q.eq("channel", channel))
             .order("desc").take(3))
@@ -35,7 +46,7 @@ def latest(ctx, channel):
 
 def demo() -> None:
     with Database(schema) as db:
-        def show(messages: list[dict]) -> None:
+        def show(messages: list[dict[str, Any]]) -> None:
             print("  live #general:", " | ".join(f"{m['author']}: {m['body']}"
                                                   for m in messages) or "(empty)")
 

@@ -15,6 +15,7 @@ importing them works before the module is set up.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +24,16 @@ from ._errors import LiveDBError, ValidationError
 from ._ids import system_table_name, valid_table_name
 from ._schema import BUILTIN_INDEXES, Schema, TableDefinition
 from ._store import IndexName
-from ._validators import Check
-from ._values import ABSENT, MISSING_PAIR, RANK_NUMBER, encode_key, type_name, value_getter
+from ._validators import Check, IdValidator, Object, v
+from ._values import (
+    ABSENT,
+    MISSING_PAIR,
+    RANK_NUMBER,
+    RANK_STR,
+    encode_key,
+    type_name,
+    value_getter,
+)
 
 KeyFn = Callable[[dict[str, Any]], Any]
 
@@ -94,11 +103,58 @@ def _by_creation_time_key(doc: dict[str, Any]) -> tuple[Any, ...]:
     return (RANK_NUMBER, ct, ct, str(doc["_id"]))
 
 
+_SHARED_STRING_LENGTH = 64
+"""Short strings in index keys are interned: documents that share a value (a channel, a
+status, a user id) then share one string object in every key that holds it, instead of
+one each (about 50 bytes per document per such field). Interned strings are freed with
+their last key."""
+
+
+def _keys_function(index_paths: list[tuple[tuple[str, ...], ...]]
+                   ) -> Callable[[dict[str, Any], str, float], tuple[Any, ...]]:
+    """`keys(doc, id, creation time)`: a document's key in every index of its table, in
+    position order, generated as straight-line code (each field read and encoded once,
+    strings inline and shared, see `_SHARED_STRING_LENGTH`) since it runs for every
+    document written."""
+    namespace: dict[str, Any] = {"ABSENT": ABSENT, "MISSING_PAIR": MISSING_PAIR,
+                                 "RANK_STR": RANK_STR, "RANK_NUMBER": RANK_NUMBER,
+                                 "encode_key": encode_key, "intern": sys.intern}
+    lines = ["def keys(doc, doc_id, ct):", "    get = doc.get"]
+    slots: dict[tuple[str, ...], int] = {}
+    for paths in index_paths:
+        for path in paths:
+            if path in slots:
+                continue
+            i = slots[path] = len(slots)
+            if len(path) == 1:
+                lines.append(f"    x{i} = get({path[0]!r}, ABSENT)")
+            else:
+                namespace[f"g{i}"] = value_getter(path)
+                lines.append(f"    x{i} = g{i}(doc)")
+            lines += [f"    if x{i}.__class__ is str:",
+                      f"        r{i} = RANK_STR",
+                      f"        if len(x{i}) <= {_SHARED_STRING_LENGTH}:",
+                      f"            x{i} = intern(x{i})",
+                      f"    elif x{i} is ABSENT:",
+                      f"        r{i}, x{i} = MISSING_PAIR",
+                      "    else:",
+                      f"        r{i}, x{i} = encode_key(x{i})"]
+    keys = ["doc_id", "(RANK_NUMBER, ct, ct, doc_id)"]
+    for paths in index_paths:
+        fields = "".join(f"r{slots[p]}, x{slots[p]}, " for p in paths)
+        keys.append(f"({fields}ct, doc_id)")
+    lines.append(f"    return ({', '.join(keys)})")
+    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated source
+    function: Callable[[dict[str, Any], str, float], tuple[Any, ...]] = namespace["keys"]
+    return function
+
+
 class TableInfo:
     """What a running database needs of one table: its check and its index keys."""
 
-    __slots__ = ("name", "definition", "check", "system", "index_names", "index_fields",
-                 "positions", "index_ids", "key_fns", "user_keys")
+    __slots__ = ("name", "definition", "check", "check_full", "system", "index_names",
+                 "index_fields",
+                 "positions", "index_ids", "key_fns", "keys")
 
     def __init__(self, name: str, definition: TableDefinition | None, validate: bool,
                  system: bool = False) -> None:
@@ -106,31 +162,32 @@ class TableInfo:
         self.definition = definition
         self.check: Check | None = (definition.validator.compile()
                                     if definition is not None and validate else None)
+        """The check of a document's user fields (None: any storable object)."""
+        self.check_full: Check | None = (
+            Object({"_id": IdValidator(name), "_creation_time": v.float64(),
+                    **definition.validator.fields}).compile()
+            if definition is not None and validate and isinstance(definition.validator, Object)
+            else None)
+        """The same with the system fields too, for rewriting a whole stored document (a
+        table defined by a union of objects has none)."""
         self.system = system
         """Written only by livedb (its name starts with `_`)."""
         self.index_names: list[str] = list(BUILTIN_INDEXES)
         self.index_fields: list[tuple[str, ...]] = [("_id",), ("_creation_time",)]
         self.key_fns: list[KeyFn] = [_by_id_key, _by_creation_time_key]
         """Per index, the key of a full document (with `_id` and `_creation_time`)."""
-        self.user_keys: list[Callable[[dict[str, Any], str, float], tuple[Any, ...]]] = []
-        """The schema's indexes' keys, from user fields, an id and a creation time."""
+        paths: list[tuple[tuple[str, ...], ...]] = []
         if definition is not None:
             for index in definition.indexes.values():
                 self.index_names.append(index.name)
                 self.index_fields.append(index.fields)
-                key = _index_key(index.paths)
-                self.user_keys.append(key)
-                self.key_fns.append(_of_full(key))
+                self.key_fns.append(_of_full(_index_key(index.paths)))
+                paths.append(index.paths)
+        self.keys = _keys_function(paths)
+        """`keys(doc, id, creation time)`: the document's key in every index, in position
+        order (its user fields are read; system fields may be there or not)."""
         self.positions = {n: i for i, n in enumerate(self.index_names)}
         self.index_ids: list[IndexName] = [(name, n) for n in self.index_names]
-
-    def keys(self, doc: dict[str, Any], doc_id: str, creation_time: float) -> tuple[Any, ...]:
-        """The keys of a document (its user fields, with or without the system fields) in
-        every index, in position order."""
-        if not self.user_keys:
-            return (doc_id, (RANK_NUMBER, creation_time, creation_time, doc_id))
-        return (doc_id, (RANK_NUMBER, creation_time, creation_time, doc_id),
-                *[key(doc, doc_id, creation_time) for key in self.user_keys])
 
 
 class Catalog:

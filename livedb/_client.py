@@ -13,12 +13,25 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from ._errors import LiveDBError
-from ._functions import MUTATION, QUERY, Auth, Function, Runner, auth_for, check_args, resolve
+from ._functions import (
+    MUTATION,
+    QUERY,
+    Auth,
+    Function,
+    MutationCtx,
+    MutationFunction,
+    QueryCtx,
+    QueryFunction,
+    Runner,
+    auth_for,
+    check_args,
+    resolve,
+)
 from ._identity import UserIdentity
 from ._reactive import Deliveries, Dispatch, Reactive, Subscriber, Subscription
 from ._results import args_key, copy_of, copy_value, fingerprint, same_result
@@ -26,11 +39,14 @@ from ._values import type_name
 
 log = logging.getLogger("livedb")
 
+R = TypeVar("R")
+
 
 class _Pending:
     __slots__ = ("id", "update", "args", "commit_ts")
 
-    def __init__(self, pending_id: int, update: Callable[..., Any] | None, args: dict) -> None:
+    def __init__(self, pending_id: int, update: Callable[..., Any] | None,
+                 args: dict[str, Any]) -> None:
         self.id = pending_id
         self.update = update
         self.args = args
@@ -43,7 +59,8 @@ class _ClientQuery:
     __slots__ = ("key", "spec", "kwargs", "server", "server_ts", "error", "shown_error",
                  "view", "version", "subscribers", "source")
 
-    def __init__(self, key: tuple, spec: Function, kwargs: dict) -> None:
+    def __init__(self, key: tuple[Any, ...], spec: Function[Any],
+                 kwargs: dict[str, Any]) -> None:
         self.key = key
         self.spec = spec
         self.kwargs = kwargs
@@ -62,18 +79,18 @@ class OptimisticStore:
 
     __slots__ = ("_client", "_values", "_allowed")
 
-    def __init__(self, client: Client, values: dict[tuple, Any],
-                 allowed: Callable[[tuple], bool]) -> None:
+    def __init__(self, client: Client, values: dict[tuple[Any, ...], Any],
+                 allowed: Callable[[tuple[Any, ...]], bool]) -> None:
         self._client = client
         self._values = values
         self._allowed = allowed
 
-    def get_query(self, fn: Any, args: dict | None = None) -> Any:
+    def get_query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
         """The local value of a query the client watches (a copy), or None."""
         key = self._client._key(fn, args)
         return copy_value(self._values[key]) if key in self._values else None
 
-    def set_query(self, fn: Any, args: dict | None, value: Any) -> None:
+    def set_query(self, fn: Any, args: Mapping[str, Any] | None, value: Any) -> None:
         """Set the local value of a watched query until the mutation is settled."""
         key = self._client._key(fn, args)
         if key in self._values and self._allowed(key):
@@ -161,7 +178,7 @@ class Client:
         self._auth: Auth = auth_for(identity)
         self._dispatch = dispatch
         self._lock = threading.RLock()
-        self._queries: dict[tuple, _ClientQuery] = {}
+        self._queries: dict[tuple[Any, ...], _ClientQuery] = {}
         self._pending: list[_Pending] = []
         self._ids = itertools.count(1)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livedb-client")
@@ -177,20 +194,42 @@ class Client:
 
     # -- reading -----------------------------------------------------------------------
 
-    def query(self, fn: Any, args: dict | None = None) -> Any:
+    @overload
+    def query(self, fn: QueryFunction[R], args: Mapping[str, Any] | None = None) -> R: ...
+    @overload
+    def query(self, fn: Callable[[QueryCtx], R], args: Mapping[str, Any] | None = None) -> R: ...
+    def query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:  # noqa: E301
         """Run a query once with the client's identity."""
         self._check_open()
         self._check_token()
         return self._runner.query(fn, args, self.identity)
 
-    def watch(self, fn: Any, args: dict | None = None) -> Any:
+    @overload
+    def watch(self, fn: QueryFunction[R], args: Mapping[str, Any] | None = None
+              ) -> AsyncIterator[R]: ...
+    @overload
+    def watch(self, fn: Callable[[QueryCtx], R], args: Mapping[str, Any] | None = None
+              ) -> AsyncIterator[R]: ...
+    def watch(self, fn: Any, args: Mapping[str, Any] | None = None  # noqa: E301
+              ) -> AsyncIterator[Any]:
         """`db.watch` with the client's identity (server results, no optimistic layer)."""
         self._check_open()
         self._check_token()
         spec = resolve(fn, QUERY)
         return self._reactive.watch(spec, check_args(spec, args), self._auth, self.identity)
 
-    def subscribe(self, fn: Any, args: dict | None, on_update: Callable[[Any], Any], *,
+    @overload
+    def subscribe(self, fn: QueryFunction[R], args: Mapping[str, Any] | None,
+                  on_update: Callable[[R], Any], *,
+                  on_error: Callable[[BaseException], Any] | None = None
+                  ) -> ClientSubscription: ...
+    @overload
+    def subscribe(self, fn: Callable[[QueryCtx], R], args: Mapping[str, Any] | None,
+                  on_update: Callable[[R], Any], *,
+                  on_error: Callable[[BaseException], Any] | None = None
+                  ) -> ClientSubscription: ...
+    def subscribe(self, fn: Any, args: Mapping[str, Any] | None,  # noqa: E301
+                  on_update: Callable[[Any], Any], *,
                   on_error: Callable[[BaseException], Any] | None = None
                   ) -> ClientSubscription:
         """Watch a query: `on_update` gets its local view now and on every change."""
@@ -205,7 +244,7 @@ class Client:
         with self._lock:
             query = self._queries.get(key)
             fresh = query is None
-            if fresh:
+            if query is None:
                 query = self._queries[key] = _ClientQuery(key, spec, kwargs)
             subscription = ClientSubscription(self, query, on_update, on_error)
             if not fresh:
@@ -231,7 +270,7 @@ class Client:
         subscription._notify()
         return subscription
 
-    def _key(self, fn: Any, args: dict | None) -> tuple:
+    def _key(self, fn: Any, args: Mapping[str, Any] | None) -> tuple[Any, ...]:
         spec = resolve(fn, QUERY)
         return (spec, args_key(check_args(spec, args)))
 
@@ -260,7 +299,7 @@ class Client:
                 continue
             commit_ts = pending.commit_ts
 
-            def allowed(key: tuple, commit_ts: int | None = commit_ts) -> bool:
+            def allowed(key: tuple[Any, ...], commit_ts: int | None = commit_ts) -> bool:
                 return commit_ts is None or queries[key].server_ts < commit_ts
 
             try:
@@ -284,9 +323,17 @@ class Client:
             changed.extend(query.subscribers)
         return changed
 
-    def mutation(self, fn: Any, args: dict | None = None,
-                 optimistic_update: Callable[[OptimisticStore, dict], Any] | None = None
-                 ) -> Future:
+    @overload
+    def mutation(self, fn: MutationFunction[R], args: Mapping[str, Any] | None = None,
+                 optimistic_update: Callable[[OptimisticStore, dict[str, Any]], Any] | None = None
+                 ) -> Future[R]: ...
+    @overload
+    def mutation(self, fn: Callable[[MutationCtx], R], args: Mapping[str, Any] | None = None,
+                 optimistic_update: Callable[[OptimisticStore, dict[str, Any]], Any] | None = None
+                 ) -> Future[R]: ...
+    def mutation(self, fn: Any, args: Mapping[str, Any] | None = None,  # noqa: E301
+                 optimistic_update: Callable[[OptimisticStore, dict[str, Any]], Any] | None = None
+                 ) -> Future[Any]:
         """Queue a mutation (run in submission order); the Future gets its result once the
         client's subscriptions show its writes. `optimistic_update(store, args)` runs now."""
         self._check_open()
@@ -294,9 +341,9 @@ class Client:
         if optimistic_update is not None and not callable(optimistic_update):
             raise TypeError("mutation: optimistic_update must be callable")
         spec = resolve(fn, MUTATION)
-        args = copy_of(fingerprint(check_args(spec, args)))
-        pending = _Pending(next(self._ids), optimistic_update, args)
-        future: Future = Future()
+        copied: dict[str, Any] = copy_of(fingerprint(check_args(spec, args)))
+        pending = _Pending(next(self._ids), optimistic_update, copied)
+        future: Future[Any] = Future()
         with self._lock:
             self._check_open()
             self._pending.append(pending)
@@ -304,7 +351,7 @@ class Client:
         for subscriber in changed:
             subscriber._notify()
         try:
-            self._worker.submit(self._run_mutation, spec, args, pending, future,
+            self._worker.submit(self._run_mutation, spec, copied, pending, future,
                                 self.identity, self._token_check)
         except RuntimeError:
             with self._lock:
@@ -315,8 +362,8 @@ class Client:
             raise LiveDBError("the client is closed") from None
         return future
 
-    def _run_mutation(self, fn: Any, args: dict | None, pending: _Pending,
-                      future: Future, identity: UserIdentity | None = None,
+    def _run_mutation(self, fn: Any, args: Mapping[str, Any] | None, pending: _Pending,
+                      future: Future[Any], identity: UserIdentity | None = None,
                       token_check: Callable[[], None] | None = None) -> None:
         def on_commit(ts: int) -> None:
             pending.commit_ts = ts
@@ -374,7 +421,7 @@ class Client:
 
     # -- pagination --------------------------------------------------------------------
 
-    def paginated(self, fn: Any, args: dict | None, initial_num_items: int, *,
+    def paginated(self, fn: Any, args: Mapping[str, Any] | None, initial_num_items: int, *,
                   on_update: Callable[[PaginatedView], Any] | None = None) -> PaginatedView:
         """A live paginated view of a query that returns `....paginate(pagination_opts)`."""
         return PaginatedView(self, fn, args, initial_num_items, on_update)
@@ -427,7 +474,8 @@ class PaginatedView:
     query journal; the last page follows its query to the end of the range.
     """
 
-    def __init__(self, client: Client, fn: Any, args: dict | None, initial_num_items: int,
+    def __init__(self, client: Client, fn: Any, args: Mapping[str, Any] | None,
+                 initial_num_items: int,
                  on_update: Callable[[PaginatedView], Any] | None) -> None:
         if initial_num_items.__class__ is not int or initial_num_items < 1:
             raise LiveDBError(f"paginated: initial_num_items must be an int >= 1, got "
@@ -440,7 +488,7 @@ class PaginatedView:
         self._pages: list[dict[str, Any]] = []
         self._add_page(None, initial_num_items)
 
-    def _page_args(self, page: dict[str, Any]) -> dict:
+    def _page_args(self, page: dict[str, Any]) -> dict[str, Any]:
         opts: dict[str, Any] = {"num_items": page["num_items"], "cursor": page["cursor"]}
         if page["end_cursor"] is not None:
             opts["end_cursor"] = page["end_cursor"]
@@ -484,10 +532,10 @@ class PaginatedView:
             subscription.unsubscribe()
 
     @property
-    def results(self) -> list[dict]:
+    def results(self) -> list[dict[str, Any]]:
         """Every document of the loaded pages, in order."""
         with self._lock:
-            out: list[dict] = []
+            out: list[dict[str, Any]] = []
             for page in self._pages:
                 if page["result"] is not None:
                     out.extend(page["result"].page)
@@ -502,7 +550,7 @@ class PaginatedView:
             return "exhausted" if self._pages[-1]["result"].is_done else "can_load_more"
 
     @property
-    def page_args(self) -> list[dict]:
+    def page_args(self) -> list[dict[str, Any]]:
         """The args each loaded page's query runs with, in order: what an optimistic update
         passes to `store.get_query` / `set_query` to change a page (e.g. the first)."""
         with self._lock:

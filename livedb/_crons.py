@@ -251,7 +251,7 @@ class CronJob:
 
     __slots__ = ("name", "fn", "args", "schedule", "interval", "expression")
 
-    def __init__(self, name: str, fn: Function, args: dict, interval: float | None,
+    def __init__(self, name: str, fn: Function[Any], args: dict[str, Any], interval: float | None,
                  expression: CronExpression | None) -> None:
         self.name = name
         self.fn = fn

@@ -217,7 +217,8 @@ class Database:
             if engine.shared:
                 kernel.shared = SharedKernel(kernel)
             self._reactive = Reactive(kernel, services)
-            kernel.listeners.extend([scheduler, files, self._reactive])
+            for listener in (scheduler, files, self._reactive):
+                kernel.listen(listener)
             if kernel.shared is not None:
                 kernel.shared.start()
             files.open()

@@ -17,9 +17,19 @@ import asyncio
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from itertools import chain
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from operator import is_, itemgetter
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 from ._catalog import Catalog
 from ._errors import LiveDBError, ValidationError
@@ -30,7 +40,7 @@ from ._query import Reader, Writer
 from ._results import PaginationResult
 from ._store import Store
 from ._validators import Mismatch, Object, Validator, as_validator, check_value
-from ._values import decode, decode_many, type_name
+from ._values import encode, type_name
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -38,14 +48,44 @@ P = ParamSpec("P")
 QUERY, MUTATION, ACTION = "query", "mutation", "action"
 
 
+class QueryFiles(Protocol):
+    """`ctx.storage` in a query: stored files' metadata and URLs."""
+
+    def get_metadata(self, id: str) -> dict[str, Any] | None: ...
+    def get_url(self, id: str) -> str | None: ...
+
+
+class MutationFiles(QueryFiles, Protocol):
+    """`ctx.storage` in a mutation: also `delete` (with the commit)."""
+
+    def delete(self, id: str) -> None: ...
+
+
+class ActionFiles(MutationFiles, Protocol):
+    """`ctx.storage` in an action: also `store` and `get` (file bytes)."""
+
+    def store(self, data: Any, content_type: str | None = None) -> Id: ...
+    def get(self, id: str) -> bytes | None: ...
+
+
+class Scheduling(Protocol):
+    """`ctx.scheduler`: schedule a `@mutation` or `@action` by delay or time, or cancel."""
+
+    def run_after(self, seconds: float, fn: Any, args: Mapping[str, Any] | None = None
+                  ) -> Id: ...
+    def run_at(self, timestamp: float, fn: Any, args: Mapping[str, Any] | None = None
+               ) -> Id: ...
+    def cancel(self, id: str) -> None: ...
+
+
 class Services(Protocol):
     """What contexts reach beyond the database itself (the facade provides it)."""
 
-    def query_storage(self, ctx: QueryCtx) -> Any: ...
-    def mutation_storage(self, ctx: MutationCtx) -> Any: ...
-    def mutation_scheduler(self, ctx: MutationCtx) -> Any: ...
-    def action_storage(self) -> Any: ...
-    def action_scheduler(self) -> Any: ...
+    def query_storage(self, ctx: QueryCtx) -> QueryFiles: ...
+    def mutation_storage(self, ctx: MutationCtx) -> MutationFiles: ...
+    def mutation_scheduler(self, ctx: MutationCtx) -> Scheduling: ...
+    def action_storage(self) -> ActionFiles: ...
+    def action_scheduler(self) -> Scheduling: ...
     def vector_search(self, table: str, index: str, vector: Any, limit: int,
                       filter: Any) -> list[dict[str, Any]]: ...
     def run_query(self, fn: Any, args: Mapping[str, Any] | None,
@@ -111,7 +151,7 @@ class QueryCtx(Reader):
         return self
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> QueryFiles:
         """File storage as a query sees it: `get_url`, `get_metadata`."""
         return self._services.query_storage(self)
 
@@ -133,7 +173,7 @@ class MutationCtx(Writer):
 
     def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
                  search_indexes: Any, auth: Auth, services: Services) -> None:
-        super().__init__(store, catalog, ts, record, search_indexes)
+        Writer.__init__(self, store, catalog, ts, record, search_indexes)
         self.auth = auth
         """`ctx.auth.get_user_identity()`: who is calling."""
         self._services = services
@@ -145,12 +185,12 @@ class MutationCtx(Writer):
         return self
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> MutationFiles:
         """File storage in this transaction: `get_url`, `get_metadata`, `delete`."""
         return self._services.mutation_storage(self)
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> Scheduling:
         """`run_after`, `run_at`, `cancel`: they commit with this mutation or not at all."""
         return self._services.mutation_scheduler(self)
 
@@ -178,12 +218,12 @@ class ActionCtx:
         """`ctx.auth.get_user_identity()`: who is calling."""
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> ActionFiles:
         """File storage: `store`, `get`, `get_url`, `get_metadata`, `delete`."""
         return self._services.action_storage()
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> Scheduling:
         """`run_after`, `run_at`, `cancel`, each committed at once (actions are not atomic)."""
         return self._services.action_scheduler()
 
@@ -267,7 +307,7 @@ class Function(Generic[R]):
         if isinstance(self.args, Object):
             _check_optional_defaults(self.name, handler, self.args)
         self.__wrapped__ = handler
-        functools.update_wrapper(self, handler)  # type: ignore[arg-type]
+        functools.update_wrapper(self, handler)
 
     def __call__(self, ctx: Any, **args: Any) -> R:
         return self.handler(ctx, **args)
@@ -282,6 +322,9 @@ class QueryFunction(Function[R]):
     __slots__ = ()
     kind = QUERY
 
+    if TYPE_CHECKING:  # typed with its context: a query is not a callable of a MutationCtx
+        def __call__(self, ctx: QueryCtx, **args: Any) -> R: ...
+
 
 class MutationFunction(Function[R]):
     """A function registered with `@mutation`."""
@@ -289,12 +332,29 @@ class MutationFunction(Function[R]):
     __slots__ = ()
     kind = MUTATION
 
+    if TYPE_CHECKING:
+        def __call__(self, ctx: MutationCtx, **args: Any) -> R: ...
+
 
 class ActionFunction(Function[R]):
-    """A function registered with `@action`."""
+    """A function registered with `@action` (`R`: its result, awaited if it is async)."""
 
     __slots__ = ()
     kind = ACTION
+
+    if TYPE_CHECKING:  # an async handler called directly returns its coroutine
+        def __call__(self, ctx: ActionCtx, **args: Any) -> Any: ...
+
+
+class _ActionDecorator(Protocol):
+    """`@action(args=..., returns=...)`: keeps the result type (awaited, if async)."""
+
+    @overload
+    def __call__(self, handler: Callable[Concatenate[ActionCtx, P], Coroutine[Any, Any, R]],
+                 /) -> ActionFunction[R]: ...
+    @overload
+    def __call__(self, handler: Callable[Concatenate[ActionCtx, P], R], /
+                 ) -> ActionFunction[R]: ...
 
 
 _KINDS: dict[str, type[Function[Any]]] = {QUERY: QueryFunction, MUTATION: MutationFunction,
@@ -324,10 +384,10 @@ def function_name(fn: Callable[..., Any]) -> str:
 
 
 @overload
-def query(fn: Callable[Concatenate[Any, P], R], /) -> QueryFunction[R]: ...
+def query(fn: Callable[Concatenate[QueryCtx, P], R], /) -> QueryFunction[R]: ...
 @overload
 def query(*, args: Any = None, returns: Any = None
-          ) -> Callable[[Callable[Concatenate[Any, P], R]], QueryFunction[R]]: ...
+          ) -> Callable[[Callable[Concatenate[QueryCtx, P], R]], QueryFunction[R]]: ...
 def query(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
     """Register a query: a read-only function of `ctx` and its arguments.
 
@@ -362,10 +422,10 @@ def query(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  
 
 
 @overload
-def mutation(fn: Callable[Concatenate[Any, P], R], /) -> MutationFunction[R]: ...
+def mutation(fn: Callable[Concatenate[MutationCtx, P], R], /) -> MutationFunction[R]: ...
 @overload
 def mutation(*, args: Any = None, returns: Any = None
-             ) -> Callable[[Callable[Concatenate[Any, P], R]], MutationFunction[R]]: ...
+             ) -> Callable[[Callable[Concatenate[MutationCtx, P], R]], MutationFunction[R]]: ...
 def mutation(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
     """Register a mutation: a function that reads and writes as one serializable
     transaction (all its writes commit together, or none if it raises).
@@ -386,10 +446,12 @@ def mutation(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any
 
 
 @overload
-def action(fn: Callable[Concatenate[Any, P], R], /) -> ActionFunction[R]: ...
+def action(fn: Callable[Concatenate[ActionCtx, P], Coroutine[Any, Any, R]], /
+           ) -> ActionFunction[R]: ...
 @overload
-def action(*, args: Any = None, returns: Any = None
-           ) -> Callable[[Callable[Concatenate[Any, P], R]], ActionFunction[R]]: ...
+def action(fn: Callable[Concatenate[ActionCtx, P], R], /) -> ActionFunction[R]: ...
+@overload
+def action(*, args: Any = None, returns: Any = None) -> _ActionDecorator: ...
 def action(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
     """Register an action: a function that may do I/O (network, files) and call queries
     and mutations with `ctx.run_query` / `ctx.run_mutation` (each its own transaction).
@@ -464,11 +526,20 @@ Trusted = dict[int, tuple[dict[str, Any], bytes]]
 def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None) -> Any:
     """Validate a return value against `returns=`, or else as a value of the storable kinds.
 
-    No size or length limit applies (a query may return 100k documents). Documents the
-    function read (`trusted`: `id(doc) -> (doc, blob)`) are checked by decoding their
-    blob again and comparing, all at once: equal means unchanged at any depth (a tuple
-    never equals a list), so storable; any change makes the document checked in full.
+    No size or length limit applies (a query may return 100k documents). A document the
+    function read and returns as it was (`trusted`: `id(doc) -> (doc, blob)`) is not
+    walked: see `_unchanged`. A lone document and a list of documents, the common
+    results, are recognised here without further calls.
     """
+    if trusted and fn.check_returns is None:
+        entry = trusted.get(id(result))
+        if entry is not None and entry[0] is result:
+            try:
+                if (encode(result) == entry[1]
+                        and _LEAF_TYPES.issuperset(map(type, result.values()))):
+                    return result
+            except Exception:  # noqa: BLE001, S110 - not encodable as it was: walk it
+                pass
     value = result.page if result.__class__ is PaginationResult else result
     try:
         if fn.check_returns is not None:
@@ -485,14 +556,18 @@ def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None)
 
 
 def _check_read(value: Any, trusted: Trusted) -> None:
-    """Check `value` is of the storable kinds, comparing documents it read with their
-    blobs instead of walking them."""
+    """Check `value` is of the storable kinds, judging documents it read by `_unchanged`
+    instead of walking them."""
     entry = trusted.get(id(value))
     if entry is not None and entry[0] is value:
         if not _unchanged([value], [entry[1]]):
             check_value(value, 1)
         return
     if value.__class__ is list:
+        entries = list(map(trusted.get, map(id, value)))
+        if (None not in entries and all(map(is_, map(_first, entries), value))
+                and _unchanged(value, list(map(_second, entries)))):
+            return
         get = trusted.get
         read: list[dict[str, Any]] = []
         blobs: list[bytes] = []
@@ -517,23 +592,28 @@ def _check_read(value: Any, trusted: Trusted) -> None:
 
 
 _LEAF_TYPES = frozenset({str, int, float, bool, bytes, type(None), Id})
-_KEY_TYPES = frozenset({str})
 _values = dict.values
+_first: Callable[[Any], Any] = itemgetter(0)  # of trusted entries, None ruled out first
+_second: Callable[[Any], Any] = itemgetter(1)
 
 
 def _unchanged(docs: list[dict[str, Any]], blobs: list[bytes]) -> bool:
-    """Whether documents are still storable as the blobs they were decoded from show:
-    equal to them, with keys that are exactly `str` and values of exactly the leaf types.
+    """Whether documents read from storage are storable as they are, without walking them:
+    each encodes to exactly the blob it was decoded from, and every value of each is of
+    exactly a leaf type.
 
-    Equal values of exact storable types are storable (`True` for a stored `1` is as
-    good as `1`); what equality alone would let through is an equal value of another
-    type (`Decimal(1)`, an `int` or `dict` subclass), which the type checks catch. A
-    document with a nested list or object is not judged here (checked in full). Three
-    C-level passes over all the documents at once."""
-    fresh = decode(blobs[0]) if len(blobs) == 1 else decode_many(blobs)
-    return ((fresh == docs[0] if len(blobs) == 1 else fresh == docs)
-            and _LEAF_TYPES.issuperset(map(type, chain.from_iterable(map(_values, docs))))
-            and _KEY_TYPES.issuperset(map(type, chain.from_iterable(docs))))
+    Equal bytes mean the same keys in the same order and values of the same encoding;
+    what encodes like a stored leaf but is another type (an `int` or `str` subclass, a
+    `Decimal` or `datetime` encoding like a stored string, `bytearray` like bytes) fails
+    the type test, and a tuple or set cannot encode like a leaf. A document holding a
+    list or an object is not judged here (it is walked). Two C-level passes over all the
+    documents at once."""
+    try:
+        if list(map(encode, docs)) != blobs:
+            return False
+    except Exception:  # noqa: BLE001 - not encodable as it is: walk it
+        return False
+    return _LEAF_TYPES.issuperset(map(type, chain.from_iterable(map(_values, docs))))
 
 
 # -- running functions -----------------------------------------------------------------------

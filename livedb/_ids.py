@@ -58,7 +58,7 @@ _table_ok: dict[str, bool] = {}
 
 def parse_id(value: object) -> tuple[str, str] | None:
     """Split an id string into (table, id) or return None when it is not an id at all."""
-    found = _parsed.get(value) if value.__class__ is str or value.__class__ is Id else None
+    found = _parsed.get(value) if value.__class__ is str or value.__class__ is Id else None  # pyright: ignore[reportArgumentType]
     if found is not None:
         return found
     if not isinstance(value, str):

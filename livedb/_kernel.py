@@ -29,7 +29,8 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from threading import get_ident
+from typing import Any, Protocol, TypeVar, overload
 
 from ._catalog import Catalog, TableInfo
 from ._engines import Commit, StorageEngine, WriteError
@@ -60,7 +61,15 @@ class State(enum.Enum):
 
 
 class CommitListener(Protocol):
-    """A feature kept in step with commits (live queries, the scheduler, file storage)."""
+    """A feature kept in step with commits (live queries, the scheduler, file storage).
+
+    Registered with `Kernel.listen`. A listener that keeps only system tables in step
+    (`system_only`) hears only of commits that wrote one, and one with nothing to do in
+    the committing thread (`settles` false) is not called there: a commit of user
+    documents costs such features nothing."""
+
+    system_only: bool
+    settles: bool
 
     def committed(self, commit: Commit) -> None:
         """Commit `commit.ts` is now visible to readers. Called in commit order by one
@@ -80,10 +89,15 @@ class Kernel:
         self.engine = engine
         self.store = Store()
         self.state = State.OPEN
-        self.listeners: list[CommitListener] = []
+        self._listeners: list[CommitListener] = []
+        """Told of every commit."""
+        self._system_listeners: list[CommitListener] = []
+        """Told only of commits that wrote a system table."""
+        self._settling: list[CommitListener] = []
         self.search_indexes: Indexes | None = None
         self._write_lock = threading.Lock()
-        self._local = threading.local()
+        self._writer: int | None = None
+        """The thread running a write now (the holder of the writer lock), if any."""
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         self._waiters = 0
@@ -102,6 +116,12 @@ class Kernel:
         for info in catalog.tables.values():
             self._define(info)
         catalog.on_new_table = self._define
+
+    def listen(self, listener: CommitListener) -> None:
+        """Keep `listener` in step with every later commit (see `CommitListener`)."""
+        (self._system_listeners if listener.system_only else self._listeners).append(listener)
+        if listener.settles:
+            self._settling.append(listener)
 
     def _define(self, info: TableInfo) -> None:
         for name, key_fn in zip(info.index_ids, info.key_fns, strict=True):
@@ -161,9 +181,9 @@ class Kernel:
                 for name, index_keys in zip(catalog.tables[table].index_ids, per_index,
                                             strict=True):
                     store.fill(name, index_keys)
-            for name in added:
-                if name not in keys:
-                    catalog.forget(name)
+            for table in added:
+                if table not in keys:
+                    catalog.forget(table)
             catalog.last_time = max(last_time, self.engine.last_time())
             if self.engine.shared:
                 store.ts = store.applied = self.engine.head()  # type: ignore[attr-defined]
@@ -182,8 +202,12 @@ class Kernel:
     def release(self, ts: int) -> None:
         self.store.release(ts)
 
-    def reader(self, cls: type[R] = Reader, record: bool = False,  # type: ignore[assignment]
-               at: int | None = None) -> R:
+    @overload
+    def reader(self, *, record: bool = False, at: int | None = None) -> Reader: ...
+    @overload
+    def reader(self, cls: type[R], record: bool = False, at: int | None = None) -> R: ...
+    def reader(self, cls: type[Transaction] = Reader, record: bool = False,  # noqa: E301
+               at: int | None = None) -> Transaction:
         """A read transaction of class `cls` at the newest snapshot (or at `at`, a commit
         the caller keeps from being collected); `close` it when done."""
         store = self.store
@@ -199,7 +223,7 @@ class Kernel:
     @property
     def writing(self) -> bool:
         """Whether the calling thread is inside a write (a mutation) right now."""
-        return getattr(self._local, "writing", False)
+        return self._writer == get_ident()
 
     def write(self, body: Callable[[W], T], make: Callable[..., W] = Writer,  # type: ignore[assignment]
               on_commit: Callable[[int], Any] | None = None, record: bool = False
@@ -222,8 +246,8 @@ class Kernel:
         """
         if self.shared is not None:
             return self.shared.write(body, make, on_commit)  # type: ignore[no-any-return]
-        local = self._local
-        if getattr(local, "writing", False):
+        me = get_ident()
+        if self._writer == me:
             raise LiveDBError("a mutation cannot run another mutation (use ctx.db directly, "
                               "or run both from an action)")
         store = self.store
@@ -231,7 +255,7 @@ class Kernel:
         with self._write_lock:
             if self.state is State.CLOSED:
                 raise LiveDBError("the database is closed")
-            local.writing = True
+            self._writer = me
             try:
                 txn = make(store, self.catalog, store.applied, record, self.search_indexes)
                 result = body(txn)
@@ -241,7 +265,8 @@ class Kernel:
                     ts = 0
                 else:
                     ts = store.commit(writes, changes, publish=False)
-                    commit = Commit(ts, writes, changes, self.catalog.last_time)
+                    commit = Commit(ts, writes, changes, self.catalog.last_time,
+                                    txn.system_written)
                     if on_commit is not None:
                         on_commit(ts)
                     if engine.durable:
@@ -253,11 +278,11 @@ class Kernel:
                         self._make_visible(commit)
                         waiting = None
             finally:
-                local.writing = False
+                self._writer = None
         if waiting is not None:
             self._wait(waiting)
         if ts:
-            for listener in self.listeners:
+            for listener in self._settling:
                 listener.settled(ts)
         return result, ts
 
@@ -380,7 +405,8 @@ class Kernel:
         """The one point where a commit becomes visible: to readers, then to listeners."""
         store = self.store
         store.publish(commit.ts)
-        for listener in self.listeners:
+        for listener in (self._listeners + self._system_listeners if commit.system
+                         else self._listeners):
             try:
                 listener.committed(commit)
             except Exception:

@@ -323,7 +323,7 @@ class Query:
             ValidationError: a bad `num_items`, or a cursor of another query.
         """
         if num_items.__class__ is dict:
-            opts: dict[str, Any] = num_items  # type: ignore[assignment]
+            opts: dict[str, Any] = num_items  # pyright: ignore[reportAssignmentType]
             unknown = set(opts) - {"num_items", "cursor", "end_cursor"}
             if unknown or "num_items" not in opts:
                 raise ValidationError(f"paginate: pagination options take num_items, cursor "
@@ -331,12 +331,12 @@ class Query:
             num_items = opts["num_items"]
             cursor = opts.get("cursor", cursor)
             end_cursor = opts.get("end_cursor", end_cursor)
-        if num_items.__class__ is not int or num_items < 1:  # type: ignore[operator]
+        if num_items.__class__ is not int or num_items < 1:  # pyright: ignore[reportOperatorIssue]
             raise ValidationError(f"paginate: num_items must be an int >= 1, got "
                                   f"{num_items!r}")
         self._advance(9, "paginate")
         if self._search is not None:
-            return self._search.paginate(self._txn, self._filters, num_items,  # type: ignore[arg-type]
+            return self._search.paginate(self._txn, self._filters, num_items,  # type: ignore[no-any-return]
                                          cursor, end_cursor)
         start, end, reverse = self._start, self._end, self._reverse
         mark = self._fingerprint()
@@ -346,7 +346,7 @@ class Query:
                 end = min(end, past)
             else:
                 start = max(start, after(past))
-        limit: int | None = num_items  # type: ignore[assignment]
+        limit: int | None = num_items  # pyright: ignore[reportAssignmentType]
         until = None
         if end_cursor is not None:
             until = self._decode_cursor(end_cursor, mark)
@@ -360,7 +360,7 @@ class Query:
         if until is not None:
             position = until
             is_done = self._exhausted(position)
-        elif len(page) >= num_items:  # type: ignore[operator]
+        elif len(page) >= num_items:  # pyright: ignore[reportOperatorIssue]
             position = last
             is_done = self._exhausted(position)
         else:

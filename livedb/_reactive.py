@@ -19,7 +19,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Self
 
 from ._engines import Commit
 from ._errors import LiveDBError
@@ -27,6 +27,8 @@ from ._functions import Auth, Function, QueryCtx, Services, check_result
 from ._identity import UserIdentity
 from ._kernel import Kernel
 from ._results import args_key, copy_of, fingerprint
+from ._store import Changes, IndexName
+from ._transaction import ReadRange
 from ._values import encode
 
 log = logging.getLogger("livedb")
@@ -61,14 +63,15 @@ class LiveQuery:
 
     __slots__ = ("key", "spec", "kwargs", "auth", "state", "ranges", "ids", "subscribers")
 
-    def __init__(self, key: tuple, spec: Function, kwargs: dict, auth: Auth) -> None:
+    def __init__(self, key: tuple[Any, ...], spec: Function[Any], kwargs: dict[str, Any],
+                 auth: Auth) -> None:
         self.key = key
         self.spec = spec
         self.kwargs = kwargs
         self.auth = auth
         self.state = Entry(0, b"", None, 0, [])
         """The current result, replaced whole (under the processor role) on a change."""
-        self.ranges: list[tuple[tuple, tuple, tuple, tuple]] = []
+        self.ranges: list[tuple[IndexName, Any, Any, Any]] = []
         self.ids: set[str] = set()
         self.subscribers: list[Subscription] = []
 
@@ -150,7 +153,7 @@ class Subscriber:
             self.active = False
             self._remove()
 
-    def __enter__(self) -> Subscriber:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -293,9 +296,9 @@ class _IndexWatch:
 
     def __init__(self) -> None:
         self.lengths: dict[int, int] = {}
-        self.buckets: dict[tuple, dict[LiveQuery, list[tuple[tuple, tuple]]]] = {}
+        self.buckets: dict[Any, dict[LiveQuery, list[tuple[Any, Any]]]] = {}
 
-    def add(self, prefix: tuple, live: LiveQuery, start: tuple, end: tuple) -> None:
+    def add(self, prefix: Any, live: LiveQuery, start: Any, end: Any) -> None:
         bucket = self.buckets.get(prefix)
         if bucket is None:
             bucket = self.buckets[prefix] = {}
@@ -303,7 +306,7 @@ class _IndexWatch:
             self.lengths[n] = self.lengths.get(n, 0) + 1
         bucket.setdefault(live, []).append((start, end))
 
-    def remove(self, prefix: tuple, live: LiveQuery) -> None:
+    def remove(self, prefix: Any, live: LiveQuery) -> None:
         bucket = self.buckets.get(prefix)
         if bucket is None or bucket.pop(live, None) is None or bucket:
             return
@@ -315,7 +318,7 @@ class _IndexWatch:
         else:
             del self.lengths[n]
 
-    def match(self, key: tuple, found: set[LiveQuery]) -> None:
+    def match(self, key: Any, found: set[LiveQuery]) -> None:
         buckets = self.buckets
         for n in self.lengths:
             bucket = buckets.get(key[:n])
@@ -330,7 +333,7 @@ class _IndexWatch:
                         break
 
 
-def _prefix(start: tuple, end: tuple) -> tuple:
+def _prefix(start: Any, end: Any) -> Any:
     n = 0
     for a, b in zip(start, end, strict=False):
         if a != b:
@@ -344,7 +347,7 @@ class _Commit:
 
     __slots__ = ("ts", "changes", "ids", "done")
 
-    def __init__(self, ts: int, changes: dict, ids: list[str]) -> None:
+    def __init__(self, ts: int, changes: Changes, ids: list[str]) -> None:
         self.ts = ts
         self.changes = changes
         self.ids = ids
@@ -361,11 +364,17 @@ class Reactive:
     role, by whichever thread runs `deliveries` (see `Deliveries`).
     """
 
+    system_only = False
+    """Hears of every commit (live queries may read any table)."""
+    settles = True
+
     def __init__(self, kernel: Kernel, services: Services) -> None:
         self._kernel = kernel
         self._services = services
         self._store = kernel.store
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        """Waited on under `_mutex` (taken directly where nobody waits: a C-level lock)."""
         self._queue: deque[_Commit] = deque()
         self._waiting: dict[int, _Commit] = {}
         """Processed or queued commits whose committer has not settled them yet."""
@@ -374,9 +383,9 @@ class Reactive:
         self._done = self._store.ts
         """The newest commit processed: live query results are as of this snapshot."""
         self._store.pin(self._done)
-        self._live: dict[tuple, LiveQuery] = {}
+        self._live: dict[tuple[Any, ...], LiveQuery] = {}
         self._by_id: dict[str, set[LiveQuery]] = {}
-        self._by_index: dict[tuple, _IndexWatch] = {}
+        self._by_index: dict[IndexName, _IndexWatch] = {}
         self._closed = False
         self.reruns = 0
         """Live query executions after their first (for tests and benchmarks)."""
@@ -385,28 +394,39 @@ class Reactive:
 
     def committed(self, commit: Commit) -> None:
         """A commit became visible (called in commit order, before the next one is
-        published, so no collection can pass its timestamp unpinned): queue it."""
+        published, so no collection can pass its timestamp unpinned): queue it.
+
+        When nothing is queued or being processed, nobody changes the registry (that
+        takes the processor role), so a commit that touches no live query's read set is
+        recognised here and just advances the processed snapshot: unrelated commits cost
+        a few dict lookups, however many live queries there are."""
         ts = commit.ts
         store = self._store
-        with self._cond:
-            if not self._live and self._busy is None and not self._queue:
+        writes = commit.writes
+        with self._mutex:
+            if self._busy is None and not self._queue and not (
+                    self._live and self._matches([w[0] for w in writes], commit.changes)):
                 store.release(self._done)
                 store.pin(ts)
                 self._done = ts
                 return
             store.pin(ts)
-            queued = _Commit(ts, commit.changes, [w[0] for w in commit.writes])
+            queued = _Commit(ts, commit.changes, [w[0] for w in writes])
             self._queue.append(queued)
             self._waiting[ts] = queued
 
     def settled(self, ts: int) -> None:
-        """In the committing thread, once commit `ts` is visible: deliver its updates."""
-        self.settle(ts)
+        """In the committing thread, once commit `ts` is visible: deliver its updates.
+
+        A commit that no live query had to look at was never queued (`committed` ran
+        earlier in this very thread), so it costs one dict lookup here."""
+        if ts in self._waiting:
+            self.settle(ts)
 
     def settle(self, ts: int) -> None:
         """Return once commit `ts` has been processed and its updates delivered — by this
         thread, or by a thread delivering callbacks right now (never waited for)."""
-        with self._cond:
+        with self._mutex:
             commit = self._waiting.pop(ts, None)
         if commit is None:
             return
@@ -419,7 +439,7 @@ class Reactive:
         handlers, never callbacks). False when this thread is the processor already, or
         when `commit` got processed meanwhile."""
         me = threading.get_ident()
-        with self._cond:
+        with self._mutex:
             if self._busy == me:
                 return False
             while self._busy is not None:
@@ -433,37 +453,50 @@ class Reactive:
 
     def _drain(self) -> None:
         """Process every queued commit, then give up the processor role."""
-        cond = self._cond
+        mutex, cond = self._mutex, self._cond
         try:
             while True:
-                with cond:
+                with mutex:
                     if not self._queue:
                         break
                     commit = self._queue.popleft()
                 self._process(commit)
-                with cond:
+                with mutex:
                     commit.done = True
                     cond.notify_all()
         finally:
-            with cond:
+            with mutex:
                 self._busy = None
                 cond.notify_all()
 
-    def _process(self, commit: _Commit) -> None:
-        found: set[LiveQuery] = set()
+    def _matches(self, ids: list[str], changes: Changes,
+                 found: set[LiveQuery] | None = None) -> bool:
+        """Whether a commit that wrote `ids` with these index `changes` meets any live
+        query's read set; the live queries it meets are added to `found` (else the first
+        one answers)."""
         by_id = self._by_id
-        for doc_id in commit.ids:
+        for doc_id in ids:
             watchers = by_id.get(doc_id)
             if watchers:
+                if found is None:
+                    return True
                 found.update(watchers)
         by_index = self._by_index
-        for index, (removed, added, rewritten) in commit.changes.items():
+        seen: set[LiveQuery] = set() if found is None else found
+        for index, (removed, added, rewritten) in changes.items():
             watch = by_index.get(index)
             if watch is None:
                 continue
             for keys in (removed, added, rewritten):
                 for key in keys:
-                    watch.match(key, found)
+                    watch.match(key, seen)
+                    if found is None and seen:
+                        return True
+        return bool(seen)
+
+    def _process(self, commit: _Commit) -> None:
+        found: set[LiveQuery] = set()
+        self._matches(commit.ids, commit.changes, found)
         deliveries = self.deliveries
         for live in found:
             if self._rerun(live, commit.ts):
@@ -477,8 +510,8 @@ class Reactive:
 
     # -- live queries ----------------------------------------------------------------
 
-    def subscribe(self, spec: Function, kwargs: dict, auth: Auth, identity: UserIdentity | None,
-                  on_update: Callable[..., Any],
+    def subscribe(self, spec: Function[Any], kwargs: dict[str, Any], auth: Auth,
+                  identity: UserIdentity | None, on_update: Callable[..., Any],
                   on_error: Callable[..., Any] | None,
                   dispatch: Dispatch | None, with_ts: bool = False,
                   on_end: Callable[[], Any] | None = None) -> Subscription:
@@ -498,7 +531,7 @@ class Reactive:
             self.deliveries.run()
         return subscription
 
-    def _register(self, key: tuple, spec: Function, encoded_args: bytes, auth: Auth,
+    def _register(self, key: tuple[Any, ...], spec: Function[Any], encoded_args: bytes, auth: Auth,
                   on_update: Callable[..., Any], on_error: Callable[..., Any] | None,
                   dispatch: Dispatch | None, with_ts: bool,
                   on_end: Callable[[], Any] | None) -> Subscription:
@@ -553,7 +586,7 @@ class Reactive:
         live.state = Entry(version + 1, encoded, error, ts, [] if error else [result])
         return True
 
-    def _file(self, live: LiveQuery, ranges: list, ids: set[str]) -> None:
+    def _file(self, live: LiveQuery, ranges: list[ReadRange], ids: set[str]) -> None:
         self._unfile(live)
         by_id = self._by_id
         for doc_id in ids:
@@ -624,7 +657,7 @@ class Reactive:
             self._waiting.clear()
         finally:
             if not nested:
-                with self._cond:
+                with self._mutex:
                     self._busy = None
                     self._cond.notify_all()
         for subscription in ended:
@@ -635,7 +668,7 @@ class Reactive:
         """The current state of each subscription's live query, all valid at one commit,
         and that commit's timestamp (`Entry.value()` gives a result's copy). With
         `block=False`, None instead of waiting while a commit is being processed."""
-        with self._cond:
+        with self._mutex:
             if self._busy is None:
                 return self._done, [s._live.state for s in subscriptions]
         if not block:
@@ -652,12 +685,12 @@ class Reactive:
         """Assert the registry's invariants (for tests, with no commit being processed):
         every live query has subscribers that point back at it and is filed exactly
         under the ids and index ranges it read last, and nothing else is filed."""
-        with self._cond:
+        with self._mutex:
             assert self._busy is None, "a commit is being processed"
             assert self._done <= self._store.ts, "processed a commit not yet visible"
             live_queries = list(self._live.values())
         by_id: dict[str, set[LiveQuery]] = {}
-        by_index: dict[tuple, dict[tuple, dict[LiveQuery, list[tuple]]]] = {}
+        by_index: dict[IndexName, dict[Any, dict[LiveQuery, list[tuple[Any, Any]]]]] = {}
         for live in live_queries:
             assert self._live[live.key] is live
             assert live.state.version >= 1, "a live query that never ran"
@@ -686,7 +719,7 @@ class Reactive:
 
     # -- asyncio ---------------------------------------------------------------------
 
-    def watch(self, spec: Function, kwargs: dict, auth: Auth,
+    def watch(self, spec: Function[Any], kwargs: dict[str, Any], auth: Auth,
               identity: UserIdentity | None) -> AsyncIterator[Any]:
         return _Watch(self, spec, fingerprint(kwargs), auth, identity)
 
@@ -696,7 +729,7 @@ class _Watch:
 
     It ends (StopAsyncIteration) when the database closes."""
 
-    def __init__(self, reactive: Reactive, spec: Function, encoded_args: bytes, auth: Auth,
+    def __init__(self, reactive: Reactive, spec: Function[Any], encoded_args: bytes, auth: Auth,
                  identity: UserIdentity | None) -> None:
         self._args = (reactive, spec, encoded_args, auth, identity)
         self._subscription: Subscription | None = None
@@ -712,12 +745,12 @@ class _Watch:
             loop = asyncio.get_running_loop()
             self._event = asyncio.Event()
             reactive, spec, encoded_args, auth, identity = self._args
-            event = self._event
+            fresh = self._event
 
             def ended() -> None:
                 self._ended = True
                 try:
-                    loop.call_soon_threadsafe(event.set)
+                    loop.call_soon_threadsafe(fresh.set)
                 except RuntimeError:
                     pass
 

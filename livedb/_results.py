@@ -116,13 +116,13 @@ _MAX_CURSOR_DEPTH = 2 * MAX_DEPTH + 8
 """How deeply a position in a cursor may nest (an index key of nested values)."""
 
 
-def encode_cursor(version: Any, mark: bytes, position: Any) -> str:
+def encode_cursor(version: Any, mark: bytes | str, position: Any) -> str:
     """An opaque cursor: a format version, the query's fingerprint `mark`, a position."""
     raw = _encode_exact([version, mark, position])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: Any, version: Any, mark: bytes, other: str) -> Any:
+def decode_cursor(cursor: Any, version: Any, mark: bytes | str, other: str) -> Any:
     """The position in a cursor `encode_cursor` made for this query, lists as tuples.
 
     Raises:

@@ -95,7 +95,7 @@ def _call_id(id: Any, op: str) -> str:
 
 
 def _insert_call(txn: Writer, fn: Any, args: Mapping[str, Any] | None,
-                 when: float, cron: dict | None = None) -> Id:
+                 when: float, cron: dict[str, Any] | None = None) -> Id:
     spec = schedulable(fn)
     kwargs = check_args(spec, args)
     try:
@@ -183,6 +183,10 @@ def _describe(error: BaseException) -> str:
 class Scheduler:
     """Runs the due calls of one database and keeps its crons scheduled."""
 
+    system_only = True
+    """Hears only of commits that wrote a system table (see _kernel.CommitListener)."""
+    settles = False
+
     def __init__(self, kernel: Kernel, runner: Runner, crons: Crons | None,
                  manual: bool, passive: bool = False) -> None:
         if crons is not None and not isinstance(crons, Crons):
@@ -196,7 +200,9 @@ class Scheduler:
         self._manual = manual or passive
         self._passive = passive
         """A tool's database (export, import): nothing runs, nothing is recovered."""
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        """Waited on under `_mutex` (taken directly where nobody waits: a C-level lock)."""
         self._due: list[tuple[float, str]] = []
         self._queued: set[str] = set()
         self._expiring: list[tuple[float, str]] = []
@@ -231,7 +237,7 @@ class Scheduler:
             rows = txn.system.query(TABLE).collect()
         finally:
             txn.close()
-        with self._cond:
+        with self._mutex:
             for row in rows:
                 self._track(row)
         if rows or self._jobs:
@@ -271,7 +277,8 @@ class Scheduler:
             for row in rows:
                 self._track(row)
 
-    def _recover(self, txn: Writer, rows: list[dict], dead: set[Any] | None = None) -> None:
+    def _recover(self, txn: Writer, rows: list[dict[str, Any]],
+                 dead: set[Any] | None = None) -> None:
         """Fail the actions cut short (with `dead`, only those: their process died), and
         schedule each cron job's next run (cancelling runs of changed or removed jobs)."""
         now = self._kernel.catalog.now()
@@ -291,7 +298,7 @@ class Scheduler:
                 txn.system_update(row["_id"], {"state": {"kind": "failed", "error": error},
                                                 "completed_time": now})
                 row["state"] = {"kind": "failed"}
-        by_job: dict[str, list[dict]] = {}
+        by_job: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             cron = row.get("cron")
             if cron is not None:
@@ -316,8 +323,8 @@ class Scheduler:
             self._insert_run(txn, job, when)
 
     @staticmethod
-    def _same(job: CronJob, row: dict) -> bool:
-        return (row["name"] == job.fn.name and row["args"] == job.args
+    def _same(job: CronJob, row: dict[str, Any]) -> bool:
+        return (row["name"] == job.fn.name and row["args"] == job.args  # type: ignore[no-any-return]
                 and row["cron"]["schedule"] == job.schedule)
 
     @staticmethod
@@ -330,7 +337,7 @@ class Scheduler:
     def committed(self, commit: Commit) -> None:
         """Queue the pending and finished rows a commit wrote (called in commit order)."""
         prefix = TABLE + ":"
-        with self._cond:
+        with self._mutex:
             earliest = self._wake_at
             for doc_id, blob, _creation_time in commit.writes:
                 if blob is not None and doc_id.startswith(prefix):
@@ -343,15 +350,15 @@ class Scheduler:
     def settled(self, ts: int) -> None:
         """Nothing to do in the committing thread."""
 
-    def _track(self, row: dict) -> float | None:
-        """Queue one row by its state; the time it becomes due or expires. Holds `_cond`."""
+    def _track(self, row: dict[str, Any]) -> float | None:
+        """Queue one row by its state; the time it becomes due or expires. Holds `_mutex`."""
         kind = row["state"]["kind"]
         doc_id = str(row["_id"])
         if kind == "pending":
             if doc_id in self._queued:
                 return None
             self._queued.add(doc_id)
-            when = row["scheduled_time"]
+            when: float = row["scheduled_time"]
             heapq.heappush(self._due, (when, doc_id))
         elif kind in _FINISHED and row.get("completed_time") is not None:
             when = row["completed_time"] + RETENTION
@@ -372,7 +379,7 @@ class Scheduler:
     def _take_due(self, now: float) -> tuple[list[str], list[str]]:
         """Pop and claim the calls due at `now` (in time order); pop the rows expired.
 
-        Holds `_cond`. A claimed call is in `_running` until `_release`: popping and
+        Holds `_mutex`. A claimed call is in `_running` until `_release`: popping and
         claiming at once means a due call is always either queued or running.
         """
         due = []
@@ -389,7 +396,7 @@ class Scheduler:
 
     def _requeue(self, doc_ids: list[str]) -> None:
         """Give claimed calls that were not run back to the queue."""
-        with self._cond:
+        with self._mutex:
             for doc_id in doc_ids:
                 when = self._running.pop(doc_id)
                 if doc_id not in self._queued:
@@ -402,7 +409,7 @@ class Scheduler:
 
         Both happen at once, so no other thread can claim the call in between.
         """
-        with self._cond:
+        with self._mutex:
             self._running.pop(doc_id, None)
             if retry_at is not None and doc_id not in self._queued:
                 self._queued.add(doc_id)
@@ -427,13 +434,13 @@ class Scheduler:
             if self._closed:
                 raise
             return False, self._retry_time(doc_id, e)
-        with self._cond:
+        with self._mutex:
             self._failed_writes.pop(doc_id, None)
         return ran, None
 
     def _retry_time(self, doc_id: str, error: WriteError) -> float | None:
         """When to try again a call whose commit failed with `error`; None for never."""
-        with self._cond:
+        with self._mutex:
             if not error.retryable:
                 self._failed_writes.pop(doc_id, None)
                 self._unfinished.pop(doc_id, None)
@@ -466,7 +473,7 @@ class Scheduler:
         worker = getattr(self._local, "worker", False)
         while True:
             now = self._kernel.catalog.now()
-            with self._cond:
+            with self._mutex:
                 due, expired = self._take_due(now)
             if due or expired:
                 rounds += 1
@@ -489,7 +496,7 @@ class Scheduler:
                 continue
             if worker:
                 return ran
-            with self._cond:
+            with self._mutex:
                 elsewhere = [i for i, when in self._running.items() if when <= now]
                 if not elsewhere:
                     return ran
@@ -500,7 +507,7 @@ class Scheduler:
         """The background thread: sleep until the next due time, hand due calls to the pool."""
         cond = self._cond
         while True:
-            with cond:
+            with self._mutex:
                 while True:
                     if self._stopping:
                         return
@@ -608,7 +615,7 @@ class Scheduler:
             return self._run_mutation(row, fn)
         return self._run_action(row, fn)
 
-    def _run_mutation(self, row: dict, fn: Function) -> bool:
+    def _run_mutation(self, row: dict[str, Any], fn: Function[Any]) -> bool:
         """Run a scheduled mutation; its row turns `success` in the same transaction.
 
         Whether the row is still pending is judged at the transaction's snapshot, not
@@ -637,13 +644,13 @@ class Scheduler:
             return self._finish(row, "pending", {"kind": "failed", "error": _describe(e)})
         return True
 
-    def _run_action(self, row: dict, fn: Function) -> bool:
+    def _run_action(self, row: dict[str, Any], fn: Function[Any]) -> bool:
         """Run a scheduled action after marking it `in_progress` in a commit of its own."""
         if not self._finish(row, "pending", {"kind": "in_progress"}, final=False):
             return False
         try:
             self._calls.action(fn, row["args"], None)
-            state: dict = {"kind": "success"}
+            state: dict[str, Any] = {"kind": "success"}
         except Exception as e:
             if self._closed:
                 raise
@@ -656,7 +663,8 @@ class Scheduler:
             raise
         return True
 
-    def _finish(self, row: dict, expected: str, state: dict, final: bool = True) -> bool:
+    def _finish(self, row: dict[str, Any], expected: str, state: dict[str, Any],
+                final: bool = True) -> bool:
         """Move a row from state `expected` to `state`; False if it had moved on already."""
         doc_id = row["_id"]
 
@@ -673,7 +681,7 @@ class Scheduler:
 
         return self._kernel.write_system("the scheduler", change)
 
-    def _schedule_next(self, txn: Writer, row: dict, now: float) -> None:
+    def _schedule_next(self, txn: Writer, row: dict[str, Any], now: float) -> None:
         """After a cron job's run, schedule its next one (unless the job changed meanwhile)."""
         cron = row.get("cron")
         if cron is None:
@@ -708,7 +716,7 @@ class Scheduler:
             log.warning("livedb: deleting old scheduled-function rows failed (%s); trying "
                         "again in %g s", e, RETRY_MAX)
             later = self._kernel.catalog.now() + RETRY_MAX
-            with self._cond:
+            with self._mutex:
                 for doc_id in doc_ids:
                     heapq.heappush(self._expiring, (later, doc_id))
                 self._cond.notify_all()
@@ -717,7 +725,7 @@ class Scheduler:
 
     def stop(self) -> None:
         """Stop the runner and wait for the calls running now (unless called from one)."""
-        with self._cond:
+        with self._mutex:
             if self._stopping:
                 return
             self._stopping = True

@@ -239,7 +239,7 @@ class TableDefinition:
                    else (self.validator,))
         if any(not isinstance(m, Object) for m in members):
             return
-        if not any(path[0] in m.fields for m in members):
+        if not any(path[0] in m.fields for m in members):  # type: ignore[attr-defined]
             raise SchemaError(f"{what}: field {path[0]!r} is not in the table's fields")
 
 

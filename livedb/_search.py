@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ValidationError
 from ._ids import Id
 from ._results import PaginationResult, decode_cursor, encode_cursor
-from ._searchindex import (
+from ._searchindex import (  # type: ignore[attr-defined]  # np: numpy, or None
     K1,
     MAX_RESULTS,
     MAX_TERMS,
@@ -43,7 +43,7 @@ from ._values import ABSENT, KEY_MAX, RANK_STR, decode, encode_key, type_name
 
 if TYPE_CHECKING:
     from ._catalog import TableInfo
-    from ._transaction import Transaction
+    from ._transaction import PendingWrite, Transaction
 
 _CURSOR_VERSION = "s1"
 
@@ -55,7 +55,7 @@ class SearchFilter:
     def __init__(self, index: SearchIndex) -> None:
         self._index = index
         self._text: str | None = None
-        self._eqs: dict[int, tuple] = {}
+        self._eqs: dict[int, tuple[Any, ...]] = {}
 
     def search(self, field: str, text: str) -> SearchFilter:
         """Match documents whose `field` holds any term of `text` (the last as a prefix)."""
@@ -103,7 +103,7 @@ class SearchPlan:
 
     __slots__ = ("index", "exact", "prefix", "eqs", "ranges", "fingerprint")
 
-    def __init__(self, index: SearchIndex, text: str, eqs: dict[int, tuple]) -> None:
+    def __init__(self, index: SearchIndex, text: str, eqs: dict[int, tuple[Any, ...]]) -> None:
         tokens = tokenize(text)
         prefix = tokens[-1] if tokens else None
         exact = [t for t in dict.fromkeys(tokens[:-1]) if t != prefix]
@@ -131,7 +131,7 @@ class SearchPlan:
         text_key = repr((index.table, index.name, terms, self.eqs))
         self.fingerprint = hashlib.blake2b(text_key.encode(), digest_size=8).hexdigest()
 
-    def ranked(self, txn: Transaction, best: int = MAX_RESULTS) -> list[tuple]:
+    def ranked(self, txn: Transaction, best: int = MAX_RESULTS) -> list[tuple[Any, ...]]:
         """The `best` (at most `MAX_RESULTS`) matches at the snapshot, best first, as
         `(-score, -creation time, doc id, blob)`: relevance, then newest first.
 
@@ -162,12 +162,12 @@ class SearchPlan:
         entries = index.entries
         eqs = self.eqs
         blank = [0.0] * (len(exact) + 1)
-        seen: dict[str, list | None] = {}
+        seen: dict[str, list[Any] | None] = {}
         writes = txn.writes
         if writes:
             self._pending(writes, seen, blank)
 
-        def admit(doc_id: str) -> list | None:
+        def admit(doc_id: str) -> list[Any] | None:
             for entry in entries.get(doc_id, ()):
                 if entry[5] <= ts < entry[6]:
                     if eqs and not _passes(entry[3], eqs):
@@ -190,7 +190,8 @@ class SearchPlan:
                         record[slot] = count
         return _rank(seen, len(exact), min(best, MAX_RESULTS))
 
-    def _ranked_columns(self, txn: Transaction, columns: Columns, best: int) -> list[tuple]:
+    def _ranked_columns(self, txn: Transaction, columns: Columns,
+                        best: int) -> list[tuple[Any, ...]]:
         """`ranked` with numpy: the same BM25, bit for bit, over whole posting arrays."""
         prefix = self.prefix
         assert prefix is not None
@@ -205,7 +206,7 @@ class SearchPlan:
             found = segment(postings.get(term))
             if found is not None:
                 segments.append((0, 1.0 if term == prefix else PREFIX_WEIGHT, *found))
-        pending: dict[str, list | None] = {}
+        pending: dict[str, list[Any] | None] = {}
         if txn.writes:
             self._pending(txn.writes, pending, [0.0] * (len(exact) + 1))
         extra = [r for r in pending.values() if r is not None]
@@ -257,7 +258,7 @@ class SearchPlan:
             times = np.concatenate([times, [r[0][4] for r in extra]])
             found_ids += [d for d, r in pending.items() if r is not None]
             found_blobs += [r[0][0] for r in extra]
-        keep = counts.any(axis=1)
+        keep: Any = counts.any(axis=1)
         if pending:
             keep[:len(unique)] &= np.array([d not in pending for d in found_ids[:len(unique)]],
                                            dtype=bool)
@@ -285,7 +286,8 @@ class SearchPlan:
         return [(-float(score[i]), -float(times[i]), found_ids[i], found_blobs[i])
                 for i in order]
 
-    def _pending(self, writes: dict, seen: dict, blank: list) -> None:
+    def _pending(self, writes: dict[str, PendingWrite], seen: dict[str, list[Any] | None],
+                 blank: list[Any]) -> None:
         """File a mutation's own writes of this table in `seen` (they replace the index's
         view of those documents)."""
         index = self.index
@@ -308,9 +310,10 @@ class SearchPlan:
                     record[1] += count if term == prefix else PREFIX_WEIGHT * count
             seen[doc_id] = record
 
-    def collect(self, txn: Transaction, filters: list, limit: int | None) -> list[dict]:
+    def collect(self, txn: Transaction, filters: list[Any],
+                limit: int | None) -> list[dict[str, Any]]:
         """The matching documents in relevance order that pass `filters`, at most `limit`."""
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         if limit is not None and limit <= 0:
             return out
         trusted = txn.trusted
@@ -326,7 +329,7 @@ class SearchPlan:
                 break
         return out
 
-    def paginate(self, txn: Transaction, filters: list, num_items: int,
+    def paginate(self, txn: Transaction, filters: list[Any], num_items: int,
                  cursor: str | None, end_cursor: str | None) -> Any:
         """One page of the ranking after `cursor` (to `end_cursor` if given)."""
         after = self._decode_cursor(cursor) if cursor is not None else None
@@ -334,8 +337,8 @@ class SearchPlan:
         items = self.ranked(txn)
         if after == "end":
             return PaginationResult([], True, self._encode_cursor(None))
-        page: list[dict] = []
-        position: tuple | None = None
+        page: list[dict[str, Any]] = []
+        position: tuple[Any, ...] | None = None
         more = False
         trusted = txn.trusted
         for item in items:
@@ -362,7 +365,7 @@ class SearchPlan:
             return PaginationResult(page, False, self._encode_cursor(position))
         return PaginationResult(page, True, self._encode_cursor(None))
 
-    def _encode_cursor(self, position: tuple | None) -> str:
+    def _encode_cursor(self, position: tuple[Any, ...] | None) -> str:
         return encode_cursor(_CURSOR_VERSION, self.fingerprint,
                              None if position is None else list(position))
 
@@ -378,14 +381,14 @@ class SearchPlan:
         return position
 
 
-def _passes(filters: tuple, eqs: list[tuple[int, tuple]]) -> bool:
+def _passes(filters: tuple[Any, ...], eqs: list[tuple[int, tuple[Any, ...]]]) -> bool:
     for position, key in eqs:
         if filters[position] != key:
             return False
     return True
 
 
-def _rank(seen: dict[str, list | None], terms: int, best: int) -> list[tuple]:
+def _rank(seen: dict[str, list[Any] | None], terms: int, best: int) -> list[tuple[Any, ...]]:
     """BM25 over the matching documents of `seen`; the `best` first.
 
     A record is `[entry, prefix count, count of each exact term...]`. The last (prefix)
@@ -459,7 +462,7 @@ class _Expr:
 
     __slots__ = ("terms",)
 
-    def __init__(self, terms: tuple[tuple[int, tuple], ...]) -> None:
+    def __init__(self, terms: tuple[tuple[int, tuple[Any, ...]], ...]) -> None:
         self.terms = terms
 
 
@@ -494,10 +497,10 @@ class VectorFilter:
         return _Expr(tuple(t for expr in exprs for t in expr.terms))
 
 
-_sumprod = getattr(math, "sumprod", None)
+_sumprod: Callable[..., float] | None = getattr(math, "sumprod", None)
 
 
-def _py_dot(a: tuple, b: tuple) -> float:
+def _py_dot(a: tuple[Any, ...], b: tuple[Any, ...]) -> float:
     return _sumprod(a, b) if _sumprod is not None else sum(map(mul, a, b))
 
 
@@ -552,7 +555,7 @@ def _visible(self: VectorIndex, store: Store, ts: int, row: int) -> str | None:
     entry = self.rows[row]
     if entry is None:
         return None
-    doc_id = entry[0]
+    doc_id: str = entry[0]
     blob = store.read(doc_id, ts)
     if blob is None or blob is not entry[1]:
         return None

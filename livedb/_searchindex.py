@@ -28,17 +28,19 @@ from collections import deque
 from collections.abc import Iterable
 from numbers import Real
 from operator import mul
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ValidationError
 from ._index import SortedIndex
 from ._schema import SearchIndexDefinition, TableDefinition, VectorIndexDefinition
-from ._store import Changes, Store, Write
+from ._store import Changes, IndexName, Store, Write
 from ._values import ABSENT, RANK_STR, decode, pair_getter, type_name, value_getter
 
 try:
     import numpy as np
 except ImportError:  # pragma: no cover - exercised by monkeypatching np to None
+    if TYPE_CHECKING:  # type checkers see numpy installed; its uses check for None
+        raise
     np = None
 
 MAX_TERMS = 16
@@ -99,13 +101,13 @@ class Columns:
         self.length = np.zeros(capacity, dtype=np.float64)
         self.ctime = np.zeros(capacity, dtype=np.float64)
         self.fcodes = [np.zeros(capacity, dtype=np.int64) for _ in range(filters)]
-        self.codes: list[dict[tuple, int]] = [{} for _ in range(filters)]
+        self.codes: list[dict[tuple[Any, ...], int]] = [{} for _ in range(filters)]
         self.doc_ids: list[str] = []
         self.blobs: list[bytes] = []
-        self.postings: dict[str, list] = {}
+        self.postings: dict[str, list[Any]] = {}
         self.vocab = SortedIndex()
 
-    def add(self, doc_id: str, entry: list) -> int:
+    def add(self, doc_id: str, entry: list[Any]) -> int:
         """Number a new entry and append it to its terms' postings; returns its eid."""
         eid = self.size
         if eid == len(self.start):
@@ -164,7 +166,7 @@ class Columns:
         self.fcodes = fcodes
 
 
-def segment(posting: list | None) -> tuple | None:
+def segment(posting: list[Any] | None) -> tuple[Any, ...] | None:
     """A posting's `(eids, counts)` arrays as far as they are filled."""
     if posting is None:
         return None
@@ -203,12 +205,12 @@ class SearchIndex:
             masks = [tuple(range(j)) for j in range(count + 1)]
         self.masks: list[tuple[int, ...]] = masks
         """The sets of filter positions live searches are filed under (see `write`)."""
-        self.entries: dict[str, tuple[list, ...]] = {}
+        self.entries: dict[str, tuple[list[Any], ...]] = {}
         self.columns = Columns(count) if np is not None else None
         self.postings: dict[str, set[str]] = {}
         self.vocab = SortedIndex()
 
-    def analyze(self, blob: bytes, doc: dict, start: int) -> list | None:
+    def analyze(self, blob: bytes, doc: dict[str, Any], start: int) -> list[Any] | None:
         """The entry of one document version committed at `start`, or None if its search
         field holds no term (`end` is set when a later commit replaces the version)."""
         text = self._text(doc)
@@ -223,8 +225,8 @@ class SearchIndex:
         return [blob, tf, len(tokens), tuple([g(doc) for g in self._filters]),
                 doc["_creation_time"], start, FOREVER, -1]
 
-    def write(self, ts: int, doc_id: str, blob: bytes | None, doc: dict | None,
-              keys: set) -> bool:
+    def write(self, ts: int, doc_id: str, blob: bytes | None, doc: dict[str, Any] | None,
+              keys: set[Any]) -> bool:
         """Index the version commit `ts` wrote (None: a delete); end the one it replaces.
 
         Adds to `keys` the pseudo-index keys of the old and new version: `(mask number,
@@ -260,7 +262,7 @@ class SearchIndex:
                         keys.add((*prefix, element))
         return old is not None
 
-    def _post(self, doc_id: str, entry: list) -> None:
+    def _post(self, doc_id: str, entry: list[Any]) -> None:
         postings = self.postings
         for term in entry[1]:
             ids = postings.get(term)
@@ -293,7 +295,7 @@ class SearchIndex:
                 columns.end[entry[7]] = entry[6]
         self._keep(doc_id, entries, keep)
 
-    def _keep(self, doc_id: str, entries: tuple, keep: tuple) -> None:
+    def _keep(self, doc_id: str, entries: tuple[Any, ...], keep: tuple[Any, ...]) -> None:
         if len(keep) == len(entries):
             return
         if keep:
@@ -366,7 +368,8 @@ _FLOAT = {float}
 _NUMBER = {float, int}
 
 
-def check_vectors(table: str, indexes: dict[str, VectorIndexDefinition], doc: dict) -> None:
+def check_vectors(table: str, indexes: dict[str, VectorIndexDefinition],
+                  doc: dict[str, Any]) -> None:
     """Raise `ValidationError` if a vector-indexed field holds anything but a vector of the
     index's dimensions (a missing field, or null, leaves the document out of the index)."""
     for definition in indexes.values():
@@ -394,18 +397,18 @@ class VectorIndex:
         self._vector = value_getter(tuple(definition.vector_field.split(".")))
         self._filters = tuple(pair_getter(tuple(f.split("."))) for f in self.filter_fields)
         self.use_numpy = np is not None
-        self.rows: list[tuple | None] = []
+        self.rows: list[tuple[Any, ...] | None] = []
         """Per row: `(doc id, blob, filter keys)`, or None for a free row."""
         self.free: list[int] = []
         self.doc_rows: dict[str, tuple[int, ...]] = {}
-        self.by_filter: list[dict[tuple, set[int]]] = [{} for _ in self.filter_fields]
+        self.by_filter: list[dict[tuple[Any, ...], set[int]]] = [{} for _ in self.filter_fields]
         self.size = 0
         if self.use_numpy:
             self.matrix = np.zeros((0, self.dimensions), dtype=np.float32)
         else:
-            self.vectors: list[tuple | None] = []
+            self.vectors: list[tuple[Any, ...] | None] = []
 
-    def write(self, doc_id: str, blob: bytes | None, doc: dict | None) -> bool:
+    def write(self, doc_id: str, blob: bytes | None, doc: dict[str, Any] | None) -> bool:
         """Add a row for a new version; returns whether an older row may need collecting."""
         had = doc_id in self.doc_rows
         if doc is None:
@@ -515,17 +518,17 @@ class Indexes:
             if version.__class__ is bytes:
                 ts, blob = 0, version
             else:
-                ts, blob = version  # type: ignore[misc]
+                ts, blob = version  # type: ignore[assignment]
             if blob is None:
                 continue
             found = by_table.get(doc_id[:doc_id.index(":")])
             if found is not None:
-                indexes._write(found, ts, doc_id, blob, {})  # type: ignore[arg-type]
+                indexes._write(found, ts, doc_id, blob, {})  # pyright: ignore[reportArgumentType]
         store.listeners.append(indexes)
         return indexes
 
-    def _write(self, found: tuple, ts: int, doc_id: str, blob: bytes | None,
-               per_index: dict) -> bool:
+    def _write(self, found: tuple[list[SearchIndex], list[VectorIndex]], ts: int, doc_id: str,
+               blob: bytes | None, per_index: dict[IndexName, set[Any]]) -> bool:
         doc = None if blob is None else decode(blob)
         ended = False
         texts, vectors = found
@@ -542,7 +545,7 @@ class Indexes:
         """Index commit `ts`'s new versions; record its search keys in `changes` for live
         queries (as rewritten keys of a pseudo-index, which the store skips)."""
         by_table = self.by_table
-        per_index: dict[tuple[str, str], set[Any]] = {}
+        per_index: dict[IndexName, set[Any]] = {}
         old = self._old
         for doc_id, blob, _creation_time in writes:
             found = by_table.get(doc_id[:doc_id.index(":")])
@@ -598,8 +601,8 @@ class Indexes:
         for vector_index in self.vector.values():
             for doc_id, rows in vector_index.doc_rows.items():
                 for row in rows:
-                    entry = vector_index.rows[row]
-                    assert entry is not None and entry[0] == doc_id, (doc_id, row)
+                    row_entry = vector_index.rows[row]
+                    assert row_entry is not None and row_entry[0] == doc_id, (doc_id, row)
             assert not set(vector_index.free) & {r for rows in vector_index.doc_rows.values()
                                                  for r in rows}, "a free row is in use"
 

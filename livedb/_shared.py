@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from itertools import chain
+from threading import get_ident
 from typing import Any, TypeVar, cast
 
 from ._engines import Commit, Conflict, LogEntry, LogGap, SharedEngine
@@ -204,7 +205,8 @@ class SharedKernel:
                         change[0].append(old_key)
                     if new_key is not None:
                         change[1].append(new_key)
-            commits.append(Commit(entry.n, entry.writes, changes, entry.last_time))
+            system = any(w[0][0] == "_" for w in entry.writes)
+            commits.append(Commit(entry.n, entry.writes, changes, entry.last_time, system))
         return commits
 
     def _apply(self, commits: list[Commit]) -> list[int]:
@@ -227,7 +229,7 @@ class SharedKernel:
 
     def _settle(self, done: list[int]) -> None:
         """Tell the listeners, outside every lock, that these commits are visible."""
-        listeners = self.kernel.listeners
+        listeners = self.kernel._settling
         for ts in done:
             for listener in listeners:
                 listener.settled(ts)
@@ -245,8 +247,8 @@ class SharedKernel:
                 (`WriteError`).
         """
         kernel = self.kernel
-        local = kernel._local
-        if getattr(local, "writing", False):
+        me = get_ident()
+        if kernel._writer == me:
             raise LiveDBError("a mutation cannot run another mutation (use ctx.db directly, "
                               "or run both from an action)")
         engine = self.engine
@@ -261,13 +263,13 @@ class SharedKernel:
                         raise LiveDBError("the database is closed")
                     store = kernel.store
                     base = store.applied
-                    local.writing = True
+                    kernel._writer = me
                     try:
                         txn = make(store, catalog, base, True, kernel.search_indexes)
                         result = body(txn)
                         writes, changes = txn.commit_changes()
                     finally:
-                        local.writing = False
+                        kernel._writer = None
                     if not writes:
                         return result, 0
                     check = _Check(self, txn, writes)
@@ -283,7 +285,8 @@ class SharedKernel:
                             rest = [e for e in engine.since(store.applied) if e.n < ts]
                             done += self._apply(self._convert(rest, {}))
                         store.commit(writes, changes, publish=False, at=ts)
-                        commit = Commit(ts, writes, changes, catalog.last_time, durable=True)
+                        commit = Commit(ts, writes, changes, catalog.last_time,
+                                        txn.system_written, durable=True)
                         if on_commit is not None:
                             on_commit(ts)
                         kernel._make_visible(commit)

@@ -41,7 +41,7 @@ from ._engines import Commit
 from ._errors import CorruptionError, DocumentNotFoundError, LiveDBError, ValidationError
 from ._ids import Id, parse_id
 from ._kernel import Kernel, State
-from ._query import Writer
+from ._query import Reader, Writer
 from ._transaction import Transaction
 from ._values import decode, type_name
 
@@ -245,6 +245,10 @@ class _EngineBlobs:
 class FileStorage:
     """The stored files of one database: in memory, in `<path>.files/` (with a path), or
     in the engine (PostgreSQL)."""
+
+    system_only = True
+    """Hears only of commits that wrote a system table (see _kernel.CommitListener)."""
+    settles = False
 
     def __init__(self, kernel: Kernel, path: str | None) -> None:
         self._kernel = kernel
@@ -585,7 +589,7 @@ class FileStorage:
 
     # -- export and import ---------------------------------------------------------------
 
-    def export_to(self, txn: Transaction, archive: zipfile.ZipFile) -> int:
+    def export_to(self, txn: Reader, archive: zipfile.ZipFile) -> int:
         """Write the rows visible to `txn` and their bytes into an export; how many.
 
         The caller pins the files before taking `txn`'s snapshot. Bytes that are missing or
@@ -720,7 +724,7 @@ class QueryStorage:
 
     __slots__ = ("_txn", "_files")
 
-    def __init__(self, txn: Transaction, files: FileStorage) -> None:
+    def __init__(self, txn: Reader | Writer, files: FileStorage) -> None:
         self._txn = txn
         self._files = files
 

@@ -144,9 +144,9 @@ class Store:
         """The blob of `doc_id` visible at `ts`, or None (absent or deleted)."""
         version = self.docs.get(doc_id)
         if version is None or version.__class__ is bytes:
-            return version  # type: ignore[return-value]
-        if version[0] <= ts:  # type: ignore[index]
-            return version[1]  # type: ignore[index]
+            return version  # pyright: ignore[reportReturnType]
+        if version[0] <= ts:
+            return version[1]  # type: ignore[return-value]
         return self.older(doc_id, ts)
 
     def older(self, doc_id: str, ts: int) -> bytes | None:
@@ -163,8 +163,8 @@ class Store:
         """The blob of the newest applied version of `doc_id` (what the writer sees)."""
         version = self.docs.get(doc_id)
         if version is None or version.__class__ is bytes:
-            return version  # type: ignore[return-value]
-        return version[1]  # type: ignore[index]
+            return version  # pyright: ignore[reportReturnType]
+        return version[1]  # type: ignore[return-value]
 
     def key_visible(self, name: IndexName, key: Any, doc_id: str, ts: int,
                     strict: bool = False) -> bytes | None:
@@ -175,9 +175,9 @@ class Store:
         if version is None:
             return None
         if version.__class__ is bytes:
-            blob: bytes | None = version  # type: ignore[assignment]
-        elif version[0] <= ts:  # type: ignore[index]
-            blob = version[1]  # type: ignore[index]
+            blob: bytes | None = version  # pyright: ignore[reportAssignmentType]
+        elif version[0] <= ts:
+            blob = version[1]  # type: ignore[assignment]
         else:
             blob = self.older(doc_id, ts)
             if blob is None:
@@ -195,9 +195,9 @@ class Store:
         blobs = [v[1] for v in self.history.get(doc_id, ()) if v[1] is not None]
         version = self.docs.get(doc_id)
         if version.__class__ is bytes:
-            blobs.append(version)  # type: ignore[arg-type]
-        elif version is not None and version[1] is not None:  # type: ignore[index]
-            blobs.append(version[1])  # type: ignore[index]
+            blobs.append(version)  # pyright: ignore[reportArgumentType]
+        elif version is not None and version[1] is not None:
+            blobs.append(version[1])  # type: ignore[arg-type]
         return blobs
 
     # -- committing -----------------------------------------------------------------------
@@ -218,7 +218,7 @@ class Store:
                 previous = docs.get(doc_id)
                 if previous is not None:
                     if previous.__class__ is bytes:
-                        previous = (0, previous)  # type: ignore[assignment]
+                        previous = (0, previous)
                     older = history.get(doc_id)
                     if older is None:
                         history[doc_id] = [previous]  # type: ignore[list-item]
@@ -291,7 +291,7 @@ class Store:
         version = self.docs.get(doc_id)
         if version is None or version.__class__ is bytes:
             return
-        current_ts = version[0]  # type: ignore[index]
+        current_ts = version[0]
         older = self.history.get(doc_id)
         if older:
             if current_ts <= horizon:
@@ -302,7 +302,7 @@ class Store:
                 if i > 1:
                     self.history[doc_id] = older = older[i - 1:]
         if not older and current_ts <= horizon:
-            blob = version[1]  # type: ignore[index]
+            blob: bytes | None = version[1]  # type: ignore[assignment]
             if blob is None:
                 del self.docs[doc_id]
             else:
@@ -341,7 +341,7 @@ class Store:
                 keep = [v for v in older if v[0] <= after]
                 version = docs.get(doc_id)
                 if version is not None and version.__class__ is not bytes and (
-                        version[0] > after):  # type: ignore[index]
+                        version[0] > after):
                     if keep:
                         docs[doc_id] = keep.pop()
                     else:
@@ -388,10 +388,10 @@ class Store:
             stamps = [v[0] for v in older]
             assert stamps == sorted(stamps), f"history out of order for {doc_id}"
             if version.__class__ is not bytes:
-                assert stamps[-1] <= version[0], f"history newer than {doc_id}"  # type: ignore[index]
+                assert stamps[-1] <= version[0], f"history newer than {doc_id}"
         for doc_id, version in docs.items():
             if version.__class__ is not bytes:
-                assert version[0] <= self.applied, f"a version from the future: {doc_id}"  # type: ignore[index]
+                assert version[0] <= self.applied, f"a version from the future: {doc_id}"
         for name, index in self.indexes.items():
             index._check()
             table = name[0]
@@ -404,14 +404,14 @@ class Store:
             for doc_id, version in docs.items():
                 if not doc_id.startswith(prefix):
                     continue
-                blob = version if version.__class__ is bytes else version[1]  # type: ignore[index]
+                blob = version if version.__class__ is bytes else version[1]
                 if blob is not None:
                     key = key_fn(decode(blob))  # type: ignore[arg-type]
                     assert key in index, f"{doc_id} lacks its key in {name}"
 
     def stats(self) -> dict[str, Any]:
         live = sum(1 for v in self.docs.values()
-                   if v.__class__ is bytes or v[1] is not None)  # type: ignore[index]
+                   if v.__class__ is bytes or v[1] is not None)
         return {
             "documents": live,
             "versions": len(self.docs) + sum(len(h) for h in self.history.values()),

@@ -20,8 +20,11 @@ _functions.check_result).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 from ._catalog import Catalog, TableInfo
 from ._errors import DocumentNotFoundError, LiveDBError, ValidationError
@@ -97,15 +100,15 @@ class Transaction:
                 self.read_ids.add(id)
             writes = self.writes
             if writes is not None and id in writes:
-                blob = writes[id][1]
+                blob: bytes | None = writes[id][1]
             else:
                 version = self.store.docs.get(id)
                 if version is None:
                     return self._missing(id, "get")
                 if version.__class__ is bytes:
-                    blob = version  # type: ignore[assignment]
-                elif version[0] <= self.ts:  # type: ignore[index]
-                    blob = version[1]  # type: ignore[index]
+                    blob = version  # pyright: ignore[reportAssignmentType]
+                elif version[0] <= self.ts:
+                    blob = version[1]  # type: ignore[assignment]
                 else:
                     blob = self.store.older(id, self.ts)
             if blob is None:
@@ -113,15 +116,15 @@ class Transaction:
             if id[0] == "_":
                 raise ValidationError(f"get: {id!r} belongs to a system table; use "
                                       "ctx.db.system.get")
-            doc = decode(blob)
+            doc: dict[str, Any] = decode(blob)
             doc["_id"] = id if id.__class__ is Id else Id(id)
             self.trusted[_address(doc)] = (doc, blob)
             return doc
         return self._missing(id, "get")
 
-    def _missing(self, id: Any, op: str) -> None:
+    def _missing(self, id: Any, op: str) -> dict[str, Any] | None:
         """A `get` found nothing: check that `id` was a well-formed id of a known user
-        table (else `ValidationError`), and return None."""
+        table (else `ValidationError`), and return None (what `get` returns)."""
         parsed = parse_id(id)
         if parsed is None:
             raise ValidationError(f"{op}: {id!r} is not a document id")
@@ -156,25 +159,26 @@ class Transaction:
         blob = self.blob(doc_id)
         if blob is None:
             return None
-        doc = decode(blob)
+        doc: dict[str, Any] = decode(blob)
         doc["_id"] = Id(doc_id)
         return doc
 
-    def insert(self, table: str, document: dict[str, Any]) -> Id:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("insert")
+    if not TYPE_CHECKING:  # to type checkers, a query's ctx.db has no writes at all
+        def insert(self, table: str, document: dict[str, Any]) -> Id:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("insert")
 
-    def patch(self, id: str, fields: dict[str, Any]) -> None:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("patch")
+        def patch(self, id: str, fields: dict[str, Any]) -> None:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("patch")
 
-    def replace(self, id: str, document: dict[str, Any]) -> None:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("replace")
+        def replace(self, id: str, document: dict[str, Any]) -> None:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("replace")
 
-    def delete(self, id: str) -> None:
-        """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
-        raise _read_only("delete")
+        def delete(self, id: str) -> None:
+            """Queries cannot write: raises `LiveDBError` saying to use a mutation."""
+            raise _read_only("delete")
 
     # -- scanning (used by _query.Query) ------------------------------------------------
 
@@ -233,11 +237,11 @@ class Transaction:
                 if not strict:
                     if version.__class__ is bytes:
                         if not (stale and key in stale):
-                            found.append((key, version))  # type: ignore[arg-type]
+                            found.append((key, version))  # pyright: ignore[reportArgumentType]
                             continue
-                    elif version[0] <= ts and version[1] is not None and not (  # type: ignore[index]
+                    elif version[0] <= ts and version[1] is not None and not (
                             stale and key in stale):
-                        found.append((key, version[1]))  # type: ignore[index]
+                        found.append((key, version[1]))  # type: ignore[arg-type]
                         continue
                 blob = store.key_visible(name, key, doc_id, ts, strict)
                 if blob is not None:
@@ -270,11 +274,24 @@ class Transaction:
                 del found[need:]
             if not found:
                 continue
-            decoded = decode_many([blob for _key, blob in found])
+            blobs = list(map(_second, found))
+            decoded = decode_many(blobs)
+            if not filters:
+                # the whole chunk in a few C-level passes (`found` is cut to the limit)
+                keys = list(map(_first, found))
+                _consume(map(_set_item, decoded, repeat("_id"),
+                             map(Id, keys if position == 0 else map(_last, keys))))
+                trusted.update(zip(map(_address, decoded), zip(decoded, blobs, strict=True),
+                                   strict=True))
+                out += decoded
+                last = keys[-1]
+                if limit is not None and len(out) >= limit:
+                    return last, False
+                continue
             for (key, blob), doc in zip(found, decoded, strict=True):
                 last = key
                 doc["_id"] = Id(key if position == 0 else key[-1])
-                if filters and not _passes(filters, doc):
+                if not _passes(filters, doc):
                     continue
                 trusted[_address(doc)] = (doc, blob)
                 out.append(doc)
@@ -297,15 +314,24 @@ class WriteTransaction(Transaction):
     reads can overlay the pending keys, and the commit can name the keys removed.
     """
 
-    __slots__ = ("originals", "_pending")
+    __slots__ = ("originals", "system_written", "_pending")
 
     def __init__(self, store: Store, catalog: Catalog, ts: int, record: bool,
                  search_indexes: Any = None) -> None:
-        super().__init__(store, catalog, ts, record, search_indexes)
+        # Transaction's fields, set here without a super() call (every mutation's path):
+        self.store = store
+        self.catalog = catalog
+        self.ts = ts
+        self.read_ranges = [] if record else None
+        self.read_ids = set() if record else None
+        self.trusted = {}
+        self.search_indexes = search_indexes
         self._open = False
         """The writer reads the newest applied commit unregistered: nothing to release."""
         self.writes = {}
         self.originals: dict[str, tuple[Any, ...] | None] = {}
+        self.system_written = False
+        """Whether livedb's own writes touched a system table (see `Commit.system`)."""
         self._pending: dict[IndexName, tuple[list[Any], set[Any]]] = {}
 
     def insert(self, table: str, document: dict[str, Any]) -> Id:
@@ -326,18 +352,16 @@ class WriteTransaction(Transaction):
         if not isinstance(fields, dict):
             raise ValidationError(f"patch: fields must be a dict, got {type_name(fields)}")
         info = self.catalog.for_write(table, "patch")
-        merged = dict(current)
         for name, value in fields.items():
             if name in SYSTEM_FIELDS:
                 if value != current[name]:
                     raise ValidationError(f"{table}.{name}: system fields cannot be changed")
                 continue
             if value is DELETE_FIELD:
-                merged.pop(name, None)
+                current.pop(name, None)
             else:
-                merged[name] = value
-        del merged["_id"], merged["_creation_time"]
-        self._replace_with(info, doc_id, current, self._checked(info, merged, "patch"))
+                current[name] = value
+        self._rewrite(info, doc_id, current, "patch")
 
     def replace(self, id: str, document: dict[str, Any]) -> None:
         """Replace the whole document (system fields stay as they are)."""
@@ -346,14 +370,14 @@ class WriteTransaction(Transaction):
             raise ValidationError(f"replace: document must be a dict, got "
                                   f"{type_name(document)}")
         info = self.catalog.for_write(table, "replace")
-        stripped = {}
+        full = {"_id": current["_id"], "_creation_time": current["_creation_time"]}
         for name, value in document.items():
             if name in SYSTEM_FIELDS:
                 if value != current[name]:
                     raise ValidationError(f"{table}.{name}: system fields cannot be changed")
                 continue
-            stripped[name] = value
-        self._replace_with(info, doc_id, current, self._checked(info, stripped, "replace"))
+            full[name] = value
+        self._rewrite(info, doc_id, full, "replace")
 
     def delete(self, id: str) -> None:
         """Delete the document."""
@@ -370,6 +394,7 @@ class WriteTransaction(Transaction):
         system-table refusal and the schema. `doc_id` and `creation_time` keep a given
         identity (an import); by default both are new."""
         info = self.catalog.for_read(table, "insert")
+        self.system_written = self.system_written or info.system
         if doc_id is None or creation_time is None:
             creation_time = self.catalog.next_creation_time()
             doc_id = new_id(table, creation_time)
@@ -390,6 +415,7 @@ class WriteTransaction(Transaction):
         if current is None:
             return None
         table = doc_id[:doc_id.index(":")]
+        self.system_written = self.system_written or table[0] == "_"
         if fields is None:
             self.writes[doc_id] = (table, None, None)  # type: ignore[index]
             if self._pending:
@@ -406,6 +432,7 @@ class WriteTransaction(Transaction):
         """Validate `fields` for `info` and write them as document `doc_id` (an import)."""
         full = {"_id": doc_id, "_creation_time": creation_time}
         full.update(self._checked(info, fields, op))
+        self.system_written = self.system_written or info.system
         self.originals.setdefault(doc_id, None)
         self._put(info, doc_id, full, creation_time)
 
@@ -420,7 +447,7 @@ class WriteTransaction(Transaction):
         blob = self.store.read(doc_id, self.ts)
         if blob is None:
             return None
-        current = decode(blob)
+        current: dict[str, Any] = decode(blob)
         if doc_id not in self.originals:
             info = self.catalog.for_read(doc_id[:doc_id.index(":")], "update")
             self.originals[doc_id] = info.keys(current, doc_id, current["_creation_time"])
@@ -442,7 +469,16 @@ class WriteTransaction(Transaction):
         return table, doc_id, current
 
     def _checked(self, info: TableInfo, document: Any, op: str) -> dict[str, Any]:
+        """`document` as the table stores it (checked against the schema, or as any
+        storable object); `ValidationError` naming the table and the path otherwise.
+        A schema's check also refuses names starting with `_` or `$` (its fields cannot)."""
         table = info.name
+        check = info.check
+        if check is not None and document.__class__ is dict:
+            try:
+                return check(document, 1)  # type: ignore[no-any-return]
+            except Mismatch as e:
+                raise ValidationError(e.render(table)) from None
         if not isinstance(document, dict):
             raise ValidationError(f"{op}: {table}: a document must be a dict, got "
                                   f"{type_name(document)}")
@@ -455,12 +491,21 @@ class WriteTransaction(Transaction):
             raise ValidationError(e.render(table)) from None
         return document  # type: ignore[no-any-return]
 
-    def _replace_with(self, info: TableInfo, doc_id: str, current: dict[str, Any],
-                      doc: dict[str, Any]) -> None:
-        creation_time = current["_creation_time"]
-        full = {"_id": current["_id"], "_creation_time": creation_time}
-        full.update(doc)
-        self._put(info, doc_id, full, creation_time)
+    def _rewrite(self, info: TableInfo, doc_id: str, full: dict[str, Any], op: str) -> None:
+        """Write `full` (a fresh dict this transaction owns, system fields first) as the
+        new version of `doc_id`, checked against the table's schema with its system
+        fields in one pass, or else as any storable object."""
+        check = info.check_full
+        if check is not None:
+            try:
+                full = check(full, 1)
+            except Mismatch as e:
+                raise ValidationError(e.render(info.name)) from None
+        else:
+            system = {"_id": full.pop("_id"), "_creation_time": full.pop("_creation_time")}
+            system.update(self._checked(info, full, op))
+            full = system
+        self._put(info, doc_id, full, full["_creation_time"])
 
     def _put(self, info: TableInfo, doc_id: str, full: dict[str, Any],
              creation_time: float) -> None:
@@ -473,7 +518,11 @@ class WriteTransaction(Transaction):
         keys = info.keys(full, doc_id, creation_time)
         old = self.originals.get(doc_id)
         if old is not None:
-            keys = tuple([o if o == n else n for o, n in zip(old, keys, strict=True)])
+            # unchanged keys keep their very objects: the commit tells them by identity
+            if keys == old:
+                keys = old
+            else:
+                keys = tuple([o if o == n else n for o, n in zip(old, keys, strict=True)])
         self.writes[doc_id] = (info.name, blob, keys)  # type: ignore[index]
         if self._pending:
             self._pending.clear()
@@ -502,7 +551,7 @@ class WriteTransaction(Transaction):
             while i < n and ((extra[i] < key) != reverse):
                 yield extra[i], self._pending_blob(extra[i], position)
                 i += 1
-            yield key, blob
+            yield key, blob  # pyright: ignore[reportReturnType]  # (written: keys, so a blob)
         while i < n:
             yield extra[i], self._pending_blob(extra[i], position)
             i += 1
@@ -584,3 +633,9 @@ def _passes(filters: list[Any], doc: dict[str, Any]) -> bool:
 
 
 _address = id
+_first = itemgetter(0)
+_second = itemgetter(1)
+_last = itemgetter(-1)
+_set_item = dict.__setitem__
+_consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
+"""Runs an iterator to its end (for a `map` run for its effect, in C)."""

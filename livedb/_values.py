@@ -70,7 +70,7 @@ _ARRAY32 = struct.Struct(">BI").pack
 
 def decode_many(blobs: list[bytes]) -> list[Any]:
     """Decode many msgpack blobs in one call (framed as one msgpack array)."""
-    return decode(_ARRAY32(0xDD, len(blobs)) + b"".join(blobs))
+    return decode(_ARRAY32(0xDD, len(blobs)) + b"".join(blobs))  # type: ignore[no-any-return]
 
 
 _TYPE_NAMES = {type(None): "null", bool: "boolean", int: "int", float: "float", str: "string",

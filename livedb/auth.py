@@ -89,7 +89,7 @@ _NEEDED_INDEXES = {USERS: (), ACCOUNTS: ("by_email", "by_user", _BY_PARAMS),
 
 
 for _name in AUTH_TABLE_NAMES:
-    register_well_known_table(_name, lambda name=_name: auth_tables()[name])
+    register_well_known_table(_name, lambda name=_name: auth_tables()[name])  # type: ignore[misc]
 
 
 @dataclass(frozen=True)

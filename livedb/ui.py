@@ -193,10 +193,10 @@ def tk_dispatch(root: Any, interval_ms: int = 10) -> TkDispatch:
 
 def _qt_core() -> Any:
     try:
-        from PySide6 import QtCore
+        from PySide6 import QtCore  # pyright: ignore[reportMissingImports]  # (the qt extra)
     except ImportError:
         try:
-            from PyQt6 import QtCore  # type: ignore[no-redef]
+            from PyQt6 import QtCore  # type: ignore[no-redef, unused-ignore]
         except ImportError:
             raise ImportError('qt_dispatch needs PySide6 or PyQt6: pip install "livedb[qt]"'
                               ) from None

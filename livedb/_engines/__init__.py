@@ -38,8 +38,8 @@ and every process applies it, in order, to its in-memory replica (_replica.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 
@@ -71,10 +71,12 @@ class Commit:
     changes: Changes
     last_time: float
     """The newest creation time handed out when this commit was made."""
+    system: bool = False
+    """Whether it wrote a system table (only such commits reach listeners that watch
+    system tables alone)."""
     durable: bool = False
     visible: bool = False
     error: BaseException | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StorageEngine(Protocol):

@@ -286,7 +286,7 @@ def _try_lock(fd: int, shared: bool = False) -> bool:
         if fcntl is not None:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         else:  # pragma: no cover - Windows
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # pyright: ignore[reportPossiblyUnboundVariable, reportAttributeAccessIssue]
     except OSError:
         return False
     return True
@@ -297,7 +297,7 @@ def _unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
     else:  # pragma: no cover - Windows
         os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # pyright: ignore[reportPossiblyUnboundVariable, reportAttributeAccessIssue]
 
 
 def _read_pid(fd: int) -> int | None:
@@ -625,7 +625,8 @@ def _delete_sql(rows: int) -> str:
     return f"DELETE FROM documents WHERE id IN ({','.join(['?'] * rows)})"
 
 
-def _chunked(sql: Callable[[int], str], values: list, width: int) -> list[tuple[str, list]]:
+def _chunked(sql: Callable[[int], str], values: list[Any],
+             width: int) -> list[tuple[str, list[Any]]]:
     """Statements for `values` (`width` per row), at most `_ROWS_PER_STATEMENT` rows each."""
     step = _ROWS_PER_STATEMENT * width
     return [(sql(len(values[i:i + step]) // width), values[i:i + step])

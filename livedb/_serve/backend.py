@@ -42,9 +42,10 @@ from .._functions import (
     is_adhoc,
     resolve,
 )
+from .._identity import UserIdentity
 from .._reactive import Subscription
 from .._values import decode
-from ..auth import SESSIONS, PasswordAuth, UserIdentity, token_hash
+from ..auth import SESSIONS, PasswordAuth, token_hash
 
 log = logging.getLogger("livedb.serve")
 

@@ -67,7 +67,7 @@ def pagination_opts(opts: Any, end_cursor: str | None = None) -> dict[str, Any]:
     used when the options carry none. Raises `FunctionError` for malformed options."""
     if not isinstance(opts, dict):
         raise FunctionError(f"{PAGINATION_ARG}: expected an object, got {opts!r}")
-    count = opts.get("numItems")
+    count: Any = opts.get("numItems")
     if (count.__class__ not in (int, float) or not math.isfinite(count) or count != int(count)
             or count < 1):
         raise FunctionError(f"{PAGINATION_ARG}.numItems: expected a whole number >= 1, got "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -26,7 +26,9 @@ from .wire import WireError, decode_u64, dumps, encode_u64, to_json
 try:
     from aiohttp import web
 except ImportError:
-    web = None  # type: ignore[assignment]
+    if TYPE_CHECKING:  # type checkers see aiohttp installed; start() checks for None
+        raise
+    web = None
 
 log = logging.getLogger("livedb.serve")
 
@@ -171,10 +173,10 @@ class Server:
                 response = await handler(request)
             except web.HTTPException as e:
                 if allow:
-                    self._allow(request, origin, e.headers)
+                    self._allow(request, origin, e.headers)  # pyright: ignore[reportArgumentType]
                 raise
-        if allow:
-            self._allow(request, origin, response.headers)
+        if allow:  # (origin is not None)
+            self._allow(request, origin, response.headers)  # pyright: ignore[reportArgumentType]
         return response
 
     def _allow(self, request: Any, origin: str, headers: Any) -> None:

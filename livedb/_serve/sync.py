@@ -244,6 +244,7 @@ class SyncConnection:
                          "%d (was the database replaced?)", seen, latest)
 
     def _on_modify(self, message: dict[str, Any]) -> None:
+        new: Any  # an int, checked below
         base, new = message.get("baseVersion"), message.get("newVersion")
         modifications = message.get("modifications")
         if base != self.received_query_set:
@@ -292,13 +293,13 @@ class SyncConnection:
         return True
 
     def _on_mutation(self, message: dict[str, Any]) -> None:
-        request = message.get("requestId")
+        request: Any = message.get("requestId")
         if request.__class__ is not int:
             raise ProtocolError("Mutation needs an int requestId")
         self.mutations.put_nowait((request, message.get("udfPath"), message, self.identity))
 
     def _on_action(self, message: dict[str, Any]) -> None:
-        request = message.get("requestId")
+        request: Any = message.get("requestId")
         if request.__class__ is not int:
             raise ProtocolError("Action needs an int requestId")
         task = asyncio.create_task(self._run_action(request, message, self.identity))
