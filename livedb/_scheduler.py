@@ -578,10 +578,10 @@ class Scheduler:
         finally:
             engine.unclaim(doc_id)
 
-    def _row(self, doc_id: str) -> dict | None:
+    def _row(self, doc_id: str) -> dict[str, Any] | None:
         txn = self._kernel.reader()
         try:
-            row: dict | None = txn.system.get(doc_id)
+            row: dict[str, Any] | None = txn.system.get(doc_id)
             return row
         finally:
             txn.close()

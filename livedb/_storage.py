@@ -461,7 +461,8 @@ class FileStorage:
         if len(blob) != row["size"] or hashlib.sha256(blob).hexdigest() != row["sha256"]:
             raise CorruptionError(f"stored file {doc_id} is damaged: its size or sha256 does "
                                   "not match what was stored")
-        return blob
+        found: bytes = blob
+        return found
 
     def open_blob(self, row: dict[str, Any]) -> IO[bytes] | None:
         """A binary stream of the bytes of the file `row` describes, or None if they are gone."""

@@ -63,12 +63,15 @@ from . import (
     encode_entry,
 )
 
+psycopg: Any
+_conninfo: Any
 try:
-    import psycopg
-    from psycopg import conninfo as _conninfo
+    import psycopg as _psycopg
+    from psycopg import conninfo as _psycopg_conninfo
+
+    psycopg, _conninfo = _psycopg, _psycopg_conninfo
 except ImportError:  # pragma: no cover - exercised where psycopg is missing
-    psycopg = None  # type: ignore[assignment]
-    _conninfo = None  # type: ignore[assignment]
+    psycopg = _conninfo = None
 
 FORMAT = 1
 """The layout of the tables this livedb writes and reads (`livedb_head.format`)."""

@@ -66,10 +66,13 @@ from .sqlite import (
     unclaim_shared,
 )
 
+fcntl: Any
 try:
-    import fcntl
+    import fcntl as _fcntl
+
+    fcntl = _fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None
 
 POLL = 0.001
 """Seconds between two looks at `PRAGMA data_version` (about 2 us each)."""
