@@ -279,6 +279,9 @@ class SharedKernel:
                         conflict = True
                         self.conflicts += 1
                         done += self._apply(check.commits)
+                    except LogGap:  # this replica fell behind the pruned log: reload
+                        conflict = True
+                        done += self._reload_locked()
                     else:
                         done += self._apply(check.commits)
                         if store.applied < ts - 1:  # the engine judged the rest itself

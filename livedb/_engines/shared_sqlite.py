@@ -381,7 +381,9 @@ class SharedSqliteEngine:
                 n = head + 1
                 self._write(conn, n, writes, last_time, stored_time)
                 conn.execute("COMMIT")
-            except Conflict:
+            except (Conflict, LogGap):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             except BaseException as e:
                 if conn.in_transaction:
