@@ -61,6 +61,24 @@ def newest(ctx: Any) -> dict | None:
 
 def worker() -> None:
     """A benchmark process: `argv[1]` is JSON `{role, target, seconds, who}`."""
+    if os.environ.get("LIVEDB_BENCH_PROFILE") and json.loads(sys.argv[1])["who"] == 0:
+        import cProfile
+        import pstats
+        import threading
+
+        threading.setprofile(lambda *a: None)
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            _worker()
+        finally:
+            profile.disable()
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        return
+    _worker()
+
+
+def _worker() -> None:
     args = json.loads(sys.argv[1])
     db = Database(SCHEMA, **args["target"])
     if args["role"] == "commit":

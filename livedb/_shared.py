@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from itertools import chain
@@ -52,8 +51,6 @@ MAX_ATTEMPTS = 25
 """Runs of one mutation before `ConflictError` (each after others wrote what it read)."""
 BACKOFF = 0.0005
 """Seconds of the first random pause between two runs; it doubles per attempt, to 50 ms."""
-WAKE_ANYWAY = 1.0
-"""The applier reads the log at least this often, whatever the signal says."""
 
 
 class SharedKernel:
@@ -62,10 +59,8 @@ class SharedKernel:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.engine = cast(SharedEngine, kernel.engine)
-        self._wake = threading.Event()
-        self._dirty = True
         self._stop = False
-        self._thread: threading.Thread | None = None
+        self._failing = 0
         self.applied_remote = 0
         """Commits of other processes applied here (for tests and benchmarks)."""
         self.conflicts = 0
@@ -75,39 +70,29 @@ class SharedKernel:
 
     def start(self) -> None:
         """Start following the log (after the kernel loaded the engine's documents)."""
-        self._thread = threading.Thread(target=self._follow, name="livedb-shared-apply",
-                                        daemon=True)
-        self._thread.start()
         self.engine.watch(self.wake)
 
     def wake(self) -> None:
-        """Other processes may have committed: read the log soon (any thread)."""
-        self._dirty = True
-        self._wake.set()
-
-    def _follow(self) -> None:
-        failing = 0
-        while not self._stop:
-            self._wake.wait(WAKE_ANYWAY)
-            self._wake.clear()
-            if self._stop:
+        """Other processes may have committed: read the log and apply it. Called by the
+        engine's signal thread (its poller or listener), which applies the entries itself:
+        one thread hop less per commit than handing them to a thread of our own."""
+        if self._stop:
+            return
+        try:
+            self.catch_up()
+            self._failing = 0
+        except LiveDBError as e:
+            if self.kernel.state is State.CLOSED:
                 return
-            try:
-                self.catch_up()
-                failing = 0
-            except LiveDBError as e:
-                if self.kernel.state is State.CLOSED:
-                    return
-                failing += 1
-                if failing == 1:
-                    log.warning("livedb: cannot follow the commit log of %s (%s); retrying",
-                                self.engine.location, e)
-                time.sleep(min(0.05 * failing, 1.0))
-                self._dirty = True
-            except Exception:
-                log.exception("livedb: applying the commit log of %s failed",
-                              self.engine.location)
-                time.sleep(0.1)
+            self._failing += 1
+            if self._failing == 1:
+                log.warning("livedb: cannot follow the commit log of %s (%s); retrying",
+                            self.engine.location, e)
+            time.sleep(min(0.05 * self._failing, 1.0))
+        except Exception:
+            log.exception("livedb: applying the commit log of %s failed",
+                          self.engine.location)
+            time.sleep(0.1)
 
     def catch_up(self) -> int:
         """Apply every log entry this replica lacks; the newest commit number applied.
@@ -115,7 +100,6 @@ class SharedKernel:
         The log is read before the writer lock is taken (a round trip to PostgreSQL), so
         local mutations go on meanwhile; entries they already applied are skipped."""
         kernel = self.kernel
-        self._dirty = False
         try:
             entries: list[LogEntry] | None = self.engine.since(kernel.store.applied)
         except LogGap:
@@ -134,7 +118,6 @@ class SharedKernel:
         return applied
 
     def _catch_up_locked(self) -> list[int]:
-        self._dirty = False
         store = self.kernel.store
         try:
             entries = self.engine.since(store.applied)
@@ -307,12 +290,9 @@ class SharedKernel:
                 time.sleep(random.uniform(0, min(BACKOFF * 2 ** attempt, 0.05)))
 
     def stop(self) -> None:
-        """Stop following the log (the kernel is closing)."""
+        """Stop following the log (the kernel is closing; the engine's close then stops
+        its signal thread)."""
         self._stop = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
 
 
 class _Check:
