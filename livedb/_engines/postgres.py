@@ -25,8 +25,8 @@ server crash never takes away a commit that anyone acknowledged or applied. (Mea
 holding the head's lock across the flush kept 4 processes below what one committed.)
 
 If others committed since the base and the mutation read only documents by id (no index
-range), the server judges the entries in between itself: each log row also lists the ids its commit wrote and their
-creation times, so "none of them wrote what I read or wrote, none handed out one of my
+range), the server judges the entries in between itself: each log row also lists the ids
+its commit wrote and their creation times, so "none of them wrote what I read or wrote, none handed out one of my
 creation times" is one array-overlap query, and the commit goes on top (or the function
 returns NULL: a conflict). Otherwise the function writes nothing and returns the head:
 the entries in between are read and checked by the kernel (ranges need the replica's
