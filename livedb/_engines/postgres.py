@@ -26,16 +26,16 @@ holding the head's lock across the flush kept 4 processes below what one committ
 
 If others committed since the base and the mutation read only documents by id (no index
 range), the server judges the entries in between itself: each log row also lists the ids
-its commit wrote and their creation times, so "none of them wrote what I read or wrote, none handed out one of my
-creation times" is one array-overlap query, and the commit goes on top (or the function
-returns NULL: a conflict). Otherwise the function writes nothing and returns the head:
-the entries in between are read and checked by the kernel (ranges need the replica's
-index keys), and the call is made again on top of them; after `OPTIMISTIC_TRIES` such
-races the engine takes the head's lock first (`SELECT ... FOR UPDATE`), so a process that
-keeps losing the race still commits. (Measured with 4 processes: checking on the client
-under the head's lock held it across round trips and the client's Python, and 4
-processes committed less than one did; the server-side check holds the lock for the
-server's own work only.)
+its commit wrote and their creation times, so "none of them wrote what I read or wrote,
+none handed out one of my creation times" is one array-overlap query, and the commit
+goes on top (or the function returns NULL: a conflict). Otherwise the function writes
+nothing and returns the head: the entries in between are read and checked by the kernel
+(ranges need the replica's index keys), and the call is made again on top of them; after
+`OPTIMISTIC_TRIES` such races the engine takes the head's lock first (`SELECT ... FOR
+UPDATE`), so a process that keeps losing the race still commits. (Measured with 4
+processes: checking on the client under the head's lock held it across round trips and
+the client's Python, and 4 processes committed less than one did; the server-side check
+holds the lock for the server's own work only.)
 
 Other processes' commits are announced with `NOTIFY livedb_commits` (the payload is the
 durable mark) on a connection of its own that `LISTEN`s; the kernel then reads the log
