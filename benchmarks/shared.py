@@ -61,24 +61,6 @@ def newest(ctx: Any) -> dict | None:
 
 def worker() -> None:
     """A benchmark process: `argv[1]` is JSON `{role, target, seconds, who}`."""
-    if os.environ.get("LIVEDB_BENCH_PROFILE") and json.loads(sys.argv[1])["who"] == 0:
-        import cProfile
-        import pstats
-        import threading
-
-        threading.setprofile(lambda *a: None)
-        profile = cProfile.Profile()
-        profile.enable()
-        try:
-            _worker()
-        finally:
-            profile.disable()
-            pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(25)
-        return
-    _worker()
-
-
-def _worker() -> None:
     args = json.loads(sys.argv[1])
     db = Database(SCHEMA, **args["target"])
     if args["role"] == "commit":
@@ -89,9 +71,6 @@ def _worker() -> None:
         while time.perf_counter() < deadline:
             db.mutation(add, {"n": n, "who": args["who"]})
             n += 1
-        if os.environ.get("LIVEDB_BENCH_CPU"):
-            t = os.times()
-            print(f"cpu {t.user + t.system:.2f}", file=sys.stderr, flush=True)
         print(n, flush=True)
     else:
         delays: list[int] = []

@@ -5,12 +5,12 @@ Each process keeps the whole database in memory, as a single-process database do
 treats the shared engine's commit log as the truth (see _engines/__init__.py). Two
 things change:
 
-- Applying. A thread of its own wakes on the engine's change signal, reads the entries
-  after the replica's newest commit, turns each into a `Commit` (the index keys it
-  removed and added are computed from the replica's versions: the log holds documents,
-  never keys, so processes may even differ in their indexes) and applies it under the
-  writer lock at the log's commit number, then tells the commit listeners (live
-  queries, the scheduler, file storage) exactly as for a local commit.
+- Applying. The engine's signal thread (SQLite's poller, PostgreSQL's listener) reads
+  the entries after the replica's newest commit, turns each into a `Commit` (the index
+  keys it removed and added are computed from the replica's versions: the log holds
+  documents, never keys, so processes may even differ in their indexes) and applies it
+  under the writer lock at the log's commit number, then tells the commit listeners
+  (live queries, the scheduler, file storage) exactly as for a local commit.
 - Committing. A mutation runs at the replica's newest commit (its base) recording what
   it read: index ranges and ids. The engine appends its writes in one transaction under
   the log's lock; if other processes committed since the base, their entries are checked
