@@ -157,6 +157,11 @@ class Database:
         with Database(schema, path="app.livedb") as db:
             db.mutation(send, {"channel": "general", "body": "hello"})
             print(db.query(latest, {"channel": "general"}))
+
+        # several processes of one machine, each opening it so:
+        db = Database(schema, path="app.livedb", shared=True)
+        # several machines:
+        db = Database(schema, url="postgresql://app:secret@db.internal:5432/app")
         ```
     """
 
