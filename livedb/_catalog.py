@@ -308,7 +308,9 @@ class Catalog:
     def next_creation_time(self) -> float:
         """A creation time later than every one handed out: now, or just after the last
         one (called by the writer only)."""
-        now = self.now()
+        now = self.clock()
+        if now.__class__ is not float or not -math.inf < now < math.inf:
+            now = self.now()
         last = self.last_time
         self.last_time = t = now if now > last else math.nextafter(last, math.inf)
         return t

@@ -40,7 +40,7 @@ from ._query import Reader, Writer
 from ._results import PaginationResult
 from ._store import Store
 from ._validators import Mismatch, Object, Validator, as_validator, check_value
-from ._values import encode, type_name
+from ._values import encoded_list, reencode, type_name
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -535,7 +535,7 @@ def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None)
         entry = trusted.get(id(result))
         if entry is not None and entry[0] is result:
             try:
-                if (encode(result) == entry[1]
+                if (reencode(result) == entry[1]
                         and _LEAF_TYPES.issuperset(map(type, result.values()))):
                     return result
             except Exception:  # noqa: BLE001, S110 - not encodable as it was: walk it
@@ -543,10 +543,11 @@ def check_result(fn: Function[Any], result: Any, trusted: Trusted | None = None)
     value = result.page if result.__class__ is PaginationResult else result
     try:
         if fn.check_returns is not None:
+            # a validator's check passes only storable values: nothing more to check
             checked = fn.check_returns(value, 1)
             if result is value:
-                result = value = checked
-        if trusted:
+                result = checked
+        elif trusted:
             _check_read(value, trusted)
         else:
             check_value(value, 1)
@@ -607,9 +608,9 @@ def _unchanged(docs: list[dict[str, Any]], blobs: list[bytes]) -> bool:
     `Decimal` or `datetime` encoding like a stored string, `bytearray` like bytes) fails
     the type test, and a tuple or set cannot encode like a leaf. A document holding a
     list or an object is not judged here (it is walked). Two C-level passes over all the
-    documents at once."""
+    documents at once (one encoding of the whole list)."""
     try:
-        if list(map(encode, docs)) != blobs:
+        if reencode(docs) != encoded_list(blobs):
             return False
     except Exception:  # noqa: BLE001 - not encodable as it is: walk it
         return False
@@ -675,17 +676,13 @@ class Runner:
             raise LiveDBError(f"{spec.name}: db.mutation cannot be called from inside a "
                               "mutation (use ctx.db directly, or run both from an action)")
 
-        def make(store: Store, catalog: Catalog, ts: int, record: bool,
-                 search_indexes: Any) -> MutationCtx:
-            return MutationCtx(store, catalog, ts, record, search_indexes, auth, services)
-
         def body(ctx: MutationCtx) -> Any:
             result = check_result(spec, spec.handler(ctx, **kwargs), ctx.trusted)
             if before_commit is not None:
                 before_commit(ctx)
             return result
 
-        return kernel.write(body, make, on_commit)
+        return kernel.write(body, MutationCtx, on_commit, False, (auth, services))
 
     def action(self, fn: Any, args: Mapping[str, Any] | None,
                identity: UserIdentity | None) -> Any:

@@ -226,10 +226,10 @@ class Kernel:
         return self._writer == get_ident()
 
     def write(self, body: Callable[[W], T], make: Callable[..., W] = Writer,  # type: ignore[assignment]
-              on_commit: Callable[[int], Any] | None = None, record: bool = False
-              ) -> tuple[T, int]:
-        """Run `body(txn)` in a write transaction made by `make` (called like `Writer`) and
-        commit its writes.
+              on_commit: Callable[[int], Any] | None = None, record: bool = False,
+              extra: tuple[Any, ...] = ()) -> tuple[T, int]:
+        """Run `body(txn)` in a write transaction made by `make` (called like `Writer`, then
+        with `extra`) and commit its writes.
 
         Returns `(body's result, commit ts)` once the commit is durable and visible (ts 0
         when nothing was written; it then waits for any commit it may have read to be
@@ -257,7 +257,8 @@ class Kernel:
                 raise LiveDBError("the database is closed")
             self._writer = me
             try:
-                txn = make(store, self.catalog, store.applied, record, self.search_indexes)
+                txn = make(store, self.catalog, store.applied, record, self.search_indexes,
+                           *extra)
                 result = body(txn)
                 writes, changes = txn.commit_changes()
                 if not writes:

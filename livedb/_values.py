@@ -60,17 +60,31 @@ def storable_hook(value: Any) -> Any:
 
 encoder = msgspec.msgpack.Encoder(enc_hook=storable_hook)
 decoder = msgspec.msgpack.Decoder()
+reencode = msgspec.msgpack.Encoder(enc_hook=str).encode
+"""msgpack bytes for comparing a value with a stored blob, never for storing: a type
+msgpack lacks becomes its `str` in C (an `Id` its text) instead of a call to
+`storable_hook`, so an unstorable value may encode; the caller checks the types."""
 encode = encoder.encode
 """A value as msgpack bytes (an `Id` becomes a plain string)."""
 decode = decoder.decode
 """A fresh value from msgpack bytes: a deep copy nothing else references."""
 
 _ARRAY32 = struct.Struct(">BI").pack
+_ARRAY16 = struct.Struct(">BH").pack
 
 
 def decode_many(blobs: list[bytes]) -> list[Any]:
     """Decode many msgpack blobs in one call (framed as one msgpack array)."""
     return decode(_ARRAY32(0xDD, len(blobs)) + b"".join(blobs))  # type: ignore[no-any-return]
+
+
+def encoded_list(blobs: list[bytes]) -> bytes:
+    """The bytes msgpack encodes a list as when its items encode as `blobs` (the
+    shortest array header, as msgspec writes it)."""
+    n = len(blobs)
+    header = bytes((0x90 | n,)) if n < 16 else (
+        _ARRAY16(0xDC, n) if n < 0x10000 else _ARRAY32(0xDD, n))
+    return header + b"".join(blobs)
 
 
 _TYPE_NAMES = {type(None): "null", bool: "boolean", int: "int", float: "float", str: "string",

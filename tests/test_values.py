@@ -633,3 +633,11 @@ def test_read_documents_changed_to_equal_storable_values_are_returned(db):
     assert got["n"] is True and got["f"] == 2 and type(got["f"]) is int
     got = db.query(lambda ctx: {**ctx.db.get(doc_id), "n": Level(3)})
     assert got["n"] == 3
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 65535, 65536])
+def test_encoded_list_matches_msgspec(n):
+    from livedb._values import encode, encoded_list
+
+    items = [i % 300 for i in range(n)]
+    assert encoded_list([encode(i) for i in items]) == encode(items)
