@@ -245,7 +245,7 @@ class Kernel:
                 the commit could not be made durable (`WriteError`).
         """
         if self.shared is not None:
-            return self.shared.write(body, make, on_commit)  # type: ignore[no-any-return]
+            return self.shared.write(body, make, on_commit, extra)  # type: ignore[no-any-return]
         me = get_ident()
         if self._writer == me:
             raise LiveDBError("a mutation cannot run another mutation (use ctx.db directly, "

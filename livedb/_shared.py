@@ -220,7 +220,8 @@ class SharedKernel:
     # -- committing ----------------------------------------------------------------------
 
     def write(self, body: Callable[[W], T], make: Callable[..., W],
-              on_commit: Callable[[int], Any] | None) -> tuple[T, int]:
+              on_commit: Callable[[int], Any] | None, extra: tuple[Any, ...] = ()
+              ) -> tuple[T, int]:
         """`Kernel.write` on a shared engine: run, check against the log, commit or retry.
 
         Raises:
@@ -248,7 +249,8 @@ class SharedKernel:
                     base = store.applied
                     kernel._writer = me
                     try:
-                        txn = make(store, catalog, base, True, kernel.search_indexes)
+                        txn = make(store, catalog, base, True, kernel.search_indexes,
+                                   *extra)
                         result = body(txn)
                         writes, changes = txn.commit_changes()
                     finally:
