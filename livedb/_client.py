@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar, overload
 
-from ._errors import LiveDBError
+from ._errors import LiveDBError, ValidationError
 from ._functions import (
     MUTATION,
     QUERY,
@@ -75,7 +75,35 @@ class _ClientQuery:
 
 
 class OptimisticStore:
-    """What an optimistic update sees: the client's local view of its queries."""
+    """What an optimistic update `update(store, args)` is given: the client's local view
+    of the queries it watches (see `Client.mutation`).
+
+    Examples:
+        >>> from livedb import Database, mutation, query
+        >>> @query
+        ... def counter(ctx):
+        ...     row = ctx.db.query("counters").first()
+        ...     return 0 if row is None else row["value"]
+        >>> @mutation
+        ... def increment(ctx):
+        ...     row = ctx.db.query("counters").first()
+        ...     if row is None:
+        ...         ctx.db.insert("counters", {"value": 1})
+        ...     else:
+        ...         ctx.db.patch(row["_id"], {"value": row["value"] + 1})
+        >>> def plus_one(store, args):
+        ...     value = store.get_query(counter)
+        ...     if value is not None:
+        ...         store.set_query(counter, None, value + 1)
+        >>> db = Database()
+        >>> client = db.client()
+        >>> shown = []
+        >>> subscription = client.subscribe(counter, None, shown.append)
+        >>> client.mutation(increment, optimistic_update=plus_one).result(timeout=5)
+        >>> shown
+        [0, 1]
+        >>> db.close()
+    """
 
     __slots__ = ("_client", "_values", "_allowed")
 
@@ -86,19 +114,44 @@ class OptimisticStore:
         self._allowed = allowed
 
     def get_query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:
-        """The local value of a query the client watches (a copy), or None."""
+        """The local value of a query the client watches: your own copy, free to change.
+
+        Args:
+            fn: The query function, as the client's subscription passed it.
+            args: Its arguments (equal to the subscription's), or None.
+
+        Returns:
+            The current local value (the server's result with earlier optimistic updates
+            applied), or None if the client does not watch that query with those args.
+        """
         key = self._client._key(fn, args)
         return copy_value(self._values[key]) if key in self._values else None
 
     def set_query(self, fn: Any, args: Mapping[str, Any] | None, value: Any) -> None:
-        """Set the local value of a watched query until the mutation is settled."""
+        """Set the local value of a watched query, until the mutation is settled.
+
+        The client's subscribers of that query see `value` at once. Setting a query the
+        client does not watch does nothing.
+
+        Args:
+            fn: The query function.
+            args: Its arguments (equal to the subscription's), or None.
+            value: The value to show, as the query would return it.
+        """
         key = self._client._key(fn, args)
         if key in self._values and self._allowed(key):
             self._values[key] = value
 
 
 class ClientSubscription(Subscriber):
-    """A client subscriber: `.result` (the local view), `.unsubscribe()`, context manager."""
+    """A client's subscription, as `client.subscribe(...)` returns it: like a
+    `Subscription`, with the client's local view (optimistic updates applied) as its
+    result. A context manager: leaving the `with` block unsubscribes.
+
+    Attributes:
+        active: True while updates are delivered; False once unsubscribed, or once the
+            client or the database is closed.
+    """
 
     def __init__(self, client: Client, query: _ClientQuery, on_update: Callable[[Any], Any],
                  on_error: Callable[[BaseException], Any] | None) -> None:
@@ -110,8 +163,8 @@ class ClientSubscription(Subscriber):
 
     @property
     def result(self) -> Any:
-        """The client's local view of the query (server result plus optimistic updates):
-        your own copy."""
+        """The client's local view of the query (the server's result with optimistic
+        updates applied): your own copy."""
         return copy_value(self._query.view)
 
     def _remove(self) -> None:
@@ -166,7 +219,38 @@ class ClientSubscription(Subscriber):
 
 
 class Client:
-    """A UI's connection to the database: one identity, its subscriptions and mutations."""
+    """A UI's connection to the database, as `db.client(...)` returns it: livedb's
+    counterpart of Convex's `ConvexReactClient`.
+
+    Every call of a client runs with its one identity. Its subscriptions show the
+    client's local view: the server's result with the optimistic updates of its pending
+    mutations applied. Its mutations are queued and run in submission order on the
+    client's own worker thread, so the UI thread never waits for a commit. Its methods
+    may be called from any thread; callbacks and futures are delivered through the
+    database's `dispatch`. It is a context manager: leaving the `with` block closes it.
+
+    Attributes:
+        identity: The `UserIdentity` the client's calls run with, or None (see
+            `set_identity`).
+
+    Examples:
+        >>> from livedb import Database, UserIdentity, mutation, query, v
+        >>> @query
+        ... def my_notes(ctx):
+        ...     me = ctx.auth.get_user_identity().subject
+        ...     return [n["text"] for n in ctx.db.query("notes").collect() if n["owner"] == me]
+        >>> @mutation(args={"text": v.string()})
+        ... def add_note(ctx, text):
+        ...     owner = ctx.auth.get_user_identity().subject
+        ...     return ctx.db.insert("notes", {"owner": owner, "text": text})
+        >>> db = Database()
+        >>> with db.client(identity=UserIdentity("ada")) as client:
+        ...     with client.subscribe(my_notes, None, print):
+        ...         _ = client.mutation(add_note, {"text": "hi"}).result(timeout=5)
+        []
+        ['hi']
+        >>> db.close()
+    """
 
     def __init__(self, runner: Runner, reactive: Reactive, identity: UserIdentity | None,
                  token_check: Callable[[], None] | None = None,
@@ -199,7 +283,31 @@ class Client:
     @overload
     def query(self, fn: Callable[[QueryCtx], R], args: Mapping[str, Any] | None = None) -> R: ...
     def query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:  # noqa: E301
-        """Run a query once with the client's identity."""
+        """Run a query once with the client's identity (like `db.query`).
+
+        It reads the database's newest snapshot; the client's optimistic updates do not
+        apply (they apply to its subscriptions).
+
+        Args:
+            fn: A `@query` function, or any callable `fn(ctx)`.
+            args: The arguments, as one dict, or None.
+
+        Returns:
+            The query's result (your own copy).
+
+        Raises:
+            ValidationError: Bad arguments or result.
+            AuthError: The client's session token was signed out or expired.
+            LiveDBError: The client or the database is closed.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> client = db.client()
+            >>> client.query(lambda ctx: ctx.db.query("notes").collect())
+            []
+            >>> db.close()
+        """
         self._check_open()
         self._check_token()
         return self._runner.query(fn, args, self.identity)
@@ -212,7 +320,33 @@ class Client:
               ) -> AsyncIterator[R]: ...
     def watch(self, fn: Any, args: Mapping[str, Any] | None = None  # noqa: E301
               ) -> AsyncIterator[Any]:
-        """`db.watch` with the client's identity (server results, no optimistic layer)."""
+        """An async iterator of a query's results, with the client's identity (like
+        `db.watch`: server results, without the optimistic layer).
+
+        Args:
+            fn: A `@query` function, or any callable `fn(ctx)`.
+            args: The arguments (copied), or None.
+
+        Returns:
+            An async iterator of results; it ends when the database closes.
+
+        Raises:
+            ValidationError: Bad arguments.
+            AuthError: The client's session token was signed out or expired.
+            LiveDBError: The client or the database is closed.
+
+        Examples:
+            >>> import asyncio
+            >>> from livedb import Database, UserIdentity
+            >>> db = Database()
+            >>> client = db.client(identity=UserIdentity("ada"))
+            >>> async def first():
+            ...     async for me in client.watch(lambda ctx: ctx.auth.get_user_identity().subject):
+            ...         return me
+            >>> asyncio.run(first())
+            'ada'
+            >>> db.close()
+        """
         self._check_open()
         self._check_token()
         spec = resolve(fn, QUERY)
@@ -232,7 +366,44 @@ class Client:
                   on_update: Callable[[Any], Any], *,
                   on_error: Callable[[BaseException], Any] | None = None
                   ) -> ClientSubscription:
-        """Watch a query: `on_update` gets its local view now and on every change."""
+        """Watch a query with the client's identity: `on_update` gets the client's local
+        view of its result now, and again on every change.
+
+        The local view is the server's result with the optimistic updates of the client's
+        pending mutations applied, so it changes when a commit changes the result, and also
+        at once when an optimistic update changes it. Subscriptions of one client to the
+        same query and args share one live query. Callbacks of one client arrive in order,
+        through the database's `dispatch`.
+
+        Args:
+            fn: A `@query` function, or any callable `fn(ctx)`.
+            args: The arguments (copied), or None.
+            on_update: Called with each new local view (your own copy).
+            on_error: Called with the exception when a re-run raises (without it, the error
+                is logged). A first run that raises raises from `subscribe` unless
+                `on_error` is given.
+
+        Returns:
+            A subscription: `.result` (the local view), `.active`, `.unsubscribe()`; a
+            context manager.
+
+        Raises:
+            ValidationError: Bad arguments.
+            AuthError: The client's session token was signed out or expired.
+            LiveDBError: The client or the database is closed.
+            TypeError: `on_update` is not callable.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> client = db.client()
+            >>> count = lambda ctx: len(ctx.db.query("notes").collect())
+            >>> with client.subscribe(count, None, print) as subscription:
+            ...     _ = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+            0
+            1
+            >>> db.close()
+        """
         if not callable(on_update):
             raise TypeError(f"subscribe: on_update must be callable, got {type_name(on_update)}")
         self._check_open()
@@ -334,8 +505,63 @@ class Client:
     def mutation(self, fn: Any, args: Mapping[str, Any] | None = None,  # noqa: E301
                  optimistic_update: Callable[[OptimisticStore, dict[str, Any]], Any] | None = None
                  ) -> Future[Any]:
-        """Queue a mutation (run in submission order); the Future gets its result once the
-        client's subscriptions show its writes. `optimistic_update(store, args)` runs now."""
+        """Queue a mutation and return a `concurrent.futures.Future` of its result at once.
+
+        The client's mutations run one after another, in submission order, on the client's
+        worker thread, with the client's identity. The future resolves (through the
+        database's `dispatch`) only once the client's subscriptions already show the
+        mutation's writes, so a UI reacting to it never shows a stale list. Never block the
+        UI thread on `future.result()`; use `future.add_done_callback`.
+
+        `optimistic_update(store, args)` runs now, before this returns: through
+        `store.get_query(fn, args)` and `store.set_query(fn, args, value)` it changes the
+        client's local view of queries it watches, and the client's subscribers see the
+        change at once. While the mutation is pending, the update is re-applied on top of
+        every newer server result; it is dropped in the same update that shows the committed
+        result (no flicker), or rolled back if the mutation fails. An update that raises is
+        logged and ignored.
+
+        Args:
+            fn: A `@mutation` function, or any callable `fn(ctx)`.
+            args: The arguments (validated now and copied), or None.
+            optimistic_update: None, or a function `update(store, args)` given an
+                `OptimisticStore` and a copy of the arguments.
+
+        Returns:
+            A `Future`: its result is the mutation's result, or its exception the mutation's
+            error (including `AuthError` once a session token expired).
+
+        Raises:
+            ValidationError: Bad arguments.
+            AuthError: The client's session token was signed out or expired.
+            LiveDBError: The client or the database is closed.
+            TypeError: `optimistic_update` is not callable, or `fn` is not a mutation.
+
+        Examples:
+            >>> from livedb import Database, mutation, query, v
+            >>> @query
+            ... def texts(ctx):
+            ...     return [n["text"] for n in ctx.db.query("notes").collect()]
+            >>> @mutation(args={"text": v.string()})
+            ... def add(ctx, text):
+            ...     return ctx.db.insert("notes", {"text": text})
+            >>> def show_at_once(store, args):
+            ...     shown = store.get_query(texts)
+            ...     if shown is not None:
+            ...         store.set_query(texts, None, [*shown, args["text"] + " (sending)"])
+            >>> db = Database()
+            >>> client = db.client()
+            >>> shown = []
+            >>> subscription = client.subscribe(texts, None, shown.append)
+            >>> future = client.mutation(add, {"text": "hi"}, optimistic_update=show_at_once)
+            >>> shown[:2]
+            [[], ['hi (sending)']]
+            >>> future.result(timeout=5).table
+            'notes'
+            >>> shown[-1]
+            ['hi']
+            >>> db.close()
+        """
         self._check_open()
         self._check_token()
         if optimistic_update is not None and not callable(optimistic_update):
@@ -396,9 +622,31 @@ class Client:
     # -- identity ----------------------------------------------------------------------
 
     def set_identity(self, identity: UserIdentity | None) -> None:
-        """Act as `identity` from now on (None: signed out): every subscription of the
-        client re-runs with it, and mutations submitted from now on carry it. A client made
-        from a session token stops checking that session."""
+        """Act as `identity` from now on (None: signed out).
+
+        Every subscription of the client re-runs with the new identity, and mutations
+        submitted from now on carry it (those already queued keep theirs). A client made from
+        a session token stops checking that session.
+
+        Args:
+            identity: A `UserIdentity`, or None.
+
+        Raises:
+            LiveDBError: The client or the database is closed.
+            TypeError: `identity` is neither a `UserIdentity` nor None.
+
+        Examples:
+            >>> from livedb import Database, UserIdentity
+            >>> db = Database()
+            >>> client = db.client()
+            >>> seen = []
+            >>> whoami = lambda ctx: getattr(ctx.auth.get_user_identity(), "subject", None)
+            >>> with client.subscribe(whoami, None, seen.append):
+            ...     client.set_identity(UserIdentity("ada"))
+            >>> seen
+            [None, 'ada']
+            >>> db.close()
+        """
         self._check_open()
         auth = auth_for(identity)
         with self._lock:
@@ -423,7 +671,49 @@ class Client:
 
     def paginated(self, fn: Any, args: Mapping[str, Any] | None, initial_num_items: int, *,
                   on_update: Callable[[PaginatedView], Any] | None = None) -> PaginatedView:
-        """A live paginated view of a query that returns `....paginate(pagination_opts)`."""
+        """A live paginated view of a query: a growing list of pages, like Convex's
+        `usePaginatedQuery`.
+
+        `fn` is a query that takes a `pagination_opts` argument and returns
+        `....paginate(pagination_opts)`; the view passes `args` plus `pagination_opts` to
+        each page. Every page but the last keeps its boundaries while documents come and go
+        (a document inserted at the top grows the first page instead of pushing every page's
+        last row onto the next one).
+
+        Args:
+            fn: The `@query` function.
+            args: Its other arguments, or None.
+            initial_num_items: How many documents the first page holds, an int >= 1.
+            on_update: Called with the view whenever its results or status change.
+
+        Returns:
+            A `PaginatedView`: `.results`, `.status`, `.load_more(n)`, `.page_args`,
+            `.close()`.
+
+        Raises:
+            LiveDBError: The client or the database is closed.
+            ValidationError: Bad arguments, or `initial_num_items` is not an int >= 1.
+
+        Examples:
+            >>> from livedb import Database, query, v
+            >>> pagination_opts = v.object({"num_items": v.int64(),
+            ...                             "cursor": v.union(v.string(), v.null()),
+            ...                             "end_cursor": v.optional(v.string())})
+            >>> @query(args={"pagination_opts": pagination_opts})
+            ... def numbers(ctx, pagination_opts):
+            ...     return ctx.db.query("numbers").paginate(pagination_opts)
+            >>> db = Database()
+            >>> for n in range(5):
+            ...     _ = db.mutation(lambda ctx: ctx.db.insert("numbers", {"n": n}))
+            >>> view = db.client().paginated(numbers, None, 2)
+            >>> [d["n"] for d in view.results], view.status
+            ([0, 1], 'can_load_more')
+            >>> view.load_more(10)
+            True
+            >>> [d["n"] for d in view.results], view.status
+            ([0, 1, 2, 3, 4], 'exhausted')
+            >>> db.close()
+        """
         return PaginatedView(self, fn, args, initial_num_items, on_update)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -445,10 +735,23 @@ class Client:
         self._runner.kernel.check_open()
 
     def close(self) -> None:
-        """Wait for queued mutations, then end every subscription of this client.
+        """Wait for the client's queued mutations, then end every subscription of the
+        client; idempotent.
 
-        Every mutation queued before `close` still runs (its future gets its result or
-        its error); `close` is idempotent and also runs when the database closes."""
+        Every mutation queued before `close` still runs (its future gets its result or its
+        error). New calls then raise `LiveDBError("the client is closed")`. Closing the
+        database closes its clients; leaving a `with` block of the client calls it.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> client = db.client()
+            >>> future = client.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+            >>> client.close()
+            >>> future.done()
+            True
+            >>> db.close()
+        """
         with self._lock:
             if self._closed:
                 return
@@ -468,17 +771,19 @@ class Client:
 
 
 class PaginatedView:
-    """A live, growing list of pages whose boundaries stay fixed as documents come and go.
+    """A live, growing list of pages, as `client.paginated(...)` returns it.
 
-    Every page but the last is pinned between two cursors (`end_cursor`), like Convex's
-    query journal; the last page follows its query to the end of the range.
+    Every page but the last is pinned between two cursors, so page boundaries stay where
+    they are while documents come and go; the last page follows its query to the end of
+    the range. Read `results` and `status` at any time (from any thread), or pass
+    `on_update` to `client.paginated` to hear of changes.
     """
 
     def __init__(self, client: Client, fn: Any, args: Mapping[str, Any] | None,
                  initial_num_items: int,
                  on_update: Callable[[PaginatedView], Any] | None) -> None:
         if initial_num_items.__class__ is not int or initial_num_items < 1:
-            raise LiveDBError(f"paginated: initial_num_items must be an int >= 1, got "
+            raise ValidationError(f"paginated: initial_num_items must be an int >= 1, got "
                               f"{initial_num_items!r}")
         self._client = client
         self._fn = fn
@@ -533,7 +838,7 @@ class PaginatedView:
 
     @property
     def results(self) -> list[dict[str, Any]]:
-        """Every document of the loaded pages, in order."""
+        """Every document of the loaded pages, in order (a new list each time)."""
         with self._lock:
             out: list[dict[str, Any]] = []
             for page in self._pages:
@@ -543,7 +848,8 @@ class PaginatedView:
 
     @property
     def status(self) -> str:
-        """"loading_more", "can_load_more" or "exhausted"."""
+        """`"loading_more"` (a page has no result yet), `"can_load_more"` (more documents
+        follow the last page) or `"exhausted"` (the last page reached the end)."""
         with self._lock:
             if any(page["result"] is None for page in self._pages):
                 return "loading_more"
@@ -552,14 +858,26 @@ class PaginatedView:
     @property
     def page_args(self) -> list[dict[str, Any]]:
         """The args each loaded page's query runs with, in order: what an optimistic update
-        passes to `store.get_query` / `set_query` to change a page (e.g. the first)."""
+        passes to `store.get_query` / `store.set_query` to change a page (e.g. the first)."""
         with self._lock:
             return [self._page_args(page) for page in self._pages]
 
     def load_more(self, num_items: int) -> bool:
-        """Add a page of `num_items` after the last one; False if there is nothing more."""
+        """Add a page of up to `num_items` documents after the last one.
+
+        Args:
+            num_items: How many documents the new page holds, an int >= 1.
+
+        Returns:
+            True if a page was added; False if there is nothing more, or the last page has
+            no result yet (`status` is not `"can_load_more"`).
+
+        Raises:
+            ValidationError: `num_items` is not an int >= 1 (as for `paginate`).
+        """
         if num_items.__class__ is not int or num_items < 1:
-            raise LiveDBError(f"load_more: num_items must be an int >= 1, got {num_items!r}")
+            raise ValidationError(f"load_more: num_items must be an int >= 1, got "
+                                  f"{num_items!r}")
         with self._lock:
             last = self._pages[-1]
             result, end = last["result"], last["end_cursor"]
@@ -569,7 +887,8 @@ class PaginatedView:
         return True
 
     def close(self) -> None:
-        """End the view's subscriptions."""
+        """End the view's subscriptions: it stops changing. Closing the client or the
+        database ends them too."""
         with self._lock:
             pages = list(self._pages)
         for page in pages:

@@ -281,25 +281,70 @@ class CronJob:
 
 
 class Crons:
-    """Recurring jobs, given to `Database(..., crons=crons)`. All times are UTC.
+    """Recurring jobs: build one, add jobs, and pass it as `Database(..., crons=crons)`.
 
-    ```python
-    crons = livedb.Crons()
-    crons.interval("clear presence", clear_presence, {}, seconds=30)
-    crons.daily("send digest", send_digest, {}, hour_utc=17, minute_utc=30)
-    crons.cron("payment reminder", "0 16 1 * *", remind, {"email": "a@b.c"})
-    ```
-    An interval job first runs when the database opens, then every interval; the others
-    run at the times their schedule matches. Runs of one job never overlap, and runs
-    missed (the database was closed, or a run took long) collapse into one.
+    Each job runs a `@mutation` or `@action` defined at module level, with fixed
+    arguments, on a schedule. All times are UTC. An `interval` job first runs when the
+    database opens, then every interval; the others run at the times their schedule
+    matches. Runs of one job never overlap (the next run is scheduled when the previous
+    one finishes), and runs missed while the database was closed, or while a run took
+    long, collapse into one. Each run is an ordinary scheduled call (a row of
+    `_scheduled_functions`). Jobs are matched by their unique names when the database
+    opens: a job no longer given stops, and one whose schedule changed is rescheduled.
+
+    Examples:
+        >>> from livedb import Crons, Database, mutation
+        >>> @mutation
+        ... def clear_presence(ctx):
+        ...     for row in ctx.db.query("presence").collect():
+        ...         ctx.db.delete(row["_id"])
+        >>> crons = Crons()
+        >>> crons.interval("clear presence", clear_presence, seconds=30)
+        >>> now = [1000.0]
+        >>> db = Database(clock=lambda: now[0], crons=crons)
+        >>> _ = db.mutation(lambda ctx: ctx.db.insert("presence", {"user": "ada"}))
+        >>> db.run_scheduled()
+        1
+        >>> db.query(lambda ctx: ctx.db.query("presence").collect())
+        []
+        >>> db.close()
     """
 
     def __init__(self) -> None:
+        """An empty set of jobs: add them with `interval`, `cron`, `hourly`, `daily`,
+        `weekly` and `monthly`."""
         self.jobs: dict[str, CronJob] = {}
 
     def interval(self, name: str, fn: Any, args: Mapping[str, Any] | None = None, *,
                  seconds: float = 0, minutes: float = 0, hours: float = 0) -> None:
-        """Run `fn(args)` every `seconds` + `minutes` + `hours`, starting when the db opens."""
+        """Run `fn(args)` every `seconds` + `minutes` + `hours`.
+
+        The first run is when the database opens; each next one an interval after the
+        previous run was due (missed ones skipped).
+
+        Args:
+            name: The job's name, unique among the jobs.
+            fn: A `@mutation` or `@action` defined at module level.
+            args: Its arguments, as one dict (validated now), or None.
+            seconds: Part of the interval; a finite number >= 0.
+            minutes: Part of the interval.
+            hours: Part of the interval. Their sum must be positive.
+
+        Raises:
+            ValueError: A duplicate name, a bad or zero interval, or a function that cannot
+                be scheduled (the error is also a `livedb.ValidationError`).
+            ValidationError: Bad arguments.
+
+        Examples:
+            >>> from livedb import Crons, mutation
+            >>> @mutation
+            ... def clear_presence(ctx):
+            ...     pass
+            >>> crons = Crons()
+            >>> crons.interval("clear presence", clear_presence, minutes=1, seconds=30)
+            >>> crons
+            Crons('clear presence')
+        """
         total = 0.0
         for unit, value, scale in (("seconds", seconds, 1), ("minutes", minutes, 60),
                                    ("hours", hours, 3600)):
@@ -317,25 +362,123 @@ class Crons:
 
     def cron(self, name: str, schedule: str, fn: Any,
              args: Mapping[str, Any] | None = None) -> None:
-        """Run `fn(args)` at the times a 5-field cron expression (UTC) matches."""
+        """Run `fn(args)` at the times a cron expression matches (in UTC).
+
+        The expression has five fields, `minute hour day-of-month month day-of-week`. Each
+        is `*`, a number, a range `a-b`, a step `*/n`, `a-b/n` or `a/n`, or a
+        comma-separated list of those; months and weekdays may be named (`jan`, `mon`); a
+        weekday is 0-7, both 0 and 7 meaning Sunday. When both day fields are restricted, a
+        day matching either one matches (as in Vixie cron). `@hourly`, `@daily`, `@weekly`,
+        `@monthly` and `@yearly` are shorthands.
+
+        Args:
+            name: The job's name, unique among the jobs.
+            schedule: The cron expression, e.g. `"*/5 * * * *"` (every five minutes).
+            fn: A `@mutation` or `@action` defined at module level.
+            args: Its arguments, as one dict (validated now), or None.
+
+        Raises:
+            ValueError: A duplicate name, a malformed expression, or a function that cannot
+                be scheduled (the error is also a `livedb.ValidationError`).
+            ValidationError: Bad arguments.
+
+        Examples:
+            >>> from livedb import Crons, mutation, v
+            >>> @mutation(args={"email": v.string()})
+            ... def remind(ctx, email):
+            ...     pass
+            >>> crons = Crons()
+            >>> crons.cron("payment reminder", "0 16 1 * *", remind, {"email": "ada@example.com"})
+            >>> try:
+            ...     crons.cron("typo", "0 25 * * *", remind, {"email": "ada@example.com"})
+            ... except ValueError as e:
+            ...     print(e)
+            cron expression '0 25 * * *': hour field '25': 25 is out of range 0-23
+        """
         self._add(name, fn, args, None, CronExpression(schedule))
 
     def hourly(self, name: str, fn: Any, args: Mapping[str, Any] | None = None, *,
                minute_utc: int = 0) -> None:
-        """Run `fn(args)` every hour at `minute_utc`."""
+        """Run `fn(args)` every hour at minute `minute_utc`.
+
+        Args:
+            name: The job's name, unique among the jobs.
+            fn: A `@mutation` or `@action` defined at module level.
+            args: Its arguments, as one dict (validated now), or None.
+            minute_utc: The minute of the hour, 0-59.
+
+        Raises:
+            ValueError: A duplicate name, a minute out of range, or a function that cannot be
+                scheduled (the error is also a `livedb.ValidationError`).
+            ValidationError: Bad arguments.
+
+        Examples:
+            >>> from livedb import Crons, mutation
+            >>> @mutation
+            ... def rotate_logs(ctx):
+            ...     pass
+            >>> Crons().hourly("rotate logs", rotate_logs, minute_utc=15)
+        """
         minute = _clock_part(name, "minute_utc", minute_utc, 0, 59)
         self._add(name, fn, args, None, CronExpression(f"{minute} * * * *"))
 
     def daily(self, name: str, fn: Any, args: Mapping[str, Any] | None = None, *,
               hour_utc: int = 0, minute_utc: int = 0) -> None:
-        """Run `fn(args)` every day at `hour_utc:minute_utc`."""
+        """Run `fn(args)` every day at `hour_utc:minute_utc`.
+
+        Args:
+            name: The job's name, unique among the jobs.
+            fn: A `@mutation` or `@action` defined at module level.
+            args: Its arguments, as one dict (validated now), or None.
+            hour_utc: The hour, 0-23 (UTC).
+            minute_utc: The minute, 0-59.
+
+        Raises:
+            ValueError: A duplicate name, a time out of range, or a function that cannot be
+                scheduled (the error is also a `livedb.ValidationError`).
+            ValidationError: Bad arguments.
+
+        Examples:
+            >>> from livedb import Crons, mutation
+            >>> @mutation
+            ... def send_digest(ctx):
+            ...     pass
+            >>> crons = Crons()
+            >>> crons.daily("send digest", send_digest, hour_utc=17, minute_utc=30)
+            >>> try:
+            ...     crons.daily("send digest", send_digest)
+            ... except ValueError as e:
+            ...     print(e)
+            cron job 'send digest' is defined twice; names must be unique
+        """
         hour = _clock_part(name, "hour_utc", hour_utc, 0, 23)
         minute = _clock_part(name, "minute_utc", minute_utc, 0, 59)
         self._add(name, fn, args, None, CronExpression(f"{minute} {hour} * * *"))
 
     def weekly(self, name: str, fn: Any, args: Mapping[str, Any] | None = None, *,
                day_of_week: str, hour_utc: int = 0, minute_utc: int = 0) -> None:
-        """Run `fn(args)` every week on `day_of_week` ("monday"...) at `hour_utc:minute_utc`."""
+        """Run `fn(args)` every week on `day_of_week` at `hour_utc:minute_utc`.
+
+        Args:
+            name: The job's name, unique among the jobs.
+            fn: A `@mutation` or `@action` defined at module level.
+            args: Its arguments, as one dict (validated now), or None.
+            day_of_week: `"monday"` ... `"sunday"` (any case).
+            hour_utc: The hour, 0-23 (UTC).
+            minute_utc: The minute, 0-59.
+
+        Raises:
+            ValueError: A duplicate name, an unknown day, a time out of range, or a function
+                that cannot be scheduled (the error is also a `livedb.ValidationError`).
+            ValidationError: Bad arguments.
+
+        Examples:
+            >>> from livedb import Crons, mutation
+            >>> @mutation
+            ... def weekly_report(ctx):
+            ...     pass
+            >>> Crons().weekly("report", weekly_report, day_of_week="friday", hour_utc=9)
+        """
         if not isinstance(day_of_week, str) or day_of_week.lower() not in _WEEKDAYS:
             raise ScheduleError(f"cron {name!r}: day_of_week must be one of "
                                 f"{', '.join(_WEEKDAYS)}, got {day_of_week!r}")
@@ -346,7 +489,30 @@ class Crons:
 
     def monthly(self, name: str, fn: Any, args: Mapping[str, Any] | None = None, *,
                 day: int, hour_utc: int = 0, minute_utc: int = 0) -> None:
-        """Run `fn(args)` every month on `day` (1-31; months without that day are skipped)."""
+        """Run `fn(args)` every month on `day` at `hour_utc:minute_utc`.
+
+        Months without that day are skipped (`day=31` runs seven times a year).
+
+        Args:
+            name: The job's name, unique among the jobs.
+            fn: A `@mutation` or `@action` defined at module level.
+            args: Its arguments, as one dict (validated now), or None.
+            day: The day of the month, 1-31.
+            hour_utc: The hour, 0-23 (UTC).
+            minute_utc: The minute, 0-59.
+
+        Raises:
+            ValueError: A duplicate name, a day or time out of range, or a function that
+                cannot be scheduled (the error is also a `livedb.ValidationError`).
+            ValidationError: Bad arguments.
+
+        Examples:
+            >>> from livedb import Crons, mutation
+            >>> @mutation
+            ... def send_invoices(ctx):
+            ...     pass
+            >>> Crons().monthly("invoices", send_invoices, day=1, hour_utc=6)
+        """
         day = _clock_part(name, "day", day, 1, 31)
         hour = _clock_part(name, "hour_utc", hour_utc, 0, 23)
         minute = _clock_part(name, "minute_utc", minute_utc, 0, 59)

@@ -52,11 +52,20 @@ class ValidationError(LiveDBError):
 class SchemaError(LiveDBError):
     """A schema is malformed, or stored data does not match the schema given.
 
-    Raised by `define_table`, `.index()`, `.search_index()`, `.vector_index()` and
-    `define_schema` for bad names or fields, and by `Database(schema, path=...)` when
-    documents already in the file do not pass the schema (the message names the first
-    bad documents and paths; open with `define_schema(..., schema_validation=False)` to
-    repair them with mutations).
+    Raised when the schema is built, by `define_table`, `.index()`, `.search_index()`,
+    `.vector_index()` and `define_schema`, for bad names or fields; and by
+    `Database(schema, path=...)` when documents already in the file do not pass the
+    schema (the message names the first bad documents and paths). To repair such data,
+    open with `define_schema(..., schema_validation=False)` and fix the documents with
+    mutations.
+
+    Examples:
+        >>> from livedb import SchemaError, define_table, v
+        >>> try:
+        ...     define_table({"_secret": v.string()})
+        ... except SchemaError as e:
+        ...     print(e)
+        define_table: field '_secret' must not start with '_' or '$' (reserved for system fields)
     """
 
 
@@ -79,8 +88,10 @@ class DocumentNotFoundError(LiveDBError):
 class ConflictError(LiveDBError):
     """A mutation kept conflicting with concurrent commits until its retries ran out.
 
-    Conflicting mutations are retried automatically; this is raised only when retries
-    run out, and nothing of the mutation is committed.
+    Nothing of that mutation committed; retry later. Conflicting mutations are retried
+    automatically, so this is raised only when retries run out. The mutations of one
+    `Database` run one at a time (a single writer), so they never conflict with each
+    other: a program with one `Database` per file does not see this error.
     """
 
 
@@ -117,21 +128,58 @@ class AppError(LiveDBError):
 class AuthError(LiveDBError):
     """Credentials or a session token were not accepted.
 
-    Raised by `PasswordAuth.sign_in` for a wrong email or password (one message for
-    both), by an account locked after too many failures, by `sign_up` for an email
-    already taken, and by `PasswordAuth.identity`, `db.client(token=...)` and that
-    client's calls once its session is signed out or expired.
+    Raised by `PasswordAuth.sign_in` and `change_password` for a wrong email or password
+    (one message for both, after the same time, so callers cannot tell which was wrong)
+    and for an email locked after too many failed attempts; by `sign_up` for an email
+    that already has an account; and by `PasswordAuth.identity`, `db.client(token=...)`
+    and that client's calls once its session is signed out or expired.
+
+    Examples:
+        >>> from livedb import AuthError, Database
+        >>> from livedb.auth import PasswordAuth
+        >>> db = Database()
+        >>> auth = PasswordAuth(db)
+        >>> _ = auth.sign_up("ada@example.com", "correct horse")
+        >>> try:
+        ...     auth.sign_in("ada@example.com", "wrong horse")
+        ... except AuthError as e:
+        ...     print(e)
+        invalid email or password
+        >>> db.close()
     """
 
 
 class DatabaseLockedError(LiveDBError):
     """Another `Database`, in this or another process, has the same path open.
 
-    The lock is an OS file lock beside the database file, released when the other
-    database closes or its process dies.
+    A database file has one `Database` at a time: open it once per process and share that
+    object between threads. The lock is an OS file lock beside the database file,
+    released when the other database closes or its process dies.
+
+    Examples:
+        >>> from livedb import Database, DatabaseLockedError
+        >>> first = Database(path="app.livedb")
+        >>> try:
+        ...     Database(path="app.livedb")
+        ... except DatabaseLockedError as e:
+        ...     print(e)
+        app.livedb is already open in another Database (this process); close that one first
+        >>> first.close()
     """
 
 
 class CorruptionError(LiveDBError):
-    """A database file or a stored file is damaged or truncated; its contents cannot be
-    trusted, so livedb refuses to serve them rather than return wrong data."""
+    """A database file or a stored file is damaged or truncated, or is not a livedb
+    file: its contents cannot be trusted, so livedb refuses to serve them rather than
+    return wrong data. Restore from a backup (see `livedb.export`).
+
+    Examples:
+        >>> from pathlib import Path
+        >>> from livedb import CorruptionError, Database
+        >>> _ = Path("notes.livedb").write_text("not a database")
+        >>> try:
+        ...     Database(path="notes.livedb")
+        ... except CorruptionError as e:
+        ...     print(e)
+        notes.livedb is damaged and cannot be trusted (...); restore it from a backup or an export
+    """

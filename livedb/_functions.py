@@ -97,7 +97,7 @@ class Services(Protocol):
 
 
 class Auth:
-    """`ctx.auth`: who is calling."""
+    """`ctx.auth`: who is calling, in queries, mutations and actions."""
 
     __slots__ = ("_identity",)
 
@@ -105,7 +105,27 @@ class Auth:
         self._identity = identity
 
     def get_user_identity(self) -> UserIdentity | None:
-        """The caller's identity, or None for an anonymous call (and for scheduled calls)."""
+        """The caller's identity, or None for an anonymous call.
+
+        It is the `identity=` of `db.query`/`db.mutation`/..., the identity of the client
+        that made the call, or the identity a `PasswordAuth` session token stands for. An
+        action's `ctx.run_*` calls carry the action's identity; scheduled calls and crons
+        run with none.
+
+        Returns:
+            A `UserIdentity`, or None.
+
+        Examples:
+            >>> from livedb import Database, UserIdentity, query
+            >>> @query
+            ... def whoami(ctx):
+            ...     identity = ctx.auth.get_user_identity()
+            ...     return None if identity is None else identity.subject
+            >>> db = Database()
+            >>> db.query(whoami, identity=UserIdentity("ada")), db.query(whoami)
+            ('ada', None)
+            >>> db.close()
+        """
         return self._identity
 
 
@@ -126,14 +146,28 @@ def auth_for(identity: UserIdentity | None) -> Auth:
 
 
 class QueryCtx(Reader):
-    """The context of a query: `ctx.db` (read-only), `ctx.auth`, `ctx.storage`.
+    """The context of a query: what its handler gets as `ctx`.
 
-    Example:
-        ```python
-        @query(args={"id": v.id("messages")})
-        def get_message(ctx: QueryCtx, id: Id) -> dict | None:
-            return ctx.db.get(id)
-        ```
+    Use it for type annotations (`def handler(ctx: QueryCtx, ...)`); livedb makes one for
+    each call. It is valid only during that call: do not keep it or hand it to another
+    thread.
+
+    Attributes:
+        db: The database at the query's snapshot, read-only: `get`, `query`,
+            `normalize_id`, `system`. (The context itself: `ctx.db is ctx`.)
+        auth: Who is calling: `ctx.auth.get_user_identity()`.
+        storage: Stored files' metadata and URLs: `get_metadata`, `get_url`.
+
+    Examples:
+        >>> from livedb import Database, Id, QueryCtx, query, v
+        >>> @query(args={"id": v.id("notes")})
+        ... def get_note(ctx: QueryCtx, id: Id) -> dict | None:
+        ...     return ctx.db.get(id)
+        >>> db = Database()
+        >>> note_id = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+        >>> db.query(get_note, {"id": note_id})["text"]
+        'hi'
+        >>> db.close()
     """
 
     __slots__ = ("auth", "_services")
@@ -147,26 +181,52 @@ class QueryCtx(Reader):
 
     @property
     def db(self) -> QueryCtx:
-        """The database as this query sees it: `get`, `query`, `normalize_id`, `system`."""
+        """The database as this query sees it, read-only: `get`, `query`, `normalize_id`,
+        `system`, all at the query's one snapshot."""
         return self
 
     @property
     def storage(self) -> QueryFiles:
-        """File storage as a query sees it: `get_url`, `get_metadata`."""
+        """Stored files as this query sees them: `get_url` and `get_metadata` (the bytes
+        themselves are read in actions, with `ctx.storage.get`)."""
         return self._services.query_storage(self)
 
 
 class MutationCtx(Writer):
-    """The context of a mutation: `ctx.db` (reads and writes, one transaction),
-    `ctx.auth`, `ctx.storage` and `ctx.scheduler` (both transactional).
+    """The context of a mutation: what its handler gets as `ctx`.
 
-    Example:
-        ```python
-        @mutation(args={"body": v.string()})
-        def send(ctx: MutationCtx, body: str) -> Id:
-            ctx.scheduler.run_after(60, expire, {"body": body})
-            return ctx.db.insert("messages", {"body": body})
-        ```
+    Everything a mutation does through its context is one transaction: its reads see its
+    own earlier writes, and its writes, file deletions and scheduled calls all commit
+    together when the handler returns, or not at all if it raises. Use it for type
+    annotations; it is valid only during its call.
+
+    Attributes:
+        db: The database in this transaction: the reads of a query plus `insert`,
+            `patch`, `replace` and `delete`. (The context itself: `ctx.db is ctx`.)
+        auth: Who is calling: `ctx.auth.get_user_identity()`.
+        storage: Stored files: `get_metadata`, `get_url`, and `delete` (committed with
+            the mutation).
+        scheduler: `run_after`, `run_at` and `cancel`, committed with the mutation.
+
+    Examples:
+        >>> from livedb import Database, Id, MutationCtx, mutation, v
+        >>> @mutation(args={"id": v.id("notes")})
+        ... def expire(ctx, id):
+        ...     ctx.db.delete(id)
+        >>> @mutation(args={"text": v.string()})
+        ... def add_for_a_minute(ctx: MutationCtx, text: str) -> Id:
+        ...     note_id = ctx.db.insert("notes", {"text": text})
+        ...     ctx.scheduler.run_after(60, expire, {"id": note_id})
+        ...     return note_id
+        >>> now = [1000.0]
+        >>> db = Database(clock=lambda: now[0])
+        >>> note_id = db.mutation(add_for_a_minute, {"text": "hi"})
+        >>> now[0] += 60
+        >>> db.run_scheduled()
+        1
+        >>> db.query(lambda ctx: ctx.db.get(note_id)) is None
+        True
+        >>> db.close()
     """
 
     __slots__ = ("auth", "_services")
@@ -180,33 +240,54 @@ class MutationCtx(Writer):
 
     @property
     def db(self) -> MutationCtx:
-        """The database in this transaction: the reads of a query plus `insert`,
-        `patch`, `replace` and `delete`."""
+        """The database in this transaction: the reads of a query (seeing this mutation's
+        own writes) plus `insert`, `patch`, `replace` and `delete`."""
         return self
 
     @property
     def storage(self) -> MutationFiles:
-        """File storage in this transaction: `get_url`, `get_metadata`, `delete`."""
+        """Stored files in this transaction: `get_url`, `get_metadata`, and `delete`
+        (committed with the mutation; the bytes go once it commits)."""
         return self._services.mutation_storage(self)
 
     @property
     def scheduler(self) -> Scheduling:
-        """`run_after`, `run_at`, `cancel`: they commit with this mutation or not at all."""
+        """Scheduled calls: `run_after`, `run_at` and `cancel`. They commit with this
+        mutation, or not at all if it raises."""
         return self._services.mutation_scheduler(self)
 
 
 class ActionCtx:
-    """The context of an action: `run_query`, `run_mutation`, `run_action`, `auth`,
-    `storage`, `scheduler` and `vector_search`. Actions may do I/O; they are not
-    transactions, so they have no `ctx.db`.
+    """The context of an action: what its handler gets as `ctx`.
 
-    Example:
-        ```python
-        @action(args={"url": v.string()})
-        def fetch(ctx: ActionCtx, url: str) -> None:
-            body = urllib.request.urlopen(url).read().decode()
-            ctx.run_mutation(save_page, {"url": url, "body": body})
-        ```
+    An action may do I/O (network, files, slow computations); it is not a transaction, so
+    it has no `ctx.db`. It reads and writes through `run_query` and `run_mutation`, each
+    its own transaction carrying the action's identity; what a mutation committed stays
+    committed if the action fails later. Use it for type annotations; it is valid only
+    during its call.
+
+    Attributes:
+        auth: Who is calling: `ctx.auth.get_user_identity()`.
+        storage: Stored files: `store`, `get`, `get_metadata`, `get_url`, `delete`, each
+            committed at once.
+        scheduler: `run_after`, `run_at` and `cancel`, each committed at once.
+
+    Examples:
+        >>> from livedb import ActionCtx, Database, action, mutation, query, v
+        >>> @query
+        ... def count(ctx):
+        ...     return len(ctx.db.query("notes").collect())
+        >>> @mutation(args={"text": v.string()})
+        ... def add(ctx, text):
+        ...     return ctx.db.insert("notes", {"text": text})
+        >>> @action(args={"text": v.string()})
+        ... def add_and_count(ctx: ActionCtx, text: str) -> int:
+        ...     ctx.run_mutation(add, {"text": text})
+        ...     return ctx.run_query(count)
+        >>> db = Database()
+        >>> db.action(add_and_count, {"text": "hi"})
+        1
+        >>> db.close()
     """
 
     __slots__ = ("_services", "_identity", "auth")
@@ -219,17 +300,20 @@ class ActionCtx:
 
     @property
     def storage(self) -> ActionFiles:
-        """File storage: `store`, `get`, `get_url`, `get_metadata`, `delete`."""
+        """Stored files: `store`, `get`, `get_metadata`, `get_url` and `delete`, each
+        committed at once (an action is not a transaction)."""
         return self._services.action_storage()
 
     @property
     def scheduler(self) -> Scheduling:
-        """`run_after`, `run_at`, `cancel`, each committed at once (actions are not atomic)."""
+        """Scheduled calls: `run_after`, `run_at` and `cancel`, each committed at once (an
+        action is not a transaction)."""
         return self._services.action_scheduler()
 
     @property
     def db(self) -> Any:
-        """Actions have no `ctx.db` (they are not transactions): raises `LiveDBError`."""
+        """Actions have no `ctx.db`: an action is not a transaction. Reading it raises
+        `LiveDBError` saying to use `ctx.run_query` and `ctx.run_mutation` instead."""
         raise LiveDBError("actions have no ctx.db: an action is not a transaction; read with "
                           "ctx.run_query(...) and write with ctx.run_mutation(...)")
 
@@ -239,7 +323,31 @@ class ActionCtx:
     def run_query(self, fn: Callable[[QueryCtx], R],
                   args: Mapping[str, Any] | None = None) -> R: ...
     def run_query(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:  # noqa: E301
-        """Run a query with the action's identity and return its result."""
+        """Run a query with the action's identity and return its result.
+
+        Each call reads the newest snapshot: two calls may see different data.
+
+        Args:
+            fn: A `@query` function, or any callable `fn(ctx)`.
+            args: The arguments, as one dict, or None.
+
+        Returns:
+            The query's result (your own copy).
+
+        Raises:
+            ValidationError: Bad arguments or result.
+            LiveDBError: The database is closed.
+
+        Examples:
+            >>> from livedb import Database, action
+            >>> @action
+            ... def count_notes(ctx):
+            ...     return ctx.run_query(lambda ctx: len(ctx.db.query("notes").collect()))
+            >>> db = Database()
+            >>> db.action(count_notes)
+            0
+            >>> db.close()
+        """
         return self._services.run_query(fn, args, self._identity)
 
     @overload
@@ -249,7 +357,36 @@ class ActionCtx:
     def run_mutation(self, fn: Callable[[MutationCtx], R],
                      args: Mapping[str, Any] | None = None) -> R: ...
     def run_mutation(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:  # noqa: E301
-        """Run a mutation (its own transaction) with the action's identity."""
+        """Run a mutation, as its own transaction, with the action's identity.
+
+        It is committed and durable when this returns, whatever the action does next.
+
+        Args:
+            fn: A `@mutation` function, or any callable `fn(ctx)`.
+            args: The arguments, as one dict, or None.
+
+        Returns:
+            The mutation's result.
+
+        Raises:
+            ValidationError: Bad arguments, a write that does not fit the schema, or a bad
+                result (nothing is written).
+            DocumentNotFoundError: A patch, replace or delete of a missing document.
+            LiveDBError: The database is closed.
+
+        Examples:
+            >>> from livedb import Database, action, mutation, v
+            >>> @mutation(args={"text": v.string()})
+            ... def add(ctx, text):
+            ...     return ctx.db.insert("notes", {"text": text})
+            >>> @action
+            ... def add_greeting(ctx):
+            ...     return ctx.run_mutation(add, {"text": "hello"})
+            >>> db = Database()
+            >>> db.action(add_greeting).table
+            'notes'
+            >>> db.close()
+        """
         return self._services.run_mutation(fn, args, self._identity)
 
     @overload
@@ -259,16 +396,77 @@ class ActionCtx:
     def run_action(self, fn: Callable[[ActionCtx], R],
                    args: Mapping[str, Any] | None = None) -> R: ...
     def run_action(self, fn: Any, args: Mapping[str, Any] | None = None) -> Any:  # noqa: E301
-        """Run another action with the action's identity."""
+        """Run another action, with this action's identity, and return its result.
+
+        Args:
+            fn: An `@action` function (it may be `async def`), or any callable `fn(ctx)`.
+            args: The arguments, as one dict, or None.
+
+        Returns:
+            The action's result.
+
+        Raises:
+            ValidationError: Bad arguments or result.
+            LiveDBError: The database is closed.
+
+        Examples:
+            >>> from livedb import Database, action, v
+            >>> @action(args={"n": v.int64()})
+            ... def double(ctx, n):
+            ...     return 2 * n
+            >>> @action
+            ... def quadruple_three(ctx):
+            ...     return ctx.run_action(double, {"n": ctx.run_action(double, {"n": 3})})
+            >>> db = Database()
+            >>> db.action(quadruple_three)
+            12
+            >>> db.close()
+        """
         return self._services.run_action(fn, args, self._identity)
 
     def vector_search(self, table: str, index: str, vector: Any, limit: int = 10,
                       filter: Any = None) -> list[dict[str, Any]]:
-        """The `limit` (1-256) documents of `table` most similar to `vector` by cosine
-        similarity in vector index `index`, as `{"_id": ..., "_score": ...}`, best first.
+        """The documents of `table` most similar to `vector`, best first.
 
-        `filter` is a function of `q` returning `q.eq(field, value)` or `q.or_(...)` of
-        them, on the index's filter fields."""
+        Similarity is the cosine similarity between `vector` and each document's vector in
+        vector index `index` (see `TableDefinition.vector_index`), at the newest snapshot.
+        Fetch the documents themselves with `ctx.run_query`.
+
+        Args:
+            table: The table.
+            index: A vector index of the table.
+            vector: A list of numbers (or a numpy array) with the index's dimensions.
+            limit: How many results at most, 1 to 256.
+            filter: None, or a function of `q` returning `q.eq(field, value)` on one of the
+                index's filter fields, or `q.or_(...)` of such expressions.
+
+        Returns:
+            A list of `{"_id": Id, "_score": float}`, highest score first.
+
+        Raises:
+            ValidationError: An unknown vector index, a vector of the wrong length or with
+                non-finite numbers, a bad `limit`, or a filter on a field that is not a
+                filter field of the index.
+            TypeError: `filter` is not callable.
+
+        Examples:
+            >>> from livedb import Database, define_schema, define_table, v
+            >>> schema = define_schema({"movies": define_table(
+            ...     {"title": v.string(), "genre": v.string(), "embedding": v.array(v.float64())}
+            ... ).vector_index("by_embedding", vector_field="embedding", dimensions=2,
+            ...                filter_fields=["genre"])})
+            >>> db = Database(schema)
+            >>> for title, genre, embedding in [("Up", "comedy", [1.0, 0.0]),
+            ...                                 ("Heat", "drama", [0.0, 1.0])]:
+            ...     _ = db.mutation(lambda ctx: ctx.db.insert(
+            ...         "movies", {"title": title, "genre": genre, "embedding": embedding}))
+            >>> found = db.action(lambda ctx: ctx.vector_search(
+            ...     "movies", "by_embedding", [0.9, 0.1], limit=1,
+            ...     filter=lambda q: q.or_(q.eq("genre", "comedy"), q.eq("genre", "drama"))))
+            >>> [db.query(lambda ctx: ctx.db.get(hit["_id"])["title"]) for hit in found]
+            ['Up']
+            >>> db.close()
+        """
         return self._services.vector_search(table, index, vector, limit, filter)
 
 
@@ -276,9 +474,28 @@ class ActionCtx:
 
 
 class Function(Generic[R]):
-    """A handler registered as a query, mutation or action, with compiled checks.
+    """A handler registered as a query, mutation or action, with its compiled checks:
+    what `@query`, `@mutation` and `@action` return.
 
-    Calling it directly calls the handler: `fn(ctx, **args)`.
+    Pass it to `db.query`, `db.mutation`, `db.action`, `db.subscribe`, a client, or the
+    scheduler. Calling it directly calls the handler, `fn(ctx, **args)`, without any
+    check (handy in tests). It keeps the handler's name, docstring and module.
+
+    Attributes:
+        name: The stable name, `"module:qualname"`: what the scheduler stores, and how
+            `livedb.serve` finds it.
+        kind: `"query"`, `"mutation"` or `"action"`.
+        handler: The decorated function.
+        args: The validator of the arguments (a `v.object`), or None.
+        returns: The validator of the result, or None.
+
+    Examples:
+        >>> from livedb import query
+        >>> @query
+        ... def count_notes(ctx):
+        ...     return len(ctx.db.query("notes").collect())
+        >>> count_notes.kind, count_notes.name.endswith(":count_notes")
+        ('query', True)
     """
 
     __slots__ = ("kind", "handler", "name", "args", "returns", "check_args",
@@ -317,7 +534,8 @@ class Function(Generic[R]):
 
 
 class QueryFunction(Function[R]):
-    """A function registered with `@query`."""
+    """A function registered with `@query` (see `Function`); its type parameter is the
+    handler's return type, so `db.query(fn, ...)` is typed as what the handler returns."""
 
     __slots__ = ()
     kind = QUERY
@@ -327,7 +545,8 @@ class QueryFunction(Function[R]):
 
 
 class MutationFunction(Function[R]):
-    """A function registered with `@mutation`."""
+    """A function registered with `@mutation` (see `Function`); its type parameter is the
+    handler's return type."""
 
     __slots__ = ()
     kind = MUTATION
@@ -337,7 +556,8 @@ class MutationFunction(Function[R]):
 
 
 class ActionFunction(Function[R]):
-    """A function registered with `@action` (`R`: its result, awaited if it is async)."""
+    """A function registered with `@action` (see `Function`); its type parameter is the
+    handler's result, awaited if it is async."""
 
     __slots__ = ()
     kind = ACTION
@@ -392,29 +612,44 @@ def query(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  
     """Register a query: a read-only function of `ctx` and its arguments.
 
     Use as `@query` or `@query(args=..., returns=...)`. A query reads one consistent
-    snapshot; run it with `db.query(fn, args)` or watch it with `db.subscribe`.
+    snapshot; run it with `db.query(fn, args)`, watch it with `db.subscribe` or
+    `db.watch`, or call it from an action with `ctx.run_query`. The handler receives
+    `ctx` (a `QueryCtx`) and the validated arguments as keyword arguments; an omitted
+    `v.optional` argument is not passed, so its parameter needs a default. The result
+    type of the handler is kept, so `db.query(fn, ...)` is typed as what it returns.
+
+    A registered function's stable name is `"module:qualname"`. Calling the returned
+    object calls the handler directly: `fn(ctx, **args)`.
 
     Args:
         fn: The handler, `handler(ctx, **args)` (when used without parentheses).
-        args: The arguments' validators: a dict of `v.*` validators (or a validator of
-            an object). None: the arguments are not validated.
-        returns: A validator of the return value (None: any storable value).
+        args: The arguments' validators: a dict of `v.*` validators (or a `v.object`).
+            None: the arguments are not validated (any storable values).
+        returns: A validator of the return value. None: any storable value, or a
+            `PaginationResult`.
 
     Returns:
-        A `QueryFunction`; calling it calls the handler.
+        A `QueryFunction` (or, with arguments, a decorator that makes one).
 
     Raises:
-        TypeError: the handler is not a function, is async, or an optional argument's
-            parameter has no default.
+        TypeError: The handler is not callable, is `async def`, or has no default for a
+            `v.optional` argument (raised when the function is defined).
 
-    Example:
-        ```python
-        @query(args={"channel": v.string()})
-        def latest(ctx, channel):
-            return (ctx.db.query("messages")
-                    .with_index("by_channel", lambda q: q.eq("channel", channel))
-                    .order("desc").take(20))
-        ```
+    Examples:
+        >>> from livedb import Database, query, v
+        >>> @query(args={"channel": v.string(), "limit": v.optional(v.int64())})
+        ... def latest(ctx, channel, limit=20):
+        ...     return (ctx.db.query("messages").order("desc")
+        ...             .filter(lambda m: m["channel"] == channel)
+        ...             .take(limit))
+        >>> db = Database()
+        >>> _ = db.mutation(lambda ctx: ctx.db.insert("messages", {"channel": "a", "body": "hi"}))
+        >>> [m["body"] for m in db.query(latest, {"channel": "a"})]
+        ['hi']
+        >>> db.query(latest, {"channel": 1})
+        Traceback (most recent call last):
+        livedb._errors.ValidationError: ...: args.channel: expected string, got int
+        >>> db.close()
     """
     if fn is not None:
         return QueryFunction(fn, args, returns)
@@ -431,14 +666,35 @@ def mutation(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any
     transaction (all its writes commit together, or none if it raises).
 
     Use as `@mutation` or `@mutation(args=..., returns=...)`; run it with
-    `db.mutation(fn, args)`. See `query` for the arguments.
+    `db.mutation(fn, args)`, from a client with `client.mutation`, from an action with
+    `ctx.run_mutation`, or later with `ctx.scheduler.run_after`. The handler receives
+    `ctx` (a `MutationCtx`) and the validated arguments as keyword arguments. A
+    mutation that is scheduled must be defined at module level (it is found again by
+    its `"module:qualname"` name).
 
-    Example:
-        ```python
-        @mutation(args={"channel": v.string(), "body": v.string()})
-        def send(ctx, channel, body):
-            return ctx.db.insert("messages", {"channel": channel, "body": body})
-        ```
+    Args:
+        fn: The handler, `handler(ctx, **args)` (when used without parentheses).
+        args: The arguments' validators: a dict of `v.*` validators (or a `v.object`).
+            None: the arguments are not validated.
+        returns: A validator of the return value; a result that fails it rolls the
+            mutation back. None: any storable value.
+
+    Returns:
+        A `MutationFunction` (or, with arguments, a decorator that makes one).
+
+    Raises:
+        TypeError: The handler is not callable, is `async def`, or has no default for a
+            `v.optional` argument.
+
+    Examples:
+        >>> from livedb import Database, mutation, v
+        >>> @mutation(args={"channel": v.string(), "body": v.string()}, returns=v.id("messages"))
+        ... def send(ctx, channel, body):
+        ...     return ctx.db.insert("messages", {"channel": channel, "body": body})
+        >>> db = Database()
+        >>> db.mutation(send, {"channel": "general", "body": "hi"}).table
+        'messages'
+        >>> db.close()
     """
     if fn is not None:
         return MutationFunction(fn, args, returns)
@@ -453,19 +709,40 @@ def action(fn: Callable[Concatenate[ActionCtx, P], R], /) -> ActionFunction[R]: 
 @overload
 def action(*, args: Any = None, returns: Any = None) -> _ActionDecorator: ...
 def action(fn: Any = None, /, *, args: Any = None, returns: Any = None) -> Any:  # noqa: E302
-    """Register an action: a function that may do I/O (network, files) and call queries
+    """Register an action: a function that may do I/O (network, files) and calls queries
     and mutations with `ctx.run_query` / `ctx.run_mutation` (each its own transaction).
-    An action may be `async def`.
 
     Use as `@action` or `@action(args=..., returns=...)`; run it with
-    `db.action(fn, args)`. See `query` for the arguments.
+    `db.action(fn, args)`, from another action with `ctx.run_action`, or later with
+    `ctx.scheduler.run_after` (defined at module level). The handler receives `ctx` (an
+    `ActionCtx`) and the validated arguments as keyword arguments; it may be
+    `async def`. An action is not a transaction: use it for side effects, and keep
+    database logic in mutations.
 
-    Example:
-        ```python
-        @action(args={"text": v.string()})
-        def translate_and_send(ctx, text):
-            ctx.run_mutation(send, {"channel": "general", "body": text.upper()})
-        ```
+    Args:
+        fn: The handler, `handler(ctx, **args)` (when used without parentheses).
+        args: The arguments' validators: a dict of `v.*` validators (or a `v.object`).
+            None: the arguments are not validated.
+        returns: A validator of the return value. None: any storable value.
+
+    Returns:
+        An `ActionFunction` (or, with arguments, a decorator that makes one).
+
+    Raises:
+        TypeError: The handler is not callable, or has no default for a `v.optional`
+            argument.
+
+    Examples:
+        >>> import asyncio
+        >>> from livedb import Database, action, v
+        >>> @action(args={"seconds": v.float64()})
+        ... async def wait(ctx, seconds):
+        ...     await asyncio.sleep(seconds)
+        ...     return seconds
+        >>> db = Database()
+        >>> db.action(wait, {"seconds": 0.01})
+        0.01
+        >>> db.close()
     """
     if fn is not None:
         return ActionFunction(fn, args, returns)

@@ -8,7 +8,50 @@ from typing import Any
 
 @dataclass(frozen=True)
 class UserIdentity:
-    """An authenticated caller. `token_identifier` defaults to ``"issuer|subject"``."""
+    """Who calls a function: what `ctx.auth.get_user_identity()` returns.
+
+    Pass one as `identity=` to `db.query`, `db.mutation`, `db.action`, `db.subscribe`,
+    `db.watch` or `db.client`; `livedb.auth.PasswordAuth` makes them from session tokens
+    (`subject` is then the user's id in `auth_users`). The fields are those of an OpenID
+    Connect identity, as in Convex. It is immutable and compares by value.
+
+    Attributes:
+        subject: Who the user is, unique for the issuer (a user id): a non-empty str.
+        issuer: Who vouches for the identity (default `"livedb"`).
+        token_identifier: Unique across issuers; defaults to `"issuer|subject"`.
+        name: The user's full name, if known.
+        given_name: Given name, if known.
+        family_name: Family name, if known.
+        nickname: Nickname, if known.
+        preferred_username: Preferred user name, if known.
+        profile_url: Profile page URL, if known.
+        picture_url: Picture URL, if known.
+        email: Email address, if known.
+        email_verified: Whether the email address was verified, if known.
+        gender: Gender, if known.
+        birthday: Birthday, if known.
+        timezone: Time zone, if known.
+        language: Language, if known.
+        phone_number: Phone number, if known.
+        phone_number_verified: Whether the phone number was verified, if known.
+        address: Postal address, if known.
+        updated_at: When the identity was last updated, if known.
+        custom_claims: Any other claims, as a tuple of `(name, value)` pairs.
+
+    Raises:
+        TypeError: `subject` or `issuer` is not a non-empty str, or `token_identifier`
+            is not a str.
+
+    Examples:
+        >>> import livedb
+        >>> ada = livedb.UserIdentity("ada", email="ada@example.com")
+        >>> ada.token_identifier
+        'livedb|ada'
+        >>> db = livedb.Database()
+        >>> db.query(lambda ctx: ctx.auth.get_user_identity().email, identity=ada)
+        'ada@example.com'
+        >>> db.close()
+    """
 
     subject: str
     issuer: str = "livedb"

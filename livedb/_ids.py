@@ -35,7 +35,15 @@ class Id(str):
 
     @property
     def table(self) -> str:
-        """The name of the table this id belongs to."""
+        """The name of the table this id belongs to.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"})).table
+            'notes'
+            >>> db.close()
+        """
         return self[: self.index(":")]
 
     def __repr__(self) -> str:

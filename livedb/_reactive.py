@@ -146,9 +146,28 @@ class Subscriber:
         self._pending = False
         self._delivered = 0
         self.active = True
+        """True while updates are delivered; False once unsubscribed, or once the
+        database (or the client) is closed."""
 
     def unsubscribe(self) -> None:
-        """Stop receiving updates (idempotent)."""
+        """Stop receiving updates; idempotent, and safe from any thread (a callback too).
+
+        No callback starts after it returns, even one already handed to the dispatch, and
+        the subscription lets go of its callbacks. Leaving a `with` block of the
+        subscription calls it.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> seen = []
+            >>> subscription = db.subscribe(lambda ctx: len(ctx.db.query("notes").collect()),
+            ...                             None, seen.append)
+            >>> subscription.unsubscribe()
+            >>> _ = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+            >>> seen, subscription.active
+            ([0], False)
+            >>> db.close()
+        """
         if self.active:
             self.active = False
             self._remove()
@@ -195,10 +214,27 @@ class Subscriber:
 
 
 class Subscription(Subscriber):
-    """A live query's subscriber: `.result`, `.active`, `.unsubscribe()`; a context manager.
+    """A live query's subscriber, as `db.subscribe(...)` returns it.
 
-    It holds its callbacks strongly (a bound method keeps its object alive) until it is
-    unsubscribed or the database closes; `livedb.ui.tie` ends it with a widget.
+    It is a context manager: leaving the `with` block unsubscribes. It holds its
+    callbacks strongly (a bound method keeps its object alive) until it is unsubscribed
+    or the database closes; `livedb.ui.tie` ends it together with a widget.
+
+    Attributes:
+        active: True while updates are delivered; False once unsubscribed, or once the
+            database is closed.
+
+    Examples:
+        >>> from livedb import Database
+        >>> db = Database()
+        >>> with db.subscribe(lambda ctx: ctx.db.query("notes").collect(), None,
+        ...                   lambda notes: None) as subscription:
+        ...     _ = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+        ...     [note["text"] for note in subscription.result], subscription.active
+        (['hi'], True)
+        >>> subscription.active
+        False
+        >>> db.close()
     """
 
     def __init__(self, reactive: Reactive, live: LiveQuery, on_update: Callable[..., Any],
@@ -214,14 +250,19 @@ class Subscription(Subscriber):
 
     @property
     def result(self) -> Any:
-        """The query's newest result (as of the last commit processed): your own copy."""
+        """The query's newest result, as of the last commit processed: your own copy.
+
+        Through a `dispatch` it may be newer than the last result `on_update` got (that
+        update is on its way). None if the last run raised.
+        """
         state = self._live.state
         return None if state.error is not None or not state.encoded else copy_of(
             state.encoded)
 
     @property
     def live_key(self) -> object:
-        """The shared live query this subscription watches (equal for twins)."""
+        """An opaque key of the shared live query this subscription watches: equal for
+        subscriptions of the same function, args and identity, which share one execution."""
         return self._live
 
     def _remove(self) -> None:

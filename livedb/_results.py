@@ -19,19 +19,30 @@ from ._values import MAX_DEPTH, storable_hook, type_name
 
 
 class PaginationResult:
-    """One page of a paginated query.
+    """One page of a paginated query, as `query.paginate(...)` returns it.
+
+    A function may return it as it is (a query returning a page is what
+    `client.paginated` and Convex's `usePaginatedQuery` expect).
 
     Attributes:
         page: The documents of this page (plain dicts), in the query's order.
         is_done: True when no document follows this page.
-        continue_cursor: Pass it as `cursor` to get the next page (a `str`; it is only
-            valid for the same query).
+        continue_cursor: Pass it as `cursor` to get the next page: an opaque `str`,
+            valid only for the same query.
 
-    Example:
-        ```python
-        first = ctx.db.query("messages").paginate(20)
-        more = ctx.db.query("messages").paginate(20, first.continue_cursor)
-        ```
+    Examples:
+        >>> from livedb import Database
+        >>> db = Database()
+        >>> for n in range(3):
+        ...     _ = db.mutation(lambda ctx: ctx.db.insert("numbers", {"n": n}))
+        >>> first = db.query(lambda ctx: ctx.db.query("numbers").paginate(2))
+        >>> [d["n"] for d in first.page], first.is_done
+        ([0, 1], False)
+        >>> rest = db.query(lambda ctx: ctx.db.query("numbers").paginate(
+        ...     2, first.continue_cursor))
+        >>> [d["n"] for d in rest.page], rest.is_done
+        ([2], True)
+        >>> db.close()
     """
 
     __slots__ = ("page", "is_done", "continue_cursor")

@@ -118,7 +118,17 @@ def _cancel(txn: Writer, doc_id: str, now: float) -> None:
 
 
 class MutationScheduler:
-    """`ctx.scheduler` in a mutation: what it schedules or cancels commits with the mutation."""
+    """`ctx.scheduler` in a mutation: what it schedules or cancels commits with the
+    mutation, or not at all if the mutation raises.
+
+    Every scheduled call is a document of the system table `_scheduled_functions`, read
+    with `ctx.db.system`: `name` (the function's `"module:qualname"`), `args`,
+    `scheduled_time`, `completed_time` and `state` (`{"kind": "pending"}`, then
+    `"in_progress"` for an action, then `"success"`, `"failed"` with an `"error"`, or
+    `"canceled"`). Scheduled mutations run exactly once, scheduled actions at most once;
+    both run with no identity. With a `path`, pending calls survive a restart.
+    Finished calls are deleted after 7 days.
+    """
 
     __slots__ = ("_txn",)
 
@@ -126,21 +136,110 @@ class MutationScheduler:
         self._txn = txn
 
     def run_after(self, seconds: float, fn: Any, args: Mapping[str, Any] | None = None) -> Id:
-        """Run `fn(args)` `seconds` from now (once this mutation commits); its row id."""
+        """Run `fn(args)` `seconds` from now, once this mutation commits.
+
+        Args:
+            seconds: The delay, a finite number >= 0 (0: as soon as possible).
+            fn: A `@mutation` or `@action` defined at module level (a call is stored by the
+                function's `"module:qualname"` name and looked up again when it runs).
+            args: The arguments, as one dict, validated now; they are stored, so the limits
+                of stored values apply.
+
+        Returns:
+            The call's id in `_scheduled_functions` (for `cancel` and `ctx.db.system.get`).
+
+        Raises:
+            ValidationError: A bad delay; `fn` is a query, a lambda, a nested or
+                undecorated function, or cannot be found again by its name; bad arguments.
+                (For a bad delay or function, the error is also a `ValueError`.)
+
+        Examples:
+            >>> from livedb import Database, mutation, v
+            >>> @mutation(args={"text": v.string()})
+            ... def remind(ctx, text):
+            ...     ctx.db.insert("reminders", {"text": text})
+            >>> @mutation
+            ... def plan(ctx):
+            ...     return ctx.scheduler.run_after(3600, remind, {"text": "stretch"})
+            >>> now = [1000.0]
+            >>> db = Database(clock=lambda: now[0])
+            >>> call_id = db.mutation(plan)
+            >>> db.query(lambda ctx: ctx.db.system.get(call_id)["state"])
+            {'kind': 'pending'}
+            >>> now[0] += 3600
+            >>> db.run_scheduled()
+            1
+            >>> db.query(lambda ctx: ctx.db.system.get(call_id)["state"])
+            {'kind': 'success'}
+            >>> db.close()
+        """
         delay = check_delay(seconds)
         return _insert_call(self._txn, fn, args, self._txn.catalog.now() + delay)
 
     def run_at(self, timestamp: float, fn: Any, args: Mapping[str, Any] | None = None) -> Id:
-        """Run `fn(args)` at `timestamp` (seconds since the epoch; a past time means now)."""
+        """Run `fn(args)` at `timestamp`, once this mutation commits.
+
+        Args:
+            timestamp: When, in seconds since the epoch on the database clock (or a
+                timezone-aware `datetime`). A time in the past means as soon as possible.
+            fn: A `@mutation` or `@action` defined at module level.
+            args: The arguments, as one dict, validated now and stored.
+
+        Returns:
+            The call's id in `_scheduled_functions`.
+
+        Raises:
+            ValidationError: A non-finite timestamp or a naive `datetime`; `fn` cannot be
+                scheduled; bad arguments. (For a bad time or function, the error is also a
+                `ValueError`.)
+
+        Examples:
+            >>> from datetime import datetime, timezone
+            >>> from livedb import Database, mutation
+            >>> @mutation
+            ... def happy_new_year(ctx):
+            ...     ctx.db.insert("greetings", {"text": "Happy new year"})
+            >>> db = Database()
+            >>> call_id = db.mutation(lambda ctx: ctx.scheduler.run_at(
+            ...     datetime(2100, 1, 1, tzinfo=timezone.utc), happy_new_year))
+            >>> db.query(lambda ctx: ctx.db.system.get(call_id)["scheduled_time"])
+            4102444800.0
+            >>> db.close()
+        """
         return _insert_call(self._txn, fn, args, check_timestamp(timestamp))
 
     def cancel(self, id: str) -> None:
-        """Cancel a scheduled call that has not finished; a running action runs on."""
+        """Cancel a scheduled call, once this mutation commits.
+
+        A pending call will not run; its state becomes `"canceled"`. An action already
+        running is marked canceled but runs to its end. A call that has finished (or was
+        deleted after 7 days) is left as it is.
+
+        Args:
+            id: The call's id, as `run_after` or `run_at` returned it.
+
+        Raises:
+            ValidationError: `id` is not an id of `_scheduled_functions`.
+
+        Examples:
+            >>> from livedb import Database, mutation
+            >>> @mutation
+            ... def remind(ctx):
+            ...     ctx.db.insert("reminders", {})
+            >>> db = Database()
+            >>> call_id = db.mutation(lambda ctx: ctx.scheduler.run_after(60, remind))
+            >>> db.mutation(lambda ctx: ctx.scheduler.cancel(call_id))
+            >>> db.query(lambda ctx: ctx.db.system.get(call_id)["state"])
+            {'kind': 'canceled'}
+            >>> db.close()
+        """
         _cancel(self._txn, _call_id(id, "cancel"), self._txn.catalog.now())
 
 
 class ActionScheduler:
-    """`ctx.scheduler` in an action: each call commits at once, in a transaction of its own."""
+    """`ctx.scheduler` in an action: each call commits at once, in a transaction of its
+    own (an action is not a transaction). The calls and their rows in
+    `_scheduled_functions` are those of `MutationScheduler`."""
 
     __slots__ = ("_kernel",)
 
@@ -148,21 +247,98 @@ class ActionScheduler:
         self._kernel = kernel
 
     def run_after(self, seconds: float, fn: Any, args: Mapping[str, Any] | None = None) -> Id:
-        """Run `fn(args)` `seconds` from now; its row id."""
+        """Run `fn(args)` `seconds` from now; scheduled at once (committed when this returns).
+
+        Args:
+            seconds: The delay, a finite number >= 0.
+            fn: A `@mutation` or `@action` defined at module level.
+            args: The arguments, as one dict, validated now and stored.
+
+        Returns:
+            The call's id in `_scheduled_functions`.
+
+        Raises:
+            ValidationError: A bad delay; `fn` cannot be scheduled; bad arguments. (For a bad
+                delay or function, the error is also a `ValueError`.)
+            LiveDBError: The database is closed.
+
+        Examples:
+            >>> from livedb import Database, action, mutation
+            >>> @mutation
+            ... def retry_later(ctx):
+            ...     ctx.db.insert("attempts", {})
+            >>> @action
+            ... def try_fetch(ctx):
+            ...     return ctx.scheduler.run_after(30, retry_later)
+            >>> db = Database()
+            >>> db.action(try_fetch).table
+            '_scheduled_functions'
+            >>> db.close()
+        """
         delay = check_delay(seconds)
         schedulable(fn)
         return self._kernel.write_system("scheduler.run_after", lambda txn: _insert_call(
             txn, fn, args, self._kernel.catalog.now() + delay))
 
     def run_at(self, timestamp: float, fn: Any, args: Mapping[str, Any] | None = None) -> Id:
-        """Run `fn(args)` at `timestamp` (seconds since the epoch; a past time means now)."""
+        """Run `fn(args)` at `timestamp`; scheduled at once (committed when this returns).
+
+        Args:
+            timestamp: When, in seconds since the epoch on the database clock (or a
+                timezone-aware `datetime`). A time in the past means as soon as possible.
+            fn: A `@mutation` or `@action` defined at module level.
+            args: The arguments, as one dict, validated now and stored.
+
+        Returns:
+            The call's id in `_scheduled_functions`.
+
+        Raises:
+            ValidationError: A non-finite timestamp or a naive `datetime`; `fn` cannot be
+                scheduled; bad arguments. (For a bad time or function, the error is also a
+                `ValueError`.)
+            LiveDBError: The database is closed.
+
+        Examples:
+            >>> from livedb import Database, mutation
+            >>> @mutation
+            ... def wake_up(ctx):
+            ...     ctx.db.insert("alarms", {})
+            >>> db = Database()
+            >>> call_id = db.action(lambda ctx: ctx.scheduler.run_at(4102444800, wake_up))
+            >>> db.query(lambda ctx: ctx.db.system.get(call_id)["name"]).endswith(":wake_up")
+            True
+            >>> db.close()
+        """
         when = check_timestamp(timestamp)
         schedulable(fn)
         return self._kernel.write_system("scheduler.run_at",
                                lambda txn: _insert_call(txn, fn, args, when))
 
     def cancel(self, id: str) -> None:
-        """Cancel a scheduled call that has not finished; a running action runs on."""
+        """Cancel a scheduled call at once (committed when this returns).
+
+        A pending call will not run; an action already running runs to its end; a finished
+        call is left as it is.
+
+        Args:
+            id: The call's id, as `run_after` or `run_at` returned it.
+
+        Raises:
+            ValidationError: `id` is not an id of `_scheduled_functions`.
+            LiveDBError: The database is closed.
+
+        Examples:
+            >>> from livedb import Database, mutation
+            >>> @mutation
+            ... def remind(ctx):
+            ...     ctx.db.insert("reminders", {})
+            >>> db = Database()
+            >>> call_id = db.action(lambda ctx: ctx.scheduler.run_after(60, remind))
+            >>> db.action(lambda ctx: ctx.scheduler.cancel(call_id))
+            >>> db.query(lambda ctx: ctx.db.system.get(call_id)["state"]["kind"])
+            'canceled'
+            >>> db.close()
+        """
         doc_id = _call_id(id, "cancel")
         self._kernel.write_system("scheduler.cancel",
                         lambda txn: _cancel(txn, doc_id, self._kernel.catalog.now()))

@@ -48,7 +48,10 @@ if TYPE_CHECKING:
 _CURSOR_VERSION = "s1"
 
 class SearchFilter:
-    """The `q` of `with_search_index(name, lambda q: q.search(field, text).eq(f, x))`."""
+    """The `q` of `.with_search_index(name, lambda q: q.search(field, text).eq(f, x))`.
+
+    Call `search` once, then `eq` on any of the index's filter fields; return `q`.
+    """
 
     __slots__ = ("_index", "_text", "_eqs")
 
@@ -58,7 +61,24 @@ class SearchFilter:
         self._eqs: dict[int, tuple[Any, ...]] = {}
 
     def search(self, field: str, text: str) -> SearchFilter:
-        """Match documents whose `field` holds any term of `text` (the last as a prefix)."""
+        """Match the documents whose `field` holds any term of `text`.
+
+        Terms are runs of letters, digits and `_`, compared case-insensitively; the last
+        term of `text` also matches as a prefix (`"hel"` finds "hello"), weighted half. A
+        document holding more of the terms, or rarer ones, ranks higher (BM25). An empty
+        text matches nothing.
+
+        Args:
+            field: The index's search field.
+            text: What to search for: at most 16 distinct terms.
+
+        Returns:
+            This filter, to chain `eq` on.
+
+        Raises:
+            ValidationError: `field` is not the index's search field, `search` was called
+                already, or `text` is not a str of valid Unicode.
+        """
         name = self._index.name
         if self._text is not None:
             raise ValidationError(f"with_search_index({name!r}): search may be called once")
@@ -75,7 +95,22 @@ class SearchFilter:
         return self
 
     def eq(self, field: str, value: Any) -> SearchFilter:
-        """Keep only documents whose filter field `field` equals `value`."""
+        """Keep only the documents whose filter field `field` equals `value`.
+
+        Unlike `.filter(...)`, the index applies it: a live search is, as a rule, not re-run
+        for writes to documents with other values.
+
+        Args:
+            field: One of the index's `filter_fields`, at most one `eq` each.
+            value: A storable value.
+
+        Returns:
+            This filter, to chain on.
+
+        Raises:
+            ValidationError: `search` was not called first, `field` is not a filter field of
+                the index or has an `eq` already, or `value` is not storable.
+        """
         index = self._index
         name = index.name
         if self._text is None:
@@ -467,7 +502,27 @@ class _Expr:
 
 
 class VectorFilter:
-    """The `q` of `filter=lambda q: q.or_(q.eq("genre", "comedy"), q.eq("genre", "drama"))`."""
+    """The `q` of `ctx.vector_search(..., filter=lambda q: ...)`: return `q.eq(...)`, or
+    `q.or_(...)` of such expressions.
+
+    Examples:
+        >>> from livedb import Database, define_schema, define_table, v
+        >>> schema = define_schema({"movies": define_table(
+        ...     {"genre": v.string(), "embedding": v.array(v.float64())}
+        ... ).vector_index("by_embedding", vector_field="embedding", dimensions=2,
+        ...                filter_fields=["genre"])})
+        >>> db = Database(schema)
+        >>> for genre, embedding in [("comedy", [1.0, 0.0]), ("drama", [1.0, 0.1]),
+        ...                          ("horror", [1.0, 0.2])]:
+        ...     _ = db.mutation(lambda ctx: ctx.db.insert(
+        ...         "movies", {"genre": genre, "embedding": embedding}))
+        >>> hits = db.action(lambda ctx: ctx.vector_search(
+        ...     "movies", "by_embedding", [1.0, 0.0],
+        ...     filter=lambda q: q.or_(q.eq("genre", "drama"), q.eq("genre", "horror"))))
+        >>> [db.query(lambda ctx: ctx.db.get(hit["_id"])["genre"]) for hit in hits]
+        ['drama', 'horror']
+        >>> db.close()
+    """
 
     __slots__ = ("_index",)
 
@@ -475,7 +530,19 @@ class VectorFilter:
         self._index = index
 
     def eq(self, field: str, value: Any) -> _Expr:
-        """Documents whose filter field `field` equals `value`."""
+        """The documents whose filter field `field` equals `value`.
+
+        Args:
+            field: One of the vector index's `filter_fields`.
+            value: A storable value.
+
+        Returns:
+            An expression: return it from the filter, or combine it with `or_`.
+
+        Raises:
+            ValidationError: `field` is not a filter field of the index, or `value` is not
+                storable.
+        """
         index = self._index
         if field not in index.filter_fields:
             known = ", ".join(repr(f) for f in index.filter_fields) or "none"
@@ -489,7 +556,17 @@ class VectorFilter:
         return _Expr(((index.filter_fields.index(field), encode_key(value)),))
 
     def or_(self, *exprs: _Expr) -> _Expr:
-        """Documents matching any of `exprs`."""
+        """The documents matching any of `exprs` (`or_` because `or` is a Python keyword).
+
+        Args:
+            *exprs: Expressions made by `eq` (or `or_`).
+
+        Returns:
+            An expression matching their union.
+
+        Raises:
+            ValidationError: An argument is not such an expression.
+        """
         for expr in exprs:
             if not isinstance(expr, _Expr):
                 raise ValidationError(f"vector_search filter: or_ takes q.eq(...) or "

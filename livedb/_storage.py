@@ -721,7 +721,14 @@ class FileImport:
 
 
 class QueryStorage:
-    """`ctx.storage` in a query: `get_url` and `get_metadata`, read at the query's snapshot."""
+    """`ctx.storage` in a query: `get_metadata` and `get_url`, read at the query's
+    snapshot (a live query re-runs when the file's row changes).
+
+    Stored files are bytes kept beside the database (in memory, or with a `path` in the
+    folder `<path>.files/`), each with a row in the system table `_storage`. Files are
+    stored from actions (`ctx.storage.store`) or from outside functions
+    (`db.store_file`); their bytes are read in actions (`ctx.storage.get`).
+    """
 
     __slots__ = ("_txn", "_files")
 
@@ -730,31 +737,100 @@ class QueryStorage:
         self._files = files
 
     def get_metadata(self, id: str) -> dict[str, Any] | None:
-        """`{_id, _creation_time, sha256, size, content_type}` of a stored file, or None."""
+        """What is known of a stored file, or None if there is no such file.
+
+        Args:
+            id: The file's id in `_storage`.
+
+        Returns:
+            `{"_id", "_creation_time", "sha256" (hex str), "size" (bytes), "content_type"
+            (str or None)}`, or None.
+
+        Raises:
+            ValidationError: `id` is not an id of `_storage`.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> file_id = db.store_file(b"hello", content_type="text/plain")
+            >>> meta = db.query(lambda ctx: ctx.storage.get_metadata(file_id))
+            >>> meta["size"], meta["content_type"], meta["sha256"][:12]
+            (5, 'text/plain', '2cf24dba5fb0')
+            >>> db.close()
+        """
         row = self._txn.system.get(_file_id(id, "get_metadata"))
         return None if row is None else _metadata(row)
 
     def get_url(self, id: str) -> str | None:
-        """A `file://` URL of the stored file (durable databases), or None."""
+        """A `file://` URL of a stored file's bytes, for a durable database.
+
+        The file behind the URL is livedb's own: read it, do not change or move it. It
+        stays valid until the stored file is deleted.
+
+        Args:
+            id: The file's id in `_storage`.
+
+        Returns:
+            The URL; None if there is no such file, or the database is in memory (which has
+            no files to point at).
+
+        Raises:
+            ValidationError: `id` is not an id of `_storage`.
+
+        Examples:
+            >>> from livedb import Database
+            >>> with Database(path="files.livedb") as db:
+            ...     file_id = db.store_file(b"hello")
+            ...     db.query(lambda ctx: ctx.storage.get_url(file_id)).startswith("file://")
+            True
+        """
         row = self._txn.system.get(_file_id(id, "get_url"))
         return None if row is None else self._files.url(row)
 
     def store(self, data: Any, content_type: str | None = None) -> Id:
+        """Not in queries and mutations: raises `LiveDBError`. Store files from an action
+        (`ctx.storage.store`) or outside functions (`db.store_file`)."""
         raise LiveDBError("storage.store is available in actions only (or db.store_file "
                           "outside functions)")
 
     def get(self, id: str) -> bytes | None:
+        """Not in queries and mutations: raises `LiveDBError`. Read a file's bytes in an
+        action (`ctx.storage.get`); here, use `get_metadata` and `get_url`."""
         raise LiveDBError("storage.get is available in actions only; queries and mutations "
                           "may read get_metadata and get_url")
 
 
 class MutationStorage(QueryStorage):
-    """`ctx.storage` in a mutation: also `delete`, which commits with the mutation."""
+    """`ctx.storage` in a mutation: `get_metadata` and `get_url` as in a query (seeing
+    the mutation's own deletions), and `delete`, which commits with the mutation."""
 
     __slots__ = ()
 
     def delete(self, id: str) -> None:
-        """Delete a stored file; its bytes are removed once the mutation commits."""
+        """Delete a stored file, with this mutation.
+
+        Its row goes when the mutation commits (nothing happens if it raises); its bytes are
+        removed once that commit is durable and no reader still needs them.
+
+        Args:
+            id: The file's id in `_storage`.
+
+        Raises:
+            DocumentNotFoundError: There is no such file (deleted already?).
+            ValidationError: `id` is not an id of `_storage`.
+
+        Examples:
+            >>> from livedb import Database, mutation, v
+            >>> @mutation(args={"avatar": v.id("_storage")})
+            ... def remove_avatar(ctx, avatar):
+            ...     ctx.storage.delete(avatar)
+            >>> db = Database()
+            >>> avatar = db.store_file(b"<png bytes>", content_type="image/png")
+            >>> db.mutation(remove_avatar, {"avatar": avatar})
+            >>> db.query(lambda ctx: ctx.storage.get_metadata(avatar)) is None
+            True
+            >>> db.close()
+        """
         doc_id = _file_id(id, "delete")
         txn: Writer = self._txn  # type: ignore[assignment]
         row = txn.system_update(doc_id, None)
@@ -764,7 +840,20 @@ class MutationStorage(QueryStorage):
 
 
 class ActionStorage:
-    """`ctx.storage` in an action: `store`, `get`, `get_url`, `get_metadata`, `delete`."""
+    """`ctx.storage` in an action: `store`, `get`, `get_metadata`, `get_url` and
+    `delete`, each at once (an action is not a transaction).
+
+    Examples:
+        >>> from livedb import Database, action, v
+        >>> @action(args={"text": v.string()})
+        ... def save_text(ctx, text):
+        ...     file_id = ctx.storage.store(text.encode(), content_type="text/plain")
+        ...     return ctx.storage.get(file_id).decode()
+        >>> db = Database()
+        >>> db.action(save_text, {"text": "hello"})
+        'hello'
+        >>> db.close()
+    """
 
     __slots__ = ("_files",)
 
@@ -772,11 +861,57 @@ class ActionStorage:
         self._files = files
 
     def store(self, data: Any, content_type: str | None = None) -> Id:
-        """Store bytes or a binary file object (streamed in chunks); the new file's id."""
+        """Store a file: bytes, or a binary file object read in chunks.
+
+        The bytes are hashed and written as they arrive (a large file never sits in memory
+        whole); the file's row in `_storage` commits once they are safely stored.
+
+        Args:
+            data: `bytes` (or another bytes-like object), or a binary file object (`open(...,
+                "rb")`, `io.BytesIO`, an HTTP response).
+            content_type: A MIME type to keep with the file (e.g. `"image/png"`), or None.
+
+        Returns:
+            The new file's id in `_storage`: keep it in a document (`v.id("_storage")`).
+
+        Raises:
+            ValidationError: A `content_type` that is not a str of valid Unicode.
+            TypeError: `data` is neither bytes nor a binary file object.
+            LiveDBError: The database is closed, or the bytes could not be written.
+
+        Examples:
+            >>> import io
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> file_id = db.action(lambda ctx: ctx.storage.store(io.BytesIO(b"a,b\\n1,2\\n"),
+            ...                                                   content_type="text/csv"))
+            >>> file_id.table
+            '_storage'
+            >>> db.close()
+        """
         return self._files.store(data, content_type)
 
     def get(self, id: str) -> bytes | None:
-        """The bytes of a stored file, or None if there is no such file."""
+        """The bytes of a stored file, or None if there is no such file.
+
+        Args:
+            id: The file's id in `_storage`.
+
+        Returns:
+            The whole file as `bytes`, checked against its recorded size and sha256.
+
+        Raises:
+            ValidationError: `id` is not an id of `_storage`.
+            CorruptionError: The stored bytes are missing or damaged.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> file_id = db.store_file(b"hello")
+            >>> db.action(lambda ctx: ctx.storage.get(file_id))
+            b'hello'
+            >>> db.close()
+        """
         doc_id = _file_id(id, "get")
         files = self._files
         with files.pinned():
@@ -784,18 +919,79 @@ class ActionStorage:
             return None if row is None else files.read(row)
 
     def get_metadata(self, id: str) -> dict[str, Any] | None:
-        """`{_id, _creation_time, sha256, size, content_type}` of a stored file, or None."""
+        """What is known of a stored file, or None if there is no such file.
+
+        Args:
+            id: The file's id in `_storage`.
+
+        Returns:
+            `{"_id", "_creation_time", "sha256" (hex str), "size" (bytes), "content_type"
+            (str or None)}`, or None.
+
+        Raises:
+            ValidationError: `id` is not an id of `_storage`.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> file_id = db.store_file(b"hello", content_type="text/plain")
+            >>> db.action(lambda ctx: ctx.storage.get_metadata(file_id)["content_type"])
+            'text/plain'
+            >>> db.close()
+        """
         row = self._files.row(_file_id(id, "get_metadata"))
         return None if row is None else _metadata(row)
 
     def get_url(self, id: str) -> str | None:
-        """A `file://` URL of the stored file (durable databases), or None."""
+        """A `file://` URL of a stored file's bytes, for a durable database.
+
+        Read the file behind it, do not change or move it; it stays valid until the stored
+        file is deleted.
+
+        Args:
+            id: The file's id in `_storage`.
+
+        Returns:
+            The URL; None if there is no such file, or the database is in memory.
+
+        Raises:
+            ValidationError: `id` is not an id of `_storage`.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> file_id = db.store_file(b"hello")
+            >>> db.action(lambda ctx: ctx.storage.get_url(file_id)) is None
+            True
+            >>> db.close()
+        """
         files = self._files
         row = files.row(_file_id(id, "get_url"))
         return None if row is None else files.url(row)
 
     def delete(self, id: str) -> None:
-        """Delete a stored file (its row at once, its bytes once that is durable)."""
+        """Delete a stored file at once.
+
+        Its row is deleted in a commit of its own; its bytes are removed once that commit is
+        durable and no reader still needs them.
+
+        Args:
+            id: The file's id in `_storage`.
+
+        Raises:
+            DocumentNotFoundError: There is no such file.
+            ValidationError: `id` is not an id of `_storage`.
+            LiveDBError: The database is closed.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> file_id = db.store_file(b"hello")
+            >>> db.action(lambda ctx: ctx.storage.delete(file_id))
+            >>> db.action(lambda ctx: ctx.storage.get(file_id)) is None
+            True
+            >>> db.close()
+        """
         doc_id = _file_id(id, "delete")
 
         files = self._files

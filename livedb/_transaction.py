@@ -36,7 +36,25 @@ from ._values import MAX_DOCUMENT_BYTES, check_size, decode, decode_many, encode
 
 
 class _DeleteField:
-    """Sentinel type of `DELETE_FIELD`."""
+    """The type of `DELETE_FIELD`: as a value in `ctx.db.patch(id, {...})`, it removes
+    that field from the document.
+
+    `patch` merges the fields it is given into the document (a shallow merge), so it
+    needs a way to say "remove this field": give the field the value `DELETE_FIELD`
+    (Convex's `undefined`). Storing `None` instead keeps the field, with the value null.
+    Removing a field the schema requires is a `ValidationError`, as is `DELETE_FIELD`
+    anywhere but at the top level of a `patch`.
+
+    Examples:
+        >>> from livedb import DELETE_FIELD, Database
+        >>> db = Database()
+        >>> user_id = db.mutation(lambda ctx: ctx.db.insert(
+        ...     "users", {"name": "Ada", "nickname": "ada"}))
+        >>> db.mutation(lambda ctx: ctx.db.patch(user_id, {"nickname": DELETE_FIELD}))
+        >>> sorted(db.query(lambda ctx: ctx.db.get(user_id)))
+        ['_creation_time', '_id', 'name']
+        >>> db.close()
+    """
 
     _instance: _DeleteField | None = None
 
@@ -53,7 +71,24 @@ class _DeleteField:
 
 
 DELETE_FIELD: Any = _DeleteField()
-"""As a value in `ctx.db.patch(id, {...})`, removes that field from the document."""
+"""As a value in `ctx.db.patch(id, {...})`, removes that field from the document.
+
+`patch` merges the fields it is given into the document (a shallow merge), so it needs a
+way to say "remove this field": give the field the value `DELETE_FIELD` (Convex's
+`undefined`). Storing `None` instead keeps the field, with the value null. Removing a
+field the schema requires is a `ValidationError`, as is `DELETE_FIELD` anywhere but at
+the top level of a `patch`.
+
+Examples:
+    >>> from livedb import DELETE_FIELD, Database
+    >>> db = Database()
+    >>> user_id = db.mutation(lambda ctx: ctx.db.insert(
+    ...     "users", {"name": "Ada", "nickname": "ada"}))
+    >>> db.mutation(lambda ctx: ctx.db.patch(user_id, {"nickname": DELETE_FIELD}))
+    >>> sorted(db.query(lambda ctx: ctx.db.get(user_id)))
+    ['_creation_time', '_id', 'name']
+    >>> db.close()
+"""
 
 SYSTEM_FIELDS = ("_id", "_creation_time")
 PendingWrite = tuple[str, bytes | None, tuple[Any, ...] | None]
@@ -94,7 +129,37 @@ class Transaction:
     # -- reading -----------------------------------------------------------------------
 
     def get(self, id: str) -> dict[str, Any] | None:
-        """The document with this id at the transaction's snapshot, or None."""
+        """The document with this id, or None if there is none.
+
+        `ctx.db.get(id)` reads the query's snapshot; in a mutation it also sees the
+        mutation's own earlier writes. A live query that calls it re-runs when that document
+        changes (or is created, deleted). The document is a fresh dict, yours to change: it
+        holds every field, plus `_id` (an `Id`) and `_creation_time` (float seconds since
+        the epoch).
+
+        Args:
+            id: An `Id`, or a string holding one (use `normalize_id` to check a string
+                from outside first).
+
+        Returns:
+            The document, or None if no document of that table has this id.
+
+        Raises:
+            ValidationError: `id` is not a document id, belongs to a system table (use
+                `ctx.db.system.get`), or to a table the schema does not have.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> note_id = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+            >>> note = db.query(lambda ctx: ctx.db.get(note_id))
+            >>> note["text"], note["_id"] == note_id
+            ('hi', True)
+            >>> db.mutation(lambda ctx: ctx.db.delete(note_id))
+            >>> db.query(lambda ctx: ctx.db.get(note_id)) is None
+            True
+            >>> db.close()
+        """
         if id.__class__ is Id or id.__class__ is str:
             if self.read_ids is not None:
                 self.read_ids.add(id)
@@ -138,7 +203,33 @@ class Transaction:
         return None
 
     def normalize_id(self, table: str, id: str) -> Id | None:
-        """`id` as an `Id` if it is a well-formed id of `table`, else None."""
+        """`id` as an `Id` if it is a well-formed id of `table`, else None.
+
+        Use it on strings from outside (a URL, a form, JSON) before `get`: it checks the form
+        and the table only, not that the document exists.
+
+        Args:
+            table: The table the id should belong to.
+            id: Any string.
+
+        Returns:
+            The `Id`, or None if `id` is not an id of `table`.
+
+        Raises:
+            ValidationError: `table` is not a table of the schema.
+            TypeError: `table` is not a str.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> note_id = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+            >>> text = str(note_id)
+            >>> db.query(lambda ctx: ctx.db.normalize_id("notes", text)) == note_id
+            True
+            >>> db.query(lambda ctx: ctx.db.normalize_id("notes", "not-an-id")) is None
+            True
+            >>> db.close()
+        """
         if not isinstance(table, str):
             raise TypeError(f"normalize_id: table must be a str, got {type_name(table)}")
         self.catalog.for_read(table, "normalize_id")
@@ -335,7 +426,37 @@ class WriteTransaction(Transaction):
         self._pending: dict[IndexName, tuple[list[Any], set[Any]]] = {}
 
     def insert(self, table: str, document: dict[str, Any]) -> Id:
-        """Insert a new document; returns its id."""
+        """Insert a new document into `table` and return its id.
+
+        The document is validated against the table's schema (without a schema, as any
+        storable value) and against the value limits; it is stored as a copy, so changing
+        your dict afterwards changes nothing. livedb adds `_id` and `_creation_time` (the
+        database clock's time in seconds, strictly increasing within the database, so
+        documents inserted by one mutation keep their order).
+
+        Args:
+            table: A user table (any valid name without a schema).
+            document: A dict of field values. Field names must not start with `_` or `$`.
+
+        Returns:
+            The new document's `Id`.
+
+        Raises:
+            ValidationError: The document does not fit the schema or the limits (the message
+                names the table and the path, e.g. `notes.text: expected string, got int`),
+                or `table` is unknown, a system table, or not a valid name.
+
+        Examples:
+            >>> from livedb import Database, define_schema, define_table, v
+            >>> db = Database(define_schema({"notes": define_table({"text": v.string()})}))
+            >>> note_id = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+            >>> note_id.table
+            'notes'
+            >>> db.mutation(lambda ctx: ctx.db.insert("notes", {"text": 1}))
+            Traceback (most recent call last):
+            livedb._errors.ValidationError: notes.text: expected string, got int
+            >>> db.close()
+        """
         info = self.catalog.for_write(table)
         doc = self._checked(info, document, "insert")
         creation_time = self.catalog.next_creation_time()
@@ -347,7 +468,34 @@ class WriteTransaction(Transaction):
         return Id(doc_id)
 
     def patch(self, id: str, fields: dict[str, Any]) -> None:
-        """Shallow-merge `fields` into the document; `DELETE_FIELD` values remove fields."""
+        """Merge `fields` into a document (a shallow merge): fields given are set, the
+        others are kept.
+
+        A field whose value is `DELETE_FIELD` is removed. Nested objects are replaced whole,
+        not merged. The result is validated against the schema like an insert. `_id` and
+        `_creation_time` may be given only with their current values.
+
+        Args:
+            id: The document's id.
+            fields: The fields to set (or remove with `DELETE_FIELD`).
+
+        Raises:
+            DocumentNotFoundError: No document has this id (it never existed, or was
+                deleted).
+            ValidationError: The patched document does not fit the schema or the limits, a
+                system field would change, or `id` is not a document id of a user table.
+
+        Examples:
+            >>> from livedb import DELETE_FIELD, Database
+            >>> db = Database()
+            >>> user_id = db.mutation(lambda ctx: ctx.db.insert(
+            ...     "users", {"name": "Ada", "city": "London", "age": 36}))
+            >>> db.mutation(lambda ctx: ctx.db.patch(user_id, {"age": 37, "city": DELETE_FIELD}))
+            >>> user = db.query(lambda ctx: ctx.db.get(user_id))
+            >>> user["name"], user["age"], "city" in user
+            ('Ada', 37, False)
+            >>> db.close()
+        """
         table, doc_id, current = self._existing(id, "patch")
         if not isinstance(fields, dict):
             raise ValidationError(f"patch: fields must be a dict, got {type_name(fields)}")
@@ -364,7 +512,32 @@ class WriteTransaction(Transaction):
         self._rewrite(info, doc_id, current, "patch")
 
     def replace(self, id: str, document: dict[str, Any]) -> None:
-        """Replace the whole document (system fields stay as they are)."""
+        """Replace a whole document: fields not in `document` are removed.
+
+        `_id` and `_creation_time` stay as they are (`document` may carry them only
+        unchanged, so a document read with `get`, changed and written back is fine). The new
+        document is validated like an insert.
+
+        Args:
+            id: The document's id.
+            document: Its new fields.
+
+        Raises:
+            DocumentNotFoundError: No document has this id.
+            ValidationError: The new document does not fit the schema or the limits, a system
+                field would change, or `id` is not a document id of a user table.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> user_id = db.mutation(lambda ctx: ctx.db.insert(
+            ...     "users", {"name": "Ada", "age": 36}))
+            >>> db.mutation(lambda ctx: ctx.db.replace(user_id, {"name": "Grace"}))
+            >>> user = db.query(lambda ctx: ctx.db.get(user_id))
+            >>> user["name"], "age" in user
+            ('Grace', False)
+            >>> db.close()
+        """
         table, doc_id, current = self._existing(id, "replace")
         if not isinstance(document, dict):
             raise ValidationError(f"replace: document must be a dict, got "
@@ -380,7 +553,30 @@ class WriteTransaction(Transaction):
         self._rewrite(info, doc_id, full, "replace")
 
     def delete(self, id: str) -> None:
-        """Delete the document."""
+        """Delete a document.
+
+        Its id is never reused. Documents that refer to it (through `v.id` fields) are not
+        touched: delete or patch them in the same mutation if needed.
+
+        Args:
+            id: The document's id.
+
+        Raises:
+            DocumentNotFoundError: No document has this id (deleting twice raises).
+            ValidationError: `id` is not a document id of a user table.
+
+        Examples:
+            >>> from livedb import Database, DocumentNotFoundError
+            >>> db = Database()
+            >>> note_id = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+            >>> db.mutation(lambda ctx: ctx.db.delete(note_id))
+            >>> try:
+            ...     db.mutation(lambda ctx: ctx.db.delete(note_id))
+            ... except DocumentNotFoundError:
+            ...     print("already gone")
+            already gone
+            >>> db.close()
+        """
         table, doc_id, _current = self._existing(id, "delete")
         self.writes[doc_id] = (table, None, None)  # type: ignore[index]
         if self._pending:

@@ -691,9 +691,18 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
 
     Every check also enforces the value limits: nesting at most 16 deep, arrays of at
     most 8192 items, field names of at most 1024 characters that do not start with `$`
-    (nor, at the top level of a document, with `_`). A value that does not fit raises
+    (nor, at the top level of a document, with `_`), strings of valid Unicode (no lone
+    surrogates). A whole document is at most 1 MiB encoded, checked when it is written.
+    The size and length limits bind what is stored (documents, a scheduled call's
+    args), not function arguments and results. A value that does not fit raises
     `livedb.ValidationError` naming the path inside the value and what was expected,
     e.g. ``messages.body: expected string, got int``.
+
+    Storable values are `None`, `bool`, `int` (64-bit), `float`, `str`, `bytes`, and
+    `list`s and `dict`s (with `str` keys) of them; a `tuple`, `set`, `datetime` or
+    other object is not storable. Mind two differences from Convex: `v.number()` is
+    `v.float64()` (an `int` given to it is stored as a `float`), and in index order
+    `int` and `float` are one kind compared by value (`1 < 1.5 < 2`).
 
     `v` is a namespace: call its static methods, never `v()` itself.
 
@@ -784,8 +793,17 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
     def boolean() -> Validator:
         """Accept `True` or `False` (and not `0` or `1`).
 
+        In the total order of values, booleans sort after every number (`False < True`).
+
         Returns:
             The boolean validator.
+
+        Examples:
+            >>> v.boolean().validate(True)
+            True
+            >>> v.boolean().validate(1)
+            Traceback (most recent call last):
+            livedb._errors.ValidationError: expected boolean, got int
         """
         return v._boolean
 
@@ -794,9 +812,16 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
         """Accept only `None`.
 
         Combine it with `v.union` for a nullable field: `v.union(v.string(), v.null())`.
+        A null value is not an absent field: for a field that may be left out, use
+        `v.optional`.
 
         Returns:
             The null validator.
+
+        Examples:
+            >>> nullable = v.object({"deleted_at": v.union(v.float64(), v.null())})
+            >>> nullable.validate({"deleted_at": None})
+            {'deleted_at': None}
         """
         return v._null
 
@@ -804,8 +829,15 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
     def bytes() -> Validator:
         """Accept `bytes` (not `bytearray` or `memoryview`).
 
+        For large binary data (images, uploads), prefer file storage (`ctx.storage`,
+        `db.store_file`): a document is at most 1 MiB.
+
         Returns:
             The bytes validator.
+
+        Examples:
+            >>> v.bytes().validate(b"\\x00\\x01")
+            b'\\x00\\x01'
         """
         return v._bytes
 
@@ -849,17 +881,30 @@ class v:  # noqa: N801 - spelled as Convex spells it: `v.string()`, `v.object({.
     def id(table: str) -> Validator:
         """Accept an id of a document of `table` (an `Id`, or the `str` it equals).
 
-        Only the form is checked: that the document exists is not.
+        Only the form is checked: that the document exists is not (a deleted document's id
+        still passes). An id kept in a document field reads back as a plain `str`, equal
+        to the `Id` (`ctx.db.get` takes either).
 
         Args:
-            table: The table the ids belong to (a system table such as `"_storage"`
-                too).
+            table: The table the ids belong to (a system table such as `"_storage"` or
+                `"_scheduled_functions"` too).
 
         Returns:
             A validator of that table's ids.
 
         Raises:
             TypeError: `table` is not a valid table name.
+
+        Examples:
+            >>> from livedb import Database
+            >>> db = Database()
+            >>> user_id = db.mutation(lambda ctx: ctx.db.insert("users", {"name": "Ada"}))
+            >>> v.id("users").validate(str(user_id)) == user_id
+            True
+            >>> v.id("messages").validate(user_id)
+            Traceback (most recent call last):
+            livedb._errors.ValidationError: expected id of table 'messages', got string '...'
+            >>> db.close()
         """
         return IdValidator(table)
 

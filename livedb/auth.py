@@ -54,13 +54,27 @@ _BY_PARAMS = "by_password_params"
 def auth_tables() -> dict[str, TableDefinition]:
     """The tables `PasswordAuth` keeps: users, accounts, sessions and sign-in rate limits.
 
-    Every database knows them, whatever its schema (they appear once first used). To
-    declare them in a schema (e.g. to add optional profile fields to users), spread these
-    definitions into it: `define_schema({**auth_tables(), "messages": ...})`.
+    `auth_users` (`email`), `auth_accounts` (the password hash of each user),
+    `auth_sessions` (token hashes and expiry times) and `auth_rate_limits`. Every
+    database knows them, whatever its schema (they appear once first used). To declare
+    them in a schema (e.g. to add optional profile fields to users), spread these
+    definitions into it. Your functions may read `auth_users`; leave the other tables to
+    `PasswordAuth`.
 
     An account's optional `failed_attempts` and `locked_until` are no longer written (the
     counts live in `auth_rate_limits`); they stay declared so that accounts written by
     earlier versions still validate.
+
+    Returns:
+        A dict of table name to `define_table(...)` definition.
+
+    Examples:
+        >>> from livedb import Database, define_schema, define_table, v
+        >>> from livedb.auth import auth_tables
+        >>> schema = define_schema({**auth_tables(),
+        ...                         "messages": define_table({"body": v.string()})})
+        >>> sorted(auth_tables())
+        ['auth_accounts', 'auth_rate_limits', 'auth_sessions', 'auth_users']
     """
     password = v.object({"algorithm": v.literal("scrypt"), "n": v.int64(), "r": v.int64(),
                          "p": v.int64(), "salt": v.bytes(), "hash": v.bytes()})
@@ -94,7 +108,17 @@ for _name in AUTH_TABLE_NAMES:
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in session: the token to hand to the client, and whose it is."""
+    """A signed-in session, as `sign_up`, `sign_in` and `change_password` return it.
+
+    Its `repr` hides the token, so logging a session does not leak it.
+
+    Attributes:
+        token: The secret to hand to the client (`db.client(token=...)`, a cookie, a
+            Convex client's `setAuth`). livedb stores only its hash.
+        user_id: The user's id in `auth_users`.
+        expires_at: When the session expires, in seconds since the epoch on the
+            database clock.
+    """
 
     token: str
     user_id: Id
@@ -319,31 +343,60 @@ class _Checked:
 class PasswordAuth:
     """Email and password accounts with session tokens, kept in the database itself.
 
-    Passwords are stored only as salted scrypt hashes (memory-hard), session tokens only as
-    SHA-256 hashes; secrets are compared in constant time. Wrong credentials raise
-    `AuthError` with one message whether the email exists or not, after the same time:
-    an unknown email costs a hash with the most expensive parameters any stored hash has
-    (or the current ones), and a check against cheaper stored parameters is padded to it.
+    `sign_up` and `sign_in` return a `Session` whose `token` stands for the user:
+    `db.client(token=...)` (or `identity(token)`) turns it into a `UserIdentity` whose
+    `subject` is the user's id in `auth_users`, and checks the session before each call.
+    Sessions expire after `session_ttl` seconds; `sign_out` ends one at once.
 
+    Passwords are stored only as salted scrypt hashes (memory-hard), session tokens only
+    as SHA-256 hashes; secrets are compared in constant time. Wrong credentials raise
+    `AuthError` with one message whether the email exists or not, after the same time.
     Within any `lockout_seconds`, at most `max_failed_attempts` password checks of one
-    email are running or have failed (concurrent sign-ins included: each reserves its check
-    in the database before hashing); further attempts raise the lock-out `AuthError`
-    without checking the password. A successful sign-in clears the finished failures. The
-    counts live in the database (keyed by a hash of the email, so unknown emails are not
-    stored), so they survive a restart and count alike whether the email has an account.
+    email are running or have failed (concurrent sign-ins included); further attempts
+    raise the lock-out `AuthError` without checking the password. A successful sign-in
+    clears the finished failures. The counts live in the database, so they survive a
+    restart. Times come from the database clock. Its methods may be called from any
+    thread; they block while hashing (a fraction of a second), so call them off a UI
+    thread.
 
-    Times come from the database clock. `db.client(token=...)` turns tokens into identities
-    through the newest `PasswordAuth` of the database, and checks its session before each
-    call.
+    Emails are trimmed and lower-cased. The tables are those of `auth_tables()`; every
+    database knows them, so no schema change is needed.
 
-    Raises `ValueError` naming the setting for a bad `session_ttl`, `max_failed_attempts`,
-    `lockout_seconds`, `min_password_length` or scrypt parameter.
+    Args:
+        db: The database to keep accounts and sessions in. The newest `PasswordAuth` of a
+            database is the one `db.client(token=...)` uses.
+        session_ttl: How long a session lasts, in seconds (default 30 days).
+        max_failed_attempts: Password checks allowed per email within
+            `lockout_seconds` (default 5).
+        lockout_seconds: The window of the lock-out, in seconds (default 15 minutes).
+        min_password_length: The shortest password `sign_up` and `change_password`
+            accept (default 8 characters; at most 1024).
+        scrypt_n: scrypt's cost parameter, a power of 2 (default 2**15).
+        scrypt_r: scrypt's block size (default 8).
+        scrypt_p: scrypt's parallelism (default 3). Stored hashes with other parameters
+            keep working and are upgraded at the next sign-in.
+
+    Raises:
+        ValueError: A bad setting (the message names it).
+        SchemaError: The schema declares an auth table without the indexes it needs.
+
+    Examples:
+        >>> from livedb import Database
+        >>> from livedb.auth import PasswordAuth
+        >>> db = Database()
+        >>> auth = PasswordAuth(db)
+        >>> session = auth.sign_up("ada@example.com", "correct horse")
+        >>> with db.client(token=session.token) as client:
+        ...     client.query(lambda ctx: ctx.auth.get_user_identity().email)
+        'ada@example.com'
+        >>> db.close()
     """
 
     def __init__(self, db: Database, *, session_ttl: float = 30 * 24 * 3600.0,
                  max_failed_attempts: int = 5, lockout_seconds: float = 900.0,
                  min_password_length: int = 8, scrypt_n: int = 2 ** 15, scrypt_r: int = 8,
                  scrypt_p: int = 3) -> None:
+        """Set up password accounts on `db`, creating the auth tables on first use."""
         self._session_ttl = _seconds("session_ttl", session_ttl, positive=True)
         self._window = _seconds("lockout_seconds", lockout_seconds, positive=False)
         self._max_failed = _whole("max_failed_attempts", max_failed_attempts, 1, _MAX_ATTEMPTS)
@@ -427,11 +480,30 @@ class PasswordAuth:
     # -- public API ------------------------------------------------------------------------
 
     def sign_up(self, email: str, password: str) -> Session:
-        """Create an account (and its user) and sign it in.
+        """Create an account (and its user in `auth_users`) and sign it in.
 
-        Raises `AuthError` if the email already has an account, `ValidationError` for a
-        malformed email or password (not a str, a lone surrogate, shorter than
-        `min_password_length`)."""
+        Args:
+            email: The account's email address (trimmed and lower-cased).
+            password: At least `min_password_length` characters.
+
+        Returns:
+            A new `Session` for the user.
+
+        Raises:
+            AuthError: The email already has an account.
+            ValidationError: A malformed email or password (not a str, a lone surrogate, too
+                short or longer than 1024 characters).
+
+        Examples:
+            >>> from livedb import Database
+            >>> from livedb.auth import PasswordAuth
+            >>> db = Database()
+            >>> auth = PasswordAuth(db)
+            >>> session = auth.sign_up("Ada@Example.com ", "correct horse")
+            >>> db.query(lambda ctx: ctx.db.get(session.user_id)["email"])
+            'ada@example.com'
+            >>> db.close()
+        """
         address = _normalize_email(email)
         if address is None:
             raise ValidationError(f"email: {email!r} is not an email address")
@@ -446,36 +518,146 @@ class PasswordAuth:
         return Session(token, Id(user_id), expires_at)
 
     def sign_in(self, email: str, password: str) -> Session:
-        """A new session for the account, if the password is right.
+        """Check the password and open a new session for the account.
 
-        Raises `AuthError` for wrong credentials or a locked email, `ValidationError` for
-        an email or password that is not a str of valid Unicode."""
+        Args:
+            email: The account's email address.
+            password: Its password.
+
+        Returns:
+            A new `Session`; the account's other sessions stay open.
+
+        Raises:
+            AuthError: Wrong email or password (one message for both), or too many failed
+                attempts for this email (the lock-out).
+            ValidationError: `email` or `password` is not a str of valid Unicode.
+
+        Examples:
+            >>> from livedb import Database
+            >>> from livedb.auth import PasswordAuth
+            >>> db = Database()
+            >>> auth = PasswordAuth(db)
+            >>> user_id = auth.sign_up("ada@example.com", "correct horse").user_id
+            >>> auth.sign_in("ada@example.com", "correct horse").user_id == user_id
+            True
+            >>> db.close()
+        """
         checked = self._verify(email, password)
         return self._open(checked, checked.rehashed, revoke=False)
 
     def change_password(self, email: str, old_password: str, new_password: str) -> Session:
-        """Set a new password (the old one must be right); every other session of the
-        user is signed out and a new session is returned."""
+        """Set a new password; the old one must be right.
+
+        Every session of the user is signed out, and a new one is returned.
+
+        Args:
+            email: The account's email address.
+            old_password: Its current password.
+            new_password: The new one, at least `min_password_length` characters.
+
+        Returns:
+            A new `Session` (the only one left).
+
+        Raises:
+            AuthError: Wrong email or old password, or the email is locked out.
+            ValidationError: A malformed new password, or arguments that are not strs.
+
+        Examples:
+            >>> from livedb import Database
+            >>> from livedb.auth import PasswordAuth
+            >>> db = Database()
+            >>> auth = PasswordAuth(db)
+            >>> old = auth.sign_up("ada@example.com", "correct horse")
+            >>> new = auth.change_password("ada@example.com", "correct horse", "battery staple")
+            >>> auth.sign_out(old.token), auth.sign_out(new.token)
+            (False, True)
+            >>> db.close()
+        """
         secret = self._new_password(new_password)
         checked = self._verify(email, old_password)
         return self._open(checked, self._password_record(secret), revoke=True)
 
     def sign_out(self, token: str) -> bool:
-        """End the session of `token`; False if there was none (`ValidationError` if the
-        token is not valid Unicode)."""
+        """End the session of `token`: clients made from it are refused from their next call.
+
+        Args:
+            token: A session token.
+
+        Returns:
+            True if a session ended; False if there was none (signed out already, expired
+            and deleted, or never issued).
+
+        Raises:
+            ValidationError: `token` is not valid Unicode.
+
+        Examples:
+            >>> from livedb import Database
+            >>> from livedb.auth import PasswordAuth
+            >>> db = Database()
+            >>> auth = PasswordAuth(db)
+            >>> session = auth.sign_up("ada@example.com", "correct horse")
+            >>> auth.sign_out(session.token), auth.sign_out(session.token)
+            (True, False)
+            >>> db.close()
+        """
         if not isinstance(token, str):
             return False
         return bool(self._db.mutation(_close_session, {"token_hash": token_hash(token)}))
 
     def identity(self, token: str) -> UserIdentity:
-        """The identity a live session token stands for; `AuthError` if it is not one
-        (`ValidationError` if it is not valid Unicode)."""
+        """The identity a live session token stands for.
+
+        Use it to check a token a request carries, then pass the identity as `identity=`;
+        `db.client(token=...)` does this for you (and re-checks on every call).
+
+        Args:
+            token: A session token.
+
+        Returns:
+            A `UserIdentity` with `subject` the user's id (as a str), `issuer` `"livedb"`
+            and `email` the account's email.
+
+        Raises:
+            AuthError: The token is not one of a live session (signed out, expired, or never
+                issued).
+            ValidationError: `token` is not valid Unicode.
+
+        Examples:
+            >>> from livedb import Database
+            >>> from livedb.auth import PasswordAuth
+            >>> db = Database()
+            >>> auth = PasswordAuth(db)
+            >>> session = auth.sign_up("ada@example.com", "correct horse")
+            >>> identity = auth.identity(session.token)
+            >>> identity.subject == session.user_id, identity.email
+            (True, 'ada@example.com')
+            >>> db.close()
+        """
         session = self._live_session(token)
         return UserIdentity(subject=str(session["user_id"]), issuer="livedb",
                             email=session["email"])
 
     def delete_expired_sessions(self) -> int:
-        """Delete every expired session (they are refused anyway); returns how many."""
+        """Delete every expired session from `auth_sessions`.
+
+        Expired sessions are refused anyway; this only reclaims their space (call it now
+        and then, e.g. from a daily cron or a script).
+
+        Returns:
+            How many sessions were deleted.
+
+        Examples:
+            >>> from livedb import Database
+            >>> from livedb.auth import PasswordAuth
+            >>> now = [1000.0]
+            >>> db = Database(clock=lambda: now[0])
+            >>> auth = PasswordAuth(db, session_ttl=60)
+            >>> _ = auth.sign_up("ada@example.com", "correct horse")
+            >>> now[0] += 61
+            >>> auth.delete_expired_sessions()
+            1
+            >>> db.close()
+        """
         now = self._now()
         total = 0
         while True:

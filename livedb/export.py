@@ -96,7 +96,21 @@ def _default(value: Any) -> Any:
 
 
 def to_json(value: Any) -> Any:
-    """`value` with bytes and non-finite floats replaced by their tagged JSON objects."""
+    """`value` with bytes and non-finite floats replaced by their tagged JSON objects
+    (`{"$bytes": base64}`, `{"$float": base64 of the little-endian float64}`), as exports
+    write them.
+
+    Args:
+        value: A storable value.
+
+    Returns:
+        A value `json.dumps` accepts (with `allow_nan=False`).
+
+    Examples:
+        >>> from livedb.export import to_json
+        >>> to_json({"data": b"hi", "score": 1.5})
+        {'data': {'$bytes': 'aGk='}, 'score': 1.5}
+    """
     cls = value.__class__
     if cls is float:
         if math.isfinite(value):
@@ -112,7 +126,20 @@ def to_json(value: Any) -> Any:
 
 
 def dumps(doc: dict[str, Any]) -> str:
-    """One JSON line for a document (no newline)."""
+    """One JSON line for a document, as exports write it (no newline; tagged values for
+    bytes and non-finite floats).
+
+    Args:
+        doc: A document (or any storable dict).
+
+    Returns:
+        The JSON text.
+
+    Examples:
+        >>> from livedb.export import dumps
+        >>> dumps({"n": 1, "x": 1.0, "raw": b"hi"})
+        '{"n":1,"x":1.0,"raw":{"$bytes":"aGk="}}'
+    """
     try:
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
                           default=_default)
@@ -143,7 +170,24 @@ def _untag(key: str, value: Any) -> Any:
 
 
 def loads(line: str | bytes) -> Any:
-    """A document from one JSON line, tagged values decoded."""
+    """A document from one JSON line of an export, tagged values decoded: use it to read
+    an export's `documents.jsonl` yourself.
+
+    Args:
+        line: One line of JSON.
+
+    Returns:
+        The document (ints stay ints, floats floats, bytes bytes).
+
+    Raises:
+        ValidationError: An unknown or malformed tagged value.
+        ValueError: The line is not JSON (`json.JSONDecodeError`).
+
+    Examples:
+        >>> from livedb.export import loads
+        >>> loads('{"n":1,"x":1.0,"raw":{"$bytes":"aGk="}}')
+        {'n': 1, 'x': 1.0, 'raw': b'hi'}
+    """
     return json.loads(line, object_hook=_tagged)
 
 
@@ -152,13 +196,47 @@ def loads(line: str | bytes) -> Any:
 
 def export_zip(source: Database | str | os.PathLike[str], destination: str | os.PathLike[str]
                | IO[bytes], *, progress: Progress | None = None) -> dict[str, int]:
-    """Write every user table of `source` to a ZIP: an open Database, a file path, or a
-    PostgreSQL URL (`"postgresql://..."`).
+    """Write every user table of `source`, and every stored file, to a ZIP: a backup.
 
-    A Database is read at one snapshot while it keeps serving; a path is opened (and
-    locked) for the export, or, if other processes have it open with `shared=True`, opened
-    shared beside them, as a URL is: the export is still one snapshot. Returns the number
-    of documents written per table.
+    The export is one snapshot: every document and every stored file's bytes as of one
+    commit, taken while an open database keeps serving (writes made meanwhile are not
+    in it). That holds for a database shared between processes too: `source` may be a
+    PostgreSQL URL (`"postgresql://..."`), and a path that other processes have open
+    with `shared=True` is opened shared beside them. The archive holds `<table>/documents.jsonl` (one document per line, with its
+    `_id` and `_creation_time`, in creation order), the stored files under `_storage/`,
+    and a manifest `livedb_export.json`: the layout of Convex's snapshot exports. Values
+    JSON cannot tell apart are tagged: bytes as `{"$bytes": base64}`, NaN and the
+    infinities as `{"$float": base64}`; an int is a number without a fraction, a float
+    always has one. A file written to a path is created with mode 0600 and appears under
+    its name only once complete. `python -m livedb export SOURCE backup.zip` does the
+    same from a shell.
+
+    Args:
+        source: An open `Database`, the path of a database file (opened, and locked,
+            for the export; opened shared if shared openers use it), or a PostgreSQL URL.
+        destination: A path to write the ZIP to (replaced if it exists), or a binary file
+            object open for writing.
+        progress: None, or a function called as `progress(table, documents done,
+            documents in the table or None)` as the export goes.
+
+    Returns:
+        The number of documents written per table.
+
+    Raises:
+        LiveDBError: There is no database at the `source` path, or the destination
+            cannot be written.
+        DatabaseLockedError: The `source` path is open in another `Database` (export
+            from that one instead).
+        CorruptionError: A stored file's bytes are missing or damaged.
+
+    Examples:
+        >>> from livedb import Database
+        >>> from livedb.export import export_zip
+        >>> db = Database()
+        >>> _ = db.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+        >>> export_zip(db, "backup.zip")
+        {'notes': 1}
+        >>> db.close()
     """
     if isinstance(source, Database):
         return _export(source, destination, progress)
@@ -262,18 +340,52 @@ def _write_table(txn: Reader, archive: zipfile.ZipFile, table: str,
 def import_zip(target: Database | str | os.PathLike[str], source: str | os.PathLike[str]
                | IO[bytes], *, mode: str = "refuse",
                progress: Progress | None = None) -> dict[str, int]:
-    """Import a ZIP written by `export_zip` into `target` (an open Database, a path, or a
-    PostgreSQL URL; a path or URL in use by shared openers is imported into beside them).
+    """Import a ZIP written by `export_zip` into `target`, all or nothing (`target` may
+    be a PostgreSQL URL, and a path or URL in use by shared openers is imported into
+    beside them).
 
-    All documents and stored files commit in one mutation or nothing changes. `mode`
-    says what to do with a table that already has documents: "refuse" (raise, the
-    default), "append" or "replace". Documents keep their `_id` and `_creation_time`; a
-    line without `_id` gets a new id. Into an open Database every document is checked
-    against its schema; a path is opened without a schema (its schema is checked at the
-    next open). Returns the number of documents imported per table.
+    All documents and stored files commit in one mutation, or nothing changes (stored
+    files' bytes included). Documents keep their `_id` and `_creation_time`, so ids
+    stored in other documents still point at them; a line without `_id` gets a new id.
+    Into an open `Database` every document is checked against its schema; a path is
+    opened without a schema (its schema is checked at the next open). Bad input is
+    refused before more than a limit is read: a line over 8 MiB, a malformed manifest,
+    a `_creation_time` that is not a finite time between 1970 and 100 years ahead, an id
+    of another table, a member path outside the archive. `python -m livedb import TARGET
+    backup.zip [--append | --replace]` does the same from a shell.
 
-    Raises `ValidationError` for bad input (see the module docstring for the limits),
-    `LiveDBError` for a table or stored file that is already there.
+    Args:
+        target: An open `Database`, the path of a database file (created if missing),
+            or a PostgreSQL URL.
+        source: The ZIP: a path, or a binary file object open for reading.
+        mode: What to do with a table that already holds documents: `"refuse"` (the
+            default: raise, changing nothing), `"append"` (keep them and add the
+            imported ones) or `"replace"` (delete them first).
+        progress: None, or a function called as `progress(table, documents done,
+            documents in the table or None)`.
+
+    Returns:
+        The number of documents imported per table.
+
+    Raises:
+        ValidationError: Bad input: not a readable ZIP, a malformed line, manifest or
+            value, a document that fails the schema, or a limit passed.
+        LiveDBError: With `mode="refuse"`, a table that already holds documents; with
+            `mode="append"`, a document or stored file whose id is already there.
+        DatabaseLockedError: The `target` path is open in another `Database`.
+        ValueError: An unknown `mode`.
+
+    Examples:
+        >>> from livedb import Database
+        >>> from livedb.export import export_zip, import_zip
+        >>> with Database() as source:
+        ...     _ = source.mutation(lambda ctx: ctx.db.insert("notes", {"text": "hi"}))
+        ...     _ = export_zip(source, "backup.zip")
+        >>> with Database(path="restored.livedb") as target:
+        ...     import_zip(target, "backup.zip")
+        ...     [note["text"] for note in target.query(lambda ctx: ctx.db.query("notes").collect())]
+        {'notes': 1}
+        ['hi']
     """
     if mode not in MODES:
         raise ValueError(f"import: mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -649,7 +761,21 @@ def _file_row(line: bytes, where: str, now: float) -> tuple[str, float, dict[str
 
 
 class TerminalProgress:
-    """Progress on one updating line of a terminal, at most ten times a second."""
+    """A `progress` function for `export_zip` and `import_zip` that shows progress on one
+    updating line of a terminal, at most ten times a second (what the command line uses).
+
+    Args:
+        verb: The word shown before each table, e.g. `"exporting"`.
+        stream: Where to write (default `sys.stderr`).
+
+    Examples:
+        >>> import io
+        >>> from livedb.export import TerminalProgress
+        >>> out = io.StringIO()
+        >>> TerminalProgress("exporting", out)("notes", 3, 3)
+        >>> out.getvalue().strip()
+        'exporting notes: 3/3 documents\\x1b[K'
+    """
 
     def __init__(self, verb: str, stream: IO[str] | None = None) -> None:
         self.verb = verb

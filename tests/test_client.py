@@ -16,6 +16,7 @@ from livedb import (
     Database,
     LiveDBError,
     UserIdentity,
+    ValidationError,
     define_schema,
     define_table,
     mutation,
@@ -539,6 +540,20 @@ def test_paginated_results_status_and_load_more(db):
     assert view.status == "exhausted"
     assert view.load_more(3) is False
     assert numbers(view) == [0, 1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("count", [0, -1, 2.0, "3", True])
+def test_paginated_counts_are_checked_like_paginate(db, count):
+    """A bad page size is a `ValidationError`, as `paginate` reports it, when the view is
+    made and when it loads more."""
+    seed_messages(db, 2)
+    client = db.client()
+    with pytest.raises(ValidationError, match="initial_num_items"):
+        client.paginated(messages_by_n, {}, count)
+    view = client.paginated(messages_by_n, {}, 1)
+    with pytest.raises(ValidationError, match="num_items"):
+        view.load_more(count)
+    assert numbers(view) == [0]
 
 
 def test_paginated_newer_documents_grow_the_first_page(db):

@@ -21,25 +21,64 @@ def serve(db: Database, package: Any, *, host: str = "127.0.0.1", port: int = 32
           auth: PasswordAuth | None = None, token_ttl: float = 3600.0,
           allowed_origins: str | Iterable[str] = "*", sign_up: bool = True,
           ping_interval: float = 15.0) -> Server:
-    """Serve `package`'s functions on `db` to Convex clients; returns the running `Server`.
+    """Serve `package`'s functions on `db` to Convex clients, from a background thread.
 
-    `package` plays the part of a Convex project's `convex/` folder: a module, a dotted
-    module name or a directory. Every `@query`, `@mutation` and `@action` in its modules is
-    served under its Convex path (`package/messages.py`'s `list` is `"messages:list"`,
-    `package/chat/rooms.py`'s `get` is `"chat/rooms:get"`). The server runs in a
-    background thread beside the application's own use of `db`; `port=0` picks a free
-    port (see `Server.port`, `Server.url`). `Server.close()` stops it (the database stays
-    open).
+    It speaks Convex's WebSocket sync protocol and HTTP API, so the unmodified `convex`
+    npm package (`ConvexClient`, `ConvexHttpClient`, React's `useQuery`,
+    `useMutation`, `usePaginatedQuery`, optimistic updates) works against it, beside
+    the application's own in-process use of `db`. `package` plays the part of a Convex
+    project's `convex/` folder: every `@query`, `@mutation` and `@action` in its modules
+    is served under its Convex path (`package/messages.py`'s `list` is
+    `"messages:list"`, `package/chat/rooms.py`'s `get` is `"chat/rooms:get"`). Values
+    map as Convex maps them: an `int` is a JS bigint, a `float` a number, `bytes` an
+    ArrayBuffer, and documents show `_creationTime` in milliseconds. A client's
+    `setAuth` token is a `PasswordAuth` session token. Needs the `serve` extra
+    (aiohttp): `pip install 'livedb[serve]'`. `python -m livedb serve PACKAGE` does the
+    same from a shell.
 
-    `auth`: the `PasswordAuth` behind the sign-in endpoints and session tokens (default:
-    the one set up on `db`, else a new one). `token_ttl`: lifetime in seconds of the JWTs
-    `/api/auth/token` hands out for a session token (clients refresh them before they
-    expire). `allowed_origins`: the browser origins allowed to call the server (CORS and
-    WebSocket), `"*"` for any. `sign_up=False` turns `/api/auth/sign_up` off.
-    `ping_interval`: seconds of silence after which a connection gets a `Ping`.
+    Args:
+        db: The open database to serve.
+        package: A module, a dotted module name, or a directory.
+        host: The address to listen on (default: this machine only).
+        port: The port; 0 picks a free one (see `Server.port`).
+        auth: The `PasswordAuth` behind the sign-in endpoints and session tokens
+            (default: the one set up on `db`, else a new one).
+        token_ttl: The lifetime in seconds (>= 10) of the JWTs `/api/auth/token` hands
+            out for a session token (clients refresh them before they expire).
+        allowed_origins: The browser origins allowed to call the server (CORS and
+            WebSocket): `"*"` for any, an origin, or a list of origins.
+        sign_up: False turns `/api/auth/sign_up` off.
+        ping_interval: Seconds of silence after which a connection gets a `Ping`.
 
-    Raises `LiveDBError` when aiohttp is missing, the package cannot be imported, or the
-    port cannot be bound.
+    Returns:
+        The running `Server`: `.url`, `.host`, `.port`, `.close()`; a context manager.
+        Closing it does not close the database.
+
+    Raises:
+        LiveDBError: aiohttp is missing, the package cannot be imported, or the port
+            cannot be bound.
+        ValueError: A bad `port`, `token_ttl` or `ping_interval`.
+        TypeError: A bad `allowed_origins`.
+
+    Examples:
+        >>> import json, urllib.request
+        >>> from pathlib import Path
+        >>> import livedb
+        >>> Path("chat").mkdir()
+        >>> _ = Path("chat/messages.py").write_text(
+        ...     "from livedb import query\\n\\n"
+        ...     "@query\\n"
+        ...     "def bodies(ctx):\\n"
+        ...     "    return [m['body'] for m in ctx.db.query('messages').collect()]\\n")
+        >>> db = livedb.Database()
+        >>> _ = db.mutation(lambda ctx: ctx.db.insert("messages", {"body": "hello"}))
+        >>> with livedb.serve(db, "chat", port=0) as server:
+        ...     request = urllib.request.Request(
+        ...         server.url + "/api/query", headers={"Content-Type": "application/json"},
+        ...         data=json.dumps({"path": "messages:bodies", "args": {}}).encode())
+        ...     json.load(urllib.request.urlopen(request))["value"]
+        ['hello']
+        >>> db.close()
     """
     origins = (allowed_origins,) if isinstance(allowed_origins, str) else tuple(
         allowed_origins)

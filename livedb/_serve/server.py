@@ -40,9 +40,14 @@ MAX_MESSAGE_BYTES = 64 << 20
 
 
 class Server:
-    """A running `livedb.serve(...)`: `.url`, `.host`, `.port`; `.close()` stops it.
+    """A running `livedb.serve(...)`; a context manager (leaving the block closes it).
 
-    Usable as a context manager. Closing the server does not close the database."""
+    Closing the server does not close the database.
+
+    Attributes:
+        host: The address it listens on.
+        port: The port it listens on (the one picked, if `serve` was given `port=0`).
+    """
 
     def __init__(self, hub: Hub, host: str, port: int, allowed_origins: tuple[str, ...]
                  ) -> None:
