@@ -199,17 +199,18 @@ def export_zip(source: Database | str | os.PathLike[str], destination: str | os.
     """Write every user table of `source`, and every stored file, to a ZIP: a backup.
 
     The export is one snapshot: every document and every stored file's bytes as of one
-    commit, taken while an open database keeps serving (writes made meanwhile are not
-    in it). That holds for a database shared between processes too: `source` may be a
+    commit, taken while an open database keeps serving (writes made meanwhile are not in
+    it). That holds for a database shared between processes too: `source` may be a
     PostgreSQL URL (`"postgresql://..."`), and a path that other processes have open
-    with `shared=True` is opened shared beside them. The archive holds `<table>/documents.jsonl` (one document per line, with its
-    `_id` and `_creation_time`, in creation order), the stored files under `_storage/`,
-    and a manifest `livedb_export.json`: the layout of Convex's snapshot exports. Values
-    JSON cannot tell apart are tagged: bytes as `{"$bytes": base64}`, NaN and the
-    infinities as `{"$float": base64}`; an int is a number without a fraction, a float
-    always has one. A file written to a path is created with mode 0600 and appears under
-    its name only once complete. `python -m livedb export SOURCE backup.zip` does the
-    same from a shell.
+    with `shared=True` is opened shared beside them. The archive holds
+    `<table>/documents.jsonl` (one document per line, with its `_id` and
+    `_creation_time`, in creation order), the stored files under `_storage/`, and a
+    manifest `livedb_export.json`: the layout of Convex's snapshot exports. Values JSON
+    cannot tell apart are tagged: bytes as `{"$bytes": base64}`, NaN and the infinities
+    as `{"$float": base64}`; an int is a number without a fraction, a float always has
+    one. A file written to a path is created with mode 0600 and appears under its name
+    only once complete. `python -m livedb export SOURCE backup.zip` does the same from a
+    shell.
 
     Args:
         source: An open `Database`, the path of a database file (opened, and locked,
