@@ -21,8 +21,9 @@ from . import (
     query,
     v,
 )
+from ._engines.postgres import describe
 from ._serve import cli as serve_cli
-from .export import TerminalProgress, export_zip, import_zip
+from .export import TerminalProgress, export_zip, import_zip, is_url, open_location
 
 schema = define_schema({
     "messages": define_table({"channel": v.string(), "author": v.string(), "body": v.string()})
@@ -68,10 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("demo", help="a short demo of mutations and a live query")
     export = commands.add_parser("export", help="write a database to a ZIP of JSON Lines")
-    export.add_argument("database", help="the database file (e.g. app.livedb)")
+    export.add_argument("database", help="the database: a file (e.g. app.livedb) or a "
+                        "PostgreSQL URL (postgresql://user:pw@host/db); it may be in use")
     export.add_argument("zip", help="the ZIP file to write")
     load = commands.add_parser("import", help="load a ZIP written by export into a database")
-    load.add_argument("database", help="the database file (created if missing)")
+    load.add_argument("database", help="the database: a file (created if missing) or a "
+                      "PostgreSQL URL; it may be in use")
     load.add_argument("zip", help="the ZIP file to read")
     mode = load.add_mutually_exclusive_group()
     mode.add_argument("--append", action="store_const", const="append", dest="mode",
@@ -94,20 +97,25 @@ def _load_schema(spec: str) -> Any:
         raise LiveDBError(f"--schema {spec!r}: {e}") from None
 
 
+def _name(location: str) -> str:
+    """A database's name for messages (a URL without its password)."""
+    return describe(location) if is_url(location) else location
+
+
 def _transfer(args: argparse.Namespace) -> str:
     if args.command == "export":
         progress = TerminalProgress("exporting") if sys.stderr.isatty() else None
         counts = export_zip(args.database, args.zip, progress=progress)
-        verb = f"exported {args.database} to {args.zip}"
+        verb = f"exported {_name(args.database)} to {args.zip}"
     else:
         progress = TerminalProgress("importing") if sys.stderr.isatty() else None
         mode = args.mode or "refuse"
         if args.schema:
-            with Database(_load_schema(args.schema), path=args.database) as db:
+            with open_location(args.database, _load_schema(args.schema)) as db:
                 counts = import_zip(db, args.zip, mode=mode, progress=progress)
         else:
             counts = import_zip(args.database, args.zip, mode=mode, progress=progress)
-        verb = f"imported {args.zip} into {args.database}"
+        verb = f"imported {args.zip} into {_name(args.database)}"
     tables = ", ".join(f"{table} {count:,}" for table, count in counts.items()) or "no tables"
     return f"{verb}: {sum(counts.values()):,} documents ({tables})"
 

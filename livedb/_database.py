@@ -12,6 +12,7 @@ attributes.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
@@ -24,6 +25,8 @@ from ._client import Client
 from ._crons import Crons
 from ._engines import StorageEngine
 from ._engines.memory import MemoryEngine
+from ._engines.postgres import PostgresEngine
+from ._engines.shared_sqlite import SharedSqliteEngine
 from ._engines.sqlite import SqliteEngine
 from ._errors import LiveDBError, ValidationError
 from ._functions import (
@@ -46,10 +49,14 @@ from ._reactive import Dispatch, Reactive, Subscription
 from ._scheduler import ActionScheduler, MutationScheduler, Scheduler
 from ._schema import Schema
 from ._search import vector_search
+from ._shared import SharedKernel
 from ._storage import ActionStorage, FileStorage, MutationStorage, QueryStorage
 from ._values import type_name
 
 R = TypeVar("R")
+
+_tool: contextvars.ContextVar[bool] = contextvars.ContextVar("livedb_tool", default=False)
+"""Set while a tool (export, import) opens a database: its scheduler stays passive."""
 
 TokenResolver = Callable[[Any], tuple[UserIdentity, Callable[[], None]]]
 """Turns a session token into its identity and a check of its session (see `client`)."""
@@ -141,15 +148,27 @@ class Database:
             `mutation` returns) or `"normal"` (syncs batched: a power loss may lose the
             last moments of commits, but never corrupts the file). Ignored in memory.
         crons: Recurring jobs (`livedb.Crons()`), scheduled when the database opens.
+        shared: With `path`, let every process of this machine that opens the file with
+            `shared=True` use it at once: each sees the others' commits (live queries
+            included, within milliseconds), mutations stay serializable across them (a
+            conflict is retried; `ConflictError` when retries run out), and a scheduled
+            call runs once across all of them. See the scaling guide.
+        url: A PostgreSQL database to keep the database in, shared by every process (on
+            any machine) that opens it: `"postgresql://user:password@host:5432/dbname"`.
+            Stored files live there too. Needs `pip install "livedb[postgres]"`
+            (psycopg 3). Not with `path`.
 
     Raises:
         DatabaseLockedError: Another `Database`, in this or another process, has `path`
-            open.
+            open (an exclusive opener and a shared one exclude each other too).
         CorruptionError: The file at `path` is damaged, or is not a livedb file.
         SchemaError: Documents already stored do not match `schema` (the message names
             the first ones and their paths).
-        TypeError: `schema`, `clock`, `dispatch` or `crons` is of the wrong kind.
-        ValueError: `durability` is neither `"full"` nor `"normal"`.
+        TypeError: `schema`, `clock`, `dispatch`, `crons`, `shared` or `url` is of the
+            wrong kind.
+        ValueError: `durability` is neither `"full"` nor `"normal"`; `shared=True`
+            without a `path`; both `path` and `url`; a `url` that is not PostgreSQL's.
+        LiveDBError: With `url`, the server cannot be reached (the message names it).
 
     Examples:
         >>> from livedb import Database, define_schema, define_table, mutation, query, v
@@ -165,15 +184,29 @@ class Database:
         >>> with Database(schema, path="notes.livedb") as db:
         ...     db.query(texts)
         ['hello']
+
+        Several processes of one machine each open the file with `shared=True` (here
+        two openers in one process stand for them):
+
+        >>> web = Database(schema, path="shared.livedb", shared=True)
+        >>> worker = Database(schema, path="shared.livedb", shared=True)
+        >>> _ = worker.mutation(add, {"text": "from the worker"})
+        >>> import time
+        >>> while not web.query(texts):
+        ...     time.sleep(0.001)
+        >>> web.query(texts)
+        ['from the worker']
+        >>> web.close(); worker.close()
     """
 
     def __init__(self, schema: Schema | None = None, *, path: str | os.PathLike[str] | None
                  = None, clock: Callable[[], float] | None = None,
                  dispatch: Dispatch | None = None, durability: str = "full",
-                 crons: Crons | None = None) -> None:
-        """Open the database: create or load `path`, check its documents against
-        `schema` (building any index the schema adds), fail actions a crash cut short,
-        and start the scheduler."""
+                 crons: Crons | None = None, shared: bool = False,
+                 url: str | None = None) -> None:
+        """Open the database: create or load `path` (or connect to `url`), check its
+        documents against `schema` (building any index the schema adds), fail actions a
+        crash cut short, and start the scheduler."""
         if schema is not None and not isinstance(schema, Schema):
             raise TypeError(f"Database(schema): expected define_schema(...), got "
                             f"{type_name(schema)}")
@@ -184,25 +217,52 @@ class Database:
         if durability not in ("full", "normal"):
             raise ValueError(f"Database(durability=...): expected 'full' or 'normal', got "
                              f"{durability!r}")
+        if not isinstance(shared, bool):
+            raise TypeError(f"Database(shared=...): expected True or False, got "
+                            f"{type_name(shared)}")
+        if url is not None:
+            if not isinstance(url, str):
+                raise TypeError(f"Database(url=...): expected a str like "
+                                f"'postgresql://user:pw@host:5432/dbname', got {type_name(url)}")
+            if path is not None:
+                raise ValueError("Database(path=..., url=...): pass one of them (a file, or "
+                                 "a PostgreSQL URL)")
+            if not url.startswith(("postgresql://", "postgres://")):
+                raise ValueError(f"Database(url=...): expected a PostgreSQL URL starting with "
+                                 f"'postgresql://', got {url.split('://')[0]!r}://...")
+        elif shared and path is None:
+            raise ValueError("Database(shared=True) needs a path (the file the processes "
+                             "share); for several machines pass url='postgresql://...'")
         self._dispatch = dispatch
         self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
         self._token_resolver: TokenResolver | None = None
         self._closing = threading.Lock()
         catalog = Catalog(schema, clock or time.time)
         location = None if path is None else os.fspath(path)
-        engine: StorageEngine = (MemoryEngine() if location is None
-                                 else SqliteEngine(location, durability))
+        engine: StorageEngine
+        if url is not None:
+            engine = PostgresEngine(url, durability)
+        elif location is None:
+            engine = MemoryEngine()
+        elif shared:
+            engine = SharedSqliteEngine(location, durability)
+        else:
+            engine = SqliteEngine(location, durability)
         kernel = self._kernel = Kernel(catalog, engine)
         services = self._services = _Services(kernel)
         runner = self._runner = services.runner = Runner(kernel, services)
         try:
             files = self._files = services.files = FileStorage(kernel, location)
             scheduler = self._scheduler = services.scheduler = Scheduler(
-                kernel, runner, crons, manual=clock is not None)
+                kernel, runner, crons, manual=clock is not None, passive=_tool.get())
             kernel.load()
+            if engine.shared:
+                kernel.shared = SharedKernel(kernel)
             self._reactive = Reactive(kernel, services)
             for listener in (scheduler, files, self._reactive):
                 kernel.listen(listener)
+            if kernel.shared is not None:
+                kernel.shared.start()
             files.open()
             scheduler.open()
         except BaseException:
@@ -710,3 +770,20 @@ def reactive_of(db: Database) -> Reactive:
 def files_of(db: Database) -> FileStorage:
     """`db`'s stored files."""
     return db._files
+
+
+def open_for_tool(schema: Schema | None = None, *, path: str | None = None,
+                  url: str | None = None, shared: bool = False) -> Database:
+    """Open a database for a tool (export, import) rather than an app: its scheduler runs
+    nothing, and on a shared database it leaves the app's scheduled calls and crons
+    exactly as they are."""
+    token = _tool.set(True)
+    try:
+        return Database(schema, path=path, url=url, shared=shared)
+    finally:
+        _tool.reset(token)
+
+
+def shared_of(db: Database) -> SharedKernel | None:
+    """The shared side of `db`'s kernel (None unless it is shared)."""
+    return db._kernel.shared  # type: ignore[no-any-return]

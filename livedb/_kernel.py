@@ -110,6 +110,9 @@ class Kernel:
         saw it waits for."""
         self._flushing = False
         self._publishing = False
+        self.shared: Any = None
+        """With a shared engine, the `_shared.SharedKernel` that commits and applies the
+        log (set by the facade): `write` hands every mutation to it."""
         for info in catalog.tables.values():
             self._define(info)
         catalog.on_new_table = self._define
@@ -182,6 +185,8 @@ class Kernel:
                 if table not in keys:
                     catalog.forget(table)
             catalog.last_time = max(last_time, self.engine.last_time())
+            if self.engine.shared:
+                store.ts = store.applied = self.engine.head()  # type: ignore[attr-defined]
             self.search_indexes = Indexes.build(store, catalog.definitions())
         finally:
             if enabled:
@@ -239,6 +244,8 @@ class Kernel:
             LiveDBError: the database is closed, this thread is already in a write, or
                 the commit could not be made durable (`WriteError`).
         """
+        if self.shared is not None:
+            return self.shared.write(body, make, on_commit, extra)  # type: ignore[no-any-return]
         me = get_ident()
         if self._writer == me:
             raise LiveDBError("a mutation cannot run another mutation (use ctx.db directly, "
@@ -439,6 +446,8 @@ class Kernel:
                     self._cond.wait()
                 finally:
                     self._waiters -= 1
+        if self.shared is not None:
+            self.shared.stop()
         self.engine.close()
 
     def _check(self) -> None:

@@ -70,6 +70,14 @@ RETRY_FIRST = 0.05
 """Seconds before a call whose commit could not be written (a full disk) is tried again."""
 RETRY_MAX = 5.0
 """The longest wait between two tries of such a call: the delay doubles up to this."""
+RECHECK = 1.0
+"""Shared databases: seconds before a call claimed by another live process is looked at
+again (it may have finished, or its process may have died)."""
+OPEN_WAIT = 30.0
+"""Shared databases: how long opening waits for another process opening the scheduler."""
+_OPEN_KEY = "livedb:opening-the-scheduler"
+_DIED = ("the process running this action died; it was not retried (scheduled actions run "
+         "at most once)")
 _MAX_ERROR = 4000
 _FINISHED = ("success", "failed", "canceled")
 
@@ -356,7 +364,7 @@ class Scheduler:
     settles = False
 
     def __init__(self, kernel: Kernel, runner: Runner, crons: Crons | None,
-                 manual: bool) -> None:
+                 manual: bool, passive: bool = False) -> None:
         if crons is not None and not isinstance(crons, Crons):
             raise TypeError(f"Database(crons=...): expected livedb.Crons(), got "
                             f"{type_name(crons)}")
@@ -365,7 +373,9 @@ class Scheduler:
         """Runs the scheduled functions (the database's call path)."""
         kernel.catalog.add_system_table(TABLE)
         self._jobs = {} if crons is None else dict(crons.jobs)
-        self._manual = manual
+        self._manual = manual or passive
+        self._passive = passive
+        """A tool's database (export, import): nothing runs, nothing is recovered."""
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         """Waited on under `_mutex` (taken directly where nobody waits: a C-level lock)."""
@@ -392,7 +402,12 @@ class Scheduler:
 
     def open(self) -> None:
         """Fail actions cut short by the last close, bring the crons up to date, and queue."""
+        if self._passive:
+            return
         kernel = self._kernel
+        if kernel.shared is not None:
+            self._open_shared()
+            return
         txn = kernel.reader()
         try:
             rows = txn.system.query(TABLE).collect()
@@ -405,10 +420,55 @@ class Scheduler:
             kernel.write_system("opening the scheduler",
                          lambda txn: self._recover(txn, rows))
 
-    def _recover(self, txn: Writer, rows: list[dict[str, Any]]) -> None:
+    def _open_shared(self) -> None:
+        """`open` on a shared database: one process at a time (a claim), at the newest
+        commit, fails only the actions whose process died, and leaves the crons of jobs
+        it does not know (given no `crons`) to the processes that run them."""
+        kernel = self._kernel
+        engine: Any = kernel.engine
+        deadline = kernel.catalog.now() + OPEN_WAIT
+        while not engine.claim(_OPEN_KEY):
+            if kernel.catalog.now() > deadline:
+                raise LiveDBError("opening the scheduler: another process kept opening it for "
+                                  f"{OPEN_WAIT:g} s")
+            threading.Event().wait(0.01)
+        try:
+            kernel.shared.catch_up()
+            txn = kernel.reader()
+            try:
+                rows = txn.system.query(TABLE).collect()
+            finally:
+                txn.close()
+            dead = [row["_id"] for row in rows if row["state"]["kind"] == "in_progress"
+                    and engine.claim(str(row["_id"]))]
+            try:
+                kernel.write_system("opening the scheduler",
+                                    lambda txn: self._recover(txn, rows, set(dead)))
+            finally:
+                for doc_id in dead:
+                    engine.unclaim(str(doc_id))
+        finally:
+            engine.unclaim(_OPEN_KEY)
+        with self._cond:
+            for row in rows:
+                self._track(row)
+
+    def _recover(self, txn: Writer, rows: list[dict[str, Any]],
+                 dead: set[Any] | None = None) -> None:
+        """Fail the actions cut short (with `dead`, only those: their process died), and
+        schedule each cron job's next run (cancelling runs of changed or removed jobs)."""
         now = self._kernel.catalog.now()
+        shared = dead is not None
         for row in rows:
-            if row["state"]["kind"] == "in_progress":
+            if shared and row["_id"] not in dead:  # type: ignore[operator]
+                continue
+            if row["state"]["kind"] == "in_progress" and shared:
+                current = txn.system.get(row["_id"])
+                if current is not None and current["state"]["kind"] == "in_progress":
+                    txn.system_update(row["_id"], {"state": {"kind": "failed", "error": _DIED},
+                                                    "completed_time": now})
+                row["state"] = {"kind": "failed"}
+            elif row["state"]["kind"] == "in_progress":
                 error = ("the database closed while this action ran; it was not retried "
                          "(scheduled actions run at most once)")
                 txn.system_update(row["_id"], {"state": {"kind": "failed", "error": error},
@@ -420,6 +480,8 @@ class Scheduler:
             if cron is not None:
                 by_job.setdefault(cron["name"], []).append(row)
         kept = set()
+        if shared and not self._jobs:
+            return
         for name, job_rows in by_job.items():
             job = self._jobs.get(name)
             for row in job_rows:
@@ -477,6 +539,11 @@ class Scheduler:
         elif kind in _FINISHED and row.get("completed_time") is not None:
             when = row["completed_time"] + RETENTION
             heapq.heappush(self._expiring, (when, doc_id))
+        elif (kind == "in_progress" and self._kernel.shared is not None
+              and doc_id not in self._running and doc_id not in self._queued):
+            self._queued.add(doc_id)
+            when = self._kernel.catalog.now() + RECHECK
+            heapq.heappush(self._due, (when, doc_id))
         else:
             return None
         if not self._manual and self._thread is None and not self._stopping:
@@ -533,7 +600,12 @@ class Scheduler:
         keeps scheduled mutations exactly once and actions at most once.
         """
         try:
-            ran = self._execute(doc_id)
+            if self._kernel.shared is not None:
+                ran, retry_at = self._execute_shared(doc_id)
+                if retry_at is not None:
+                    return ran, retry_at
+            else:
+                ran = self._execute(doc_id)
         except WriteError as e:
             if self._closed:
                 raise
@@ -653,6 +725,42 @@ class Scheduler:
                 log.exception("livedb: running scheduled call %s failed", doc_id)
         finally:
             self._release(doc_id, retry_at)
+
+    def _execute_shared(self, doc_id: str) -> tuple[bool, float | None]:
+        """Run one call on a shared database if this process claims it; whether it ran,
+        and when to look again at a call another live process holds.
+
+        An action found `in_progress` whose claim can be taken was cut short by the death
+        of the process running it: it is marked failed, never run again."""
+        row = self._row(doc_id)
+        if row is None or row["state"]["kind"] not in ("pending", "in_progress"):
+            return False, None
+        engine: Any = self._kernel.engine
+        if doc_id not in self._unfinished and not engine.claim(doc_id):
+            return False, self._kernel.catalog.now() + RECHECK
+        try:
+            row = self._row(doc_id)
+            if row is None:
+                return False, None
+            if row["state"]["kind"] == "in_progress" and doc_id not in self._unfinished:
+                return self._finish(row, "in_progress", {"kind": "failed", "error": _DIED}), None
+            if row["state"]["kind"] == "pending":
+                fn = lookup(row["name"])
+                if fn is None or fn.kind not in (MUTATION, ACTION):
+                    log.warning("livedb: scheduled call %s: cannot import %s in this process; "
+                                "left for the other processes", doc_id, row["name"])
+                    return False, self._kernel.catalog.now() + RECHECK * 10
+            return self._execute(doc_id), None
+        finally:
+            engine.unclaim(doc_id)
+
+    def _row(self, doc_id: str) -> dict[str, Any] | None:
+        txn = self._kernel.reader()
+        try:
+            row: dict[str, Any] | None = txn.system.get(doc_id)
+            return row
+        finally:
+            txn.close()
 
     def _execute(self, doc_id: str) -> bool:
         """Run one call if it is still pending; whether it ran.

@@ -30,6 +30,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -56,6 +57,12 @@ _OLD_NAME = re.compile(r"[0-9A-Za-z]{8,40}\Z")
 """How earlier versions named a stored file's bytes: its id alone (renamed at open)."""
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
+SHARED_GRACE = 60.0
+"""Shared databases: seconds the bytes of a deleted file are kept (another process may be
+reading them, at a snapshot from before the delete)."""
+SHARED_LEFTOVER_AGE = 3600.0
+"""Shared databases: a file no row references is swept at open only once it is this old
+(another process may be committing its row right now)."""
 EXPORT_ROWS = "_storage/documents.jsonl"
 EXPORT_FILES = "_storage/files/"
 
@@ -116,6 +123,14 @@ def _fsync_dir(folder: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _age(entry: os.DirEntry[str]) -> float:
+    """Seconds since `entry` was last modified (0 if that cannot be told)."""
+    try:
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _metadata(row: dict[str, Any]) -> dict[str, Any]:
@@ -209,8 +224,27 @@ class _Staged:
             self.temp = None
 
 
+class _EngineBlobs:
+    """The bytes of stored files kept by the engine (PostgreSQL), used like a dict."""
+
+    def __init__(self, files: Any) -> None:
+        self._files = files
+
+    def __setitem__(self, name: str, blob: bytes) -> None:
+        self._files.put(name, iter((blob,)))
+
+    def get(self, name: str) -> bytes | None:
+        found: bytes | None = self._files.get(name)
+        return found
+
+    def pop(self, name: str, default: Any = None) -> Any:
+        self._files.remove([name])
+        return default
+
+
 class FileStorage:
-    """The stored files of one database, in memory or (with a path) in `<path>.files/`."""
+    """The stored files of one database: in memory, in `<path>.files/` (with a path), or
+    in the engine (PostgreSQL)."""
 
     system_only = True
     """Hears only of commits that wrote a system table (see _kernel.CommitListener)."""
@@ -221,8 +255,10 @@ class FileStorage:
         self.kernel = kernel
         kernel.catalog.add_system_table(TABLE)
         self.folder = None if path is None else os.path.abspath(path) + ".files"
-        self._blobs: dict[str, bytes] = {}
-        """In memory: the bytes of each stored file, by name (`blob_name`)."""
+        engine_files = getattr(kernel.engine, "files", None)
+        self._blobs: Any = {} if engine_files is None else _EngineBlobs(engine_files)
+        """In memory (or in the engine): the bytes of each stored file, by name."""
+        self._shared = kernel.engine.shared
         self._lock = threading.Lock()
         """Held while a name is placed or removed, and around the fields below."""
         self._generation = 0
@@ -267,6 +303,8 @@ class FileStorage:
                 name = entry.name
                 if name.startswith(_TEMP):
                     self._remove_leftover(name)
+                    continue
+                if self._shared and _age(entry) < SHARED_LEFTOVER_AGE:
                     continue
                 found = _NAME.match(name)
                 if found is not None:
@@ -350,16 +388,25 @@ class FileStorage:
             source = staged.finish()
             sha256 = staged.digest.hexdigest()
             fields = {"sha256": sha256, "size": staged.size, "content_type": content_type}
+            current = [source]
+            """Where the bytes are: a shared database may run the insert again after a
+            conflict, with a new id, so the bytes move on from where the last run put them."""
 
             def insert(txn: Writer) -> Id:
                 doc_id = txn.system_insert(TABLE, fields)
                 name = blob_name(doc_id, sha256)
-                self._place(name, source)
+                self._place(name, current[0])
+                if isinstance(current[0], str):
+                    current[0] = self._path(name)
                 staged.temp = None
                 placed.append(name)
                 return doc_id
 
-            return self._kernel.write_system("storage.store", insert)
+            stored = self._kernel.write_system("storage.store", insert)
+            if len(placed) > 1:
+                with self._lock:
+                    self._remove_unneeded(placed[:-1])
+            return stored
         except BaseException:
             staged.discard()
             if placed and not self._commit_uncertain():
@@ -405,6 +452,8 @@ class FileStorage:
             except OSError as e:
                 raise _io_error(f"read stored file {doc_id} at", path, e) from None
         if blob is None:
+            if self._shared and not self._kernel.writing:
+                self._kernel.shared.catch_up()  # the row may be gone in a newer commit
             if self.row(doc_id) is None:
                 return None
             raise CorruptionError(f"stored file {doc_id} is missing although its _storage "
@@ -412,7 +461,8 @@ class FileStorage:
         if len(blob) != row["size"] or hashlib.sha256(blob).hexdigest() != row["sha256"]:
             raise CorruptionError(f"stored file {doc_id} is damaged: its size or sha256 does "
                                   "not match what was stored")
-        return blob
+        found: bytes = blob
+        return found
 
     def open_blob(self, row: dict[str, Any]) -> IO[bytes] | None:
         """A binary stream of the bytes of the file `row` describes, or None if they are gone."""
@@ -482,8 +532,19 @@ class FileStorage:
             return
         names = [deleting.pop(doc_id) for doc_id, blob, _ct in commit.writes
                  if blob is None and doc_id in deleting and doc_id.startswith(prefix)]
-        if names:
+        if names and self._shared:
+            later = threading.Timer(SHARED_GRACE, self._discard_later, [names])
+            later.daemon = True
+            later.start()
+        elif names:
             self.discard(names)
+
+    def _discard_later(self, names: list[str]) -> None:
+        try:
+            self.discard(names)
+        except Exception:  # noqa: BLE001 - the next open's sweep removes them
+            log.warning("livedb: removing the bytes of deleted stored files failed",
+                        exc_info=True)
 
     def settled(self, ts: int) -> None:
         """Nothing to do in the committing thread."""

@@ -45,8 +45,8 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from ._database import Database, files_of, kernel_of
-from ._errors import LiveDBError, ValidationError
+from ._database import Database, files_of, kernel_of, open_for_tool
+from ._errors import DatabaseLockedError, LiveDBError, ValidationError
 from ._ids import new_id, parse_id, valid_table_name
 from ._query import Reader, Writer
 from ._storage import (
@@ -199,19 +199,22 @@ def export_zip(source: Database | str | os.PathLike[str], destination: str | os.
     """Write every user table of `source`, and every stored file, to a ZIP: a backup.
 
     The export is one snapshot: every document and every stored file's bytes as of one
-    commit, taken while an open database keeps serving (writes made meanwhile are not
-    in it). The archive holds `<table>/documents.jsonl` (one document per line, with its
-    `_id` and `_creation_time`, in creation order), the stored files under `_storage/`,
-    and a manifest `livedb_export.json`: the layout of Convex's snapshot exports. Values
-    JSON cannot tell apart are tagged: bytes as `{"$bytes": base64}`, NaN and the
-    infinities as `{"$float": base64}`; an int is a number without a fraction, a float
-    always has one. A file written to a path is created with mode 0600 and appears under
-    its name only once complete. `python -m livedb export SOURCE backup.zip` does the
-    same from a shell.
+    commit, taken while an open database keeps serving (writes made meanwhile are not in
+    it). That holds for a database shared between processes too: `source` may be a
+    PostgreSQL URL (`"postgresql://..."`), and a path that other processes have open
+    with `shared=True` is opened shared beside them. The archive holds
+    `<table>/documents.jsonl` (one document per line, with its `_id` and
+    `_creation_time`, in creation order), the stored files under `_storage/`, and a
+    manifest `livedb_export.json`: the layout of Convex's snapshot exports. Values JSON
+    cannot tell apart are tagged: bytes as `{"$bytes": base64}`, NaN and the infinities
+    as `{"$float": base64}`; an int is a number without a fraction, a float always has
+    one. A file written to a path is created with mode 0600 and appears under its name
+    only once complete. `python -m livedb export SOURCE backup.zip` does the same from a
+    shell.
 
     Args:
-        source: An open `Database`, or the path of a database file (opened, and locked,
-            for the export).
+        source: An open `Database`, the path of a database file (opened, and locked,
+            for the export; opened shared if shared openers use it), or a PostgreSQL URL.
         destination: A path to write the ZIP to (replaced if it exists), or a binary file
             object open for writing.
         progress: None, or a function called as `progress(table, documents done,
@@ -238,11 +241,29 @@ def export_zip(source: Database | str | os.PathLike[str], destination: str | os.
     """
     if isinstance(source, Database):
         return _export(source, destination, progress)
-    path = os.fspath(source)
-    if not os.path.exists(path):
-        raise LiveDBError(f"export: there is no database at {path}")
-    with Database(path=path) as db:
+    location = os.fspath(source)
+    if not is_url(location) and not os.path.exists(location):
+        raise LiveDBError(f"export: there is no database at {location}")
+    with open_location(location) as db:
         return _export(db, destination, progress)
+
+
+def is_url(location: str) -> bool:
+    """Whether `location` names a PostgreSQL database rather than a file."""
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def open_location(location: str, schema: Any = None) -> Database:
+    """Open a database file or URL for a tool (export, import): a file in use by shared
+    openers is opened shared beside them; the tool's scheduler runs nothing."""
+    if is_url(location):
+        return open_for_tool(schema, url=location)
+    try:
+        return open_for_tool(schema, path=location)
+    except DatabaseLockedError as e:
+        if "shared=True in other" not in str(e) and "with shared=True in another" not in str(e):
+            raise
+    return open_for_tool(schema, path=location, shared=True)
 
 
 def _export(db: Database, destination: str | os.PathLike[str] | IO[bytes],
@@ -320,7 +341,9 @@ def _write_table(txn: Reader, archive: zipfile.ZipFile, table: str,
 def import_zip(target: Database | str | os.PathLike[str], source: str | os.PathLike[str]
                | IO[bytes], *, mode: str = "refuse",
                progress: Progress | None = None) -> dict[str, int]:
-    """Import a ZIP written by `export_zip` into `target`, all or nothing.
+    """Import a ZIP written by `export_zip` into `target`, all or nothing (`target` may
+    be a PostgreSQL URL, and a path or URL in use by shared openers is imported into
+    beside them).
 
     All documents and stored files commit in one mutation, or nothing changes (stored
     files' bytes included). Documents keep their `_id` and `_creation_time`, so ids
@@ -333,7 +356,8 @@ def import_zip(target: Database | str | os.PathLike[str], source: str | os.PathL
     backup.zip [--append | --replace]` does the same from a shell.
 
     Args:
-        target: An open `Database`, or the path of a database file (created if missing).
+        target: An open `Database`, the path of a database file (created if missing),
+            or a PostgreSQL URL.
         source: The ZIP: a path, or a binary file object open for reading.
         mode: What to do with a table that already holds documents: `"refuse"` (the
             default: raise, changing nothing), `"append"` (keep them and add the
@@ -376,7 +400,7 @@ def import_zip(target: Database | str | os.PathLike[str], source: str | os.PathL
         tables = _tables_in(archive, members)
         if isinstance(target, Database):
             return _import(target, archive, members, tables, mode, progress)
-        with Database(path=os.fspath(target)) as db:
+        with open_location(os.fspath(target)) as db:
             return _import(db, archive, members, tables, mode, progress)
 
 

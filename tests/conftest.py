@@ -115,3 +115,53 @@ def frequent_thread_switches() -> Iterator[None]:
     sys.setswitchinterval(1e-5)
     yield
     sys.setswitchinterval(old)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a PostgreSQL server for the session: `LIVEDB_TEST_POSTGRES_URL` (set by
+    .ci/run), else a throwaway server started here (tests/pgkit.py); skips only where
+    no PostgreSQL binaries exist (and then fails under LIVEDB_REQUIRE_ALL=1)."""
+    url = os.environ.get("LIVEDB_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    import pgkit
+
+    if pgkit.binaries() is None:
+        pytest.skip("needs PostgreSQL: no initdb/pg_ctl found (Debian: apt-get install "
+                    "postgresql; .ci/run installs it)")
+    folder = pgkit.make_folder()
+    url = pgkit.start(folder)
+    try:
+        yield url
+    finally:
+        pgkit.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_databases = [0]
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the session's server (dropped afterwards)."""
+    psycopg = pytest.importorskip("psycopg", reason="needs psycopg (pip install "
+                                  "'livedb[postgres]')")
+    from psycopg import conninfo
+
+    _databases[0] += 1
+    name = f"livedb_test_{os.getpid()}_{_databases[0]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    parts = conninfo.conninfo_to_dict(postgres_server)
+    user = parts.get("user", "postgres")
+    password = f":{parts['password']}" if parts.get("password") else ""
+    yield (f"postgresql://{user}{password}@{parts.get('host', '127.0.0.1')}:"
+           f"{parts.get('port', 5432)}/{name}")
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

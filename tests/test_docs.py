@@ -12,6 +12,8 @@ A block that needs a UI toolkit says so in an HTML comment on the line before it
     <!-- test: textual -->   runs headless (Textual's `App.run_test()`)
     <!-- test: qt -->        runs with QT_QPA_PLATFORM=offscreen; skipped, with the reason,
                              only when neither PySide6 nor PyQt6 is installed
+    <!-- test: postgres -->  runs with DATABASE_URL naming a fresh PostgreSQL database (the
+                             `postgres_url` fixture)
 
 A block whose first line is a comment naming a Python file (`# app/messages.py`) is also
 written to that file, so that later blocks may import it (as `livedb.serve` imports a
@@ -49,7 +51,7 @@ from livedb._client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-TOOLKITS = ("tk", "textual", "qt")
+TOOLKITS = ("tk", "textual", "qt", "postgres")
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _DIRECTIVE = re.compile(r"^\s*<!--\s*test:\s*(?P<what>[\w-]+)\s*-->\s*$")
@@ -209,6 +211,13 @@ def test_qt_block(block: Block, page_module: types.ModuleType,
     if _qt_binding() is None:
         pytest.skip('neither PySide6 nor PyQt6 is installed (pip install ".[qt]")')
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    run(_before(block), page_module)
+
+
+@pytest.mark.parametrize("block", _tagged("postgres"), ids=lambda b: b.where)
+def test_postgres_block(block: Block, page_module: types.ModuleType, postgres_url: str,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
     run(_before(block), page_module)
 
 

@@ -5,29 +5,45 @@ openers, loading what it holds, and making batches of commits durable. It never 
 the in-memory store: the kernel (see _kernel.py) feeds it `Commit` records and builds
 the store from the rows `load` yields.
 
-Today's engines: `MemoryEngine` (nothing is kept) and `SqliteEngine` (one SQLite file,
-one process at a time). The interface is shaped for a shared engine too: a commit log
-that several processes apply to their in-memory replicas, with optimistic concurrency
-on read sets. Its contract, for a future implementation:
+Engines: `MemoryEngine` (nothing is kept), `SqliteEngine` (one SQLite file, one process
+at a time), and the shared engines `SharedSqliteEngine` (one SQLite file, the processes
+of one machine) and `PostgresEngine` (a PostgreSQL database, processes on several
+machines). A shared engine is a `SharedEngine`: the engine's commit log is the truth,
+and every process applies it, in order, to its in-memory replica (_replica.py).
 
-- `shared` is True; the file or server may have commits made by other processes.
-- `load()` yields every stored document at one consistent point and `head()` is that
-  point's commit number; `since(number)` returns the log entries after `number`, in
-  order (the kernel applies them to its replica before each mutation commits).
-- `write([commit])` writes one commit in one engine transaction that first checks the
-  log's head equals the commit's base: if another process committed since, it raises
-  `Conflict` with the entries in between (the kernel applies them, checks them against
-  the mutation's read set, and retries or rebases).
-- `watch(wake)` calls `wake()` (from any thread) when other processes commit.
+- `shared` is True; other processes commit to the same storage.
+- `load()` yields every stored document at one consistent point, and `head()` is that
+  point's commit number (read it after `load`).
+- `since(n)` returns the log entries after commit `n`, in order; `LogGap` if the log no
+  longer holds all of them (entries are pruned once they are old), after which the
+  caller reloads (`load` again) instead.
+- `commit(base, writes, last_time, check)` makes one commit durable in one engine
+  transaction holding the log's write lock. When other processes committed since
+  `base`, the entries in between are handed to `check` first: if it returns True
+  (nothing the mutation read was written) the commit goes on top of them, else
+  `Conflict` is raised with them and nothing is written. It returns the commit's number
+  and the entries it went on top of (the caller applies those first). This is what the
+  first proposal ("raise on any commit in between") taught: a rebase inside the lock
+  saves a round trip and a re-execution per commit that merely raced with an unrelated
+  one, which under several busy processes is most of them.
+- `watch(wake)` calls `wake()` (from a thread of its own) whenever other processes may
+  have committed: `PRAGMA data_version` polling on SQLite, `LISTEN/NOTIFY` on
+  PostgreSQL, and a periodic wake in any case (a missed signal delays, never loses).
+- `claim(key)` / `unclaim(key)`: a scheduled call is run by whoever claims it, in an
+  engine transaction (SQLite: an immediate transaction; PostgreSQL: row locks, `FOR
+  UPDATE SKIP LOCKED`). A claim whose owner is gone (its process died) can be taken.
+- `files` is None or a `FileStore` holding stored files' bytes in the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from .._errors import LiveDBError
+import msgspec
+
+from .._errors import CorruptionError, LiveDBError
 from .._store import Changes, Write
 
 StoredRow = tuple[str, str, float, bytes]
@@ -89,3 +105,111 @@ class StorageEngine(Protocol):
     def close(self) -> None:
         """Release the storage (idempotent); nothing is written after this."""
         ...
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One commit of a shared engine's log, as the engine hands it back."""
+
+    n: int
+    """The commit number (strictly increasing, no gaps)."""
+    writes: list[Write]
+    last_time: float
+    """The newest creation time handed out by the process that made it."""
+
+
+class Conflict(Exception):
+    """A shared commit was refused: entries it did not see wrote into its read set."""
+
+    def __init__(self, entries: list[LogEntry]) -> None:
+        super().__init__(f"{len(entries)} commit(s) wrote into what the mutation read")
+        self.entries = entries
+
+
+class LogGap(LiveDBError):
+    """The log no longer holds every entry after the asked commit (they were pruned)."""
+
+
+class FileStore(Protocol):
+    """Stored files' bytes kept by an engine (PostgreSQL), by name (see _storage.py)."""
+
+    def put(self, name: str, chunks: Iterator[bytes]) -> int:
+        """Store bytes under `name` (replacing none: a name always means the same bytes)."""
+        ...
+
+    def get(self, name: str) -> bytes | None:
+        ...
+
+    def remove(self, names: list[str]) -> None:
+        ...
+
+    def names(self) -> list[str]:
+        ...
+
+
+class CommitCheck(Protocol):
+    """What a shared commit is judged by: called with the entries it would go on top of,
+    True when none wrote into what the mutation read (converting them on the way)."""
+
+    ids: set[str]
+    """The ids the mutation read or wrote."""
+    times: set[float]
+    """The creation times it handed out."""
+    only_ids: bool
+    """Whether `ids` and `times` are all it read (no index range): then the engine may
+    judge the entries itself (PostgreSQL does, on the server)."""
+
+    def __call__(self, entries: list[LogEntry]) -> bool:
+        ...
+
+
+class SharedEngine(StorageEngine, Protocol):
+    """A storage engine that several processes commit to (see the module docstring)."""
+
+    files: FileStore | None
+
+    def head(self) -> int:
+        ...
+
+    def since(self, n: int) -> list[LogEntry]:
+        ...
+
+    def commit(self, base: int, writes: list[Write], last_time: float,
+               check: CommitCheck) -> tuple[int, list[LogEntry]]:
+        ...
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        ...
+
+    def claim(self, key: str) -> bool:
+        ...
+
+    def unclaim(self, key: str) -> None:
+        ...
+
+
+_entry_encoder = msgspec.msgpack.Encoder()
+_entry_decoder = msgspec.msgpack.Decoder()
+
+
+def encode_entry(writes: list[Write], last_time: float) -> bytes:
+    """A log entry's stored form: msgpack `[last_time, [[id, blob or None, time], ...]]`."""
+    return _entry_encoder.encode([last_time, writes])
+
+
+def decode_entry(n: int, data: bytes, where: str) -> LogEntry:
+    """The `LogEntry` stored as `data`; `CorruptionError` naming `where` if it is not one."""
+    try:
+        last_time, raw = _entry_decoder.decode(data)
+        writes: list[Write] = []
+        for doc_id, blob, creation_time in raw:
+            if (doc_id.__class__ is not str or (blob is not None and blob.__class__ is not bytes)
+                    or creation_time.__class__ is not float):
+                raise ValueError
+            writes.append((doc_id, blob, creation_time))
+        if last_time.__class__ is not float:
+            raise ValueError
+    except (msgspec.DecodeError, ValueError, TypeError):
+        raise CorruptionError(f"{where} is damaged: its commit log entry {n} does not "
+                              "decode") from None
+    return LogEntry(n, writes, last_time)

@@ -75,6 +75,15 @@ _TABLES = {
     "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, crc INTEGER NOT NULL, "
             "value BLOB NOT NULL) WITHOUT ROWID",
 }
+SHARED_TABLES = {
+    "log": "CREATE TABLE log (n INTEGER PRIMARY KEY, at REAL NOT NULL, data BLOB NOT NULL)",
+    "head": "CREATE TABLE head (one INTEGER PRIMARY KEY CHECK (one = 1), n INTEGER NOT NULL, "
+            "last_time REAL NOT NULL)",
+    "claims": "CREATE TABLE claims (key TEXT PRIMARY KEY, owner INTEGER NOT NULL, "
+              "at REAL NOT NULL) WITHOUT ROWID",
+}
+"""The tables a file opened with `shared=True` also holds (see shared_sqlite.py): an
+exclusive opener accepts and ignores them (no shared opener can be using them then)."""
 _LAST_TIME = "last_creation_time"
 _SET_META = "INSERT OR REPLACE INTO meta VALUES (?, ?, ?)"
 _LOAD_BATCH = 4096
@@ -90,11 +99,13 @@ class _Claim:
     the owner has closed the file, since closing them earlier would drop its locks.
     """
 
-    __slots__ = ("path", "parked")
+    __slots__ = ("path", "parked", "shared")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, shared: bool = False) -> None:
         self.path = path
         self.parked: list[int] = []
+        self.shared = 1 if shared else 0
+        """How many shared openers (`shared=True`) hold it; 0 for an exclusive one."""
 
 
 _claims: dict[tuple[int, int], _Claim] = {}
@@ -106,17 +117,42 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
-def _claim(st: os.stat_result, path: str) -> tuple[int, int]:
-    """Record that `path` (whose stat is `st`) is being opened here; refuse a second opener."""
+def _claim(st: os.stat_result, path: str, shared: bool = False) -> tuple[int, int]:
+    """Record that `path` (whose stat is `st`) is being opened here; refuse a second opener
+    (unless it and every opener before it are shared ones)."""
     key = _identity(st)
     with _claims_lock:
         held = _claims.get(key)
         if held is None:
-            _claims[key] = _Claim(path)
+            _claims[key] = _Claim(path, shared)
+            return key
+        if shared and held.shared:
+            held.shared += 1
             return key
     also = "" if held.path == path else f", opened as {held.path}"
+    if held.shared:
+        raise DatabaseLockedError(f"{path} is already open with shared=True in another "
+                                  f"Database (this process{also}); open it with shared=True "
+                                  "too, or close that one first")
     raise DatabaseLockedError(f"{path} is already open in another Database (this process"
                               f"{also}); close that one first")
+
+
+def unclaim_shared(key: tuple[int, int]) -> None:
+    """A shared opener let go of the file (it never holds a descriptor of it)."""
+    with _claims_lock:
+        claim = _claims.get(key)
+        if claim is None:
+            return
+        claim.shared -= 1
+        if claim.shared > 0:
+            return
+        del _claims[key]
+        for parked in claim.parked:
+            try:
+                os.close(parked)
+            except OSError:
+                pass
 
 
 def _unclaim(key: tuple[int, int], fd: int | None) -> None:
@@ -177,11 +213,13 @@ class FileLock:
         self.path = path + ".lock"
         self._fd: int | None = None
 
-    def acquire(self, db_path: str) -> None:
+    def acquire(self, db_path: str, shared: bool = False) -> None:
         """Take the lock (creating the lock file, mode 0600); raise if another holds it.
 
-        Raises `DatabaseLockedError` when another process (or another `Database` of this
-        one) holds it, and `LiveDBError` when the lock file cannot be opened.
+        With `shared`, the lock is a shared one: every shared opener holds it at once, and
+        they exclude an exclusive opener (and it them). Raises `DatabaseLockedError` when
+        another process (or another `Database` of this one) holds it in the other mode,
+        and `LiveDBError` when the lock file cannot be opened.
         """
         try:
             fd = self._open()
@@ -194,13 +232,27 @@ class FileLock:
         except OSError as e:
             raise LiveDBError(f"cannot open {db_path}: cannot create its lock file "
                               f"{self.path} ({e.strerror})") from None
-        if not _try_lock(fd):
+        if not _try_lock(fd, shared):
             holder = _read_pid(fd)
+            by_shared = not shared and _try_lock(fd, True)
+            if by_shared:
+                _unlock(fd)
             os.close(fd)
             who = ("this process" if holder == os.getpid()
                    else f"process {holder}" if holder else "another process")
+            if by_shared:
+                raise DatabaseLockedError(f"{db_path} is open with shared=True in other "
+                                          "processes; open it with shared=True too, or "
+                                          "close them first")
+            if shared:
+                raise DatabaseLockedError(f"{db_path} is already open in another Database "
+                                          f"without shared=True ({who}); close that one "
+                                          "first")
             raise DatabaseLockedError(f"{db_path} is already open in another Database "
                                       f"({who}); close that one first")
+        if shared:
+            self._fd = fd
+            return
         try:
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
@@ -229,10 +281,10 @@ class FileLock:
             os.close(fd)
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, shared: bool = False) -> bool:
     try:
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         else:  # pragma: no cover - Windows
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # pyright: ignore[reportPossiblyUnboundVariable, reportAttributeAccessIssue]
     except OSError:
@@ -376,6 +428,9 @@ class SqliteEngine:
                 raise LiveDBError(f"{path} has file format version {version}{newer}; this "
                                   f"livedb reads version {FORMAT_VERSION} only")
             found = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+            for name, sql in SHARED_TABLES.items():
+                if found.get(name) == sql:
+                    del found[name]
             if found != _TABLES:
                 raise CorruptionError(f"{path} is damaged: its tables are not livedb's "
                                       f"({', '.join(sorted(found)) or 'none'})")
