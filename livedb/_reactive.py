@@ -18,7 +18,8 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from operator import itemgetter
 from typing import Any, Self
 
 from ._engines import Commit
@@ -32,6 +33,8 @@ from ._transaction import ReadRange
 from ._values import encode
 
 log = logging.getLogger("livedb")
+
+_first = itemgetter(0)
 
 Dispatch = Callable[[Callable[[], None]], Any]
 
@@ -446,9 +449,8 @@ class Reactive:
         writes = commit.writes
         with self._mutex:
             if self._busy is None and not self._queue and not (
-                    self._live and self._matches([w[0] for w in writes], commit.changes)):
-                store.release(self._done)
-                store.pin(ts)
+                    self._live and self._matches(map(_first, writes), commit.changes)):
+                store.move(self._done, ts)
                 self._done = ts
                 return
             store.pin(ts)
@@ -510,7 +512,7 @@ class Reactive:
                 self._busy = None
                 cond.notify_all()
 
-    def _matches(self, ids: list[str], changes: Changes,
+    def _matches(self, ids: Iterable[str], changes: Changes,
                  found: set[LiveQuery] | None = None) -> bool:
         """Whether a commit that wrote `ids` with these index `changes` meets any live
         query's read set; the live queries it meets are added to `found` (else the first

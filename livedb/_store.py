@@ -135,6 +135,12 @@ class Store:
     def release(self, ts: int) -> None:
         self._active.remove(ts)
 
+    def move(self, old: int, new: int) -> None:
+        """Register a snapshot at `new` in place of one at `old` (`new` not collected)."""
+        active = self._active
+        active.append(new)
+        active.remove(old)
+
     # -- reading --------------------------------------------------------------------------
 
     def index(self, name: IndexName) -> SortedIndex:
